@@ -1,0 +1,40 @@
+"""throttled_http: make every outbound HTTP request wait its turn.
+
+The core (this namespace) imports no HTTP client. The integrations live in their own
+modules, each shipped as an extra: ``throttled_http.aiohttp`` (``[aiohttp]``),
+``throttled_http.httpx`` (``[httpx]``) and ``throttled_http.redis`` (``[redis]``).
+"""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    InvalidRateError,
+    InvalidURLError,
+    ThrottledHTTPError,
+    ThrottlerBackendError,
+    ThrottlerTimeoutError,
+)
+from ._rates import Rate, parse_rates
+from ._throttler import Entry, Throttler, ThrottlerStatistics
+from ._version import __version__
+
+__all__ = [
+    "Entry",
+    "InvalidRateError",
+    "InvalidURLError",
+    "Rate",
+    "ThrottledHTTPError",
+    "Throttler",
+    "ThrottlerBackendError",
+    "ThrottlerStatistics",
+    "ThrottlerTimeoutError",
+    "__version__",
+    "parse_rates",
+]
+
+# Show the public path in reprs and docs: throttled_http.Throttler, not ._throttler.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj

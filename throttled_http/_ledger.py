@@ -1,0 +1,283 @@
+"""The bookkeeping behind every throttler: pure, synchronous, clock-agnostic.
+
+A :class:`Ledger` answers one question, "from what time may an entry of this cost be
+admitted?", and records what happens to entries. It never reads a clock and never waits:
+the async :class:`~throttled_http.Throttler` drives it with ``loop.time()``, the thread-safe
+:class:`~throttled_http.SyncThrottler` with ``time.monotonic()``. One set of rules, so
+every front end keeps the same guarantees.
+
+The mental model. An entry lives in two phases:
+
+* **open** (reserved, not yet stamped): from admission until it is *settled*. An open entry
+  counts in every window, forever, because nobody knows yet when it really happened. A
+  woken task is open until it actually resumes; an HTTP request is open until its response
+  headers arrive.
+* **stamped**: settling records the time of settling as the entry's stamp. The stamp counts
+  in a window of ``period`` seconds while ``now < stamp + period``.
+
+An entry of cost ``c`` is admitted at ``now`` only when, for every window,
+``stamps_in_window + open + c <= limit``. So any half-open interval ``[t, t + period)``
+holds at most ``limit`` entries, whichever moment inside ``[admission, settling]`` an entry
+truly took place at.
+
+Smooth mode (``burst``) adds the generic cell rate algorithm on top: entries are spaced
+``interval = period / limit`` apart with at most ``burst`` back to back. Open entries
+count as arriving now, and an entry's arrival time is its settling time, so a leaky-bucket
+server sees no two entries closer than ``interval`` when ``burst == 1``.
+
+Retuning (:meth:`Ledger.set_rates`) never loosens a guarantee already given: the old
+windows keep counting every entry until no entry admitted under them can share a window
+with a new one, and only then retire.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from itertools import repeat
+
+from ._rates import Rate
+
+__all__ = ["INF", "Ledger"]
+
+INF = float("inf")
+
+
+class _Window:
+    """Stamps of one ``limit`` per ``period`` rule, oldest first.
+
+    An entry of cost ``c`` is stored as ``c`` equal stamps, so ``len(stamps)`` is the
+    cost in the window and memory stays ``O(limit)``.
+    """
+
+    __slots__ = ("generation", "limit", "open_before", "period", "retire_at", "stamps")
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self.stamps: deque[float] = deque()
+        # Only for a retiring window: the ledger generation it was replaced in, the cost
+        # still open from before that, and the time after which no old entry is in reach.
+        self.generation = -1
+        self.open_before = 0
+        self.retire_at = INF
+
+    def purge(self, now: float) -> None:
+        stamps = self.stamps
+        period = self.period
+        while stamps and stamps[0] + period <= now:
+            stamps.popleft()
+
+
+class Ledger:
+    """Window, smoothing, open entries, concurrency and pause state of one throttler.
+
+    Args:
+        rates: the limits that must all allow an entry.
+        burst: smooth mode; ``None`` means no spacing beyond the windows.
+        max_concurrency: cap on held slots; ``None`` means none.
+    """
+
+    __slots__ = (
+        "_burst",
+        "_interval",
+        "_max_concurrency",
+        "_retiring",
+        "_tat",
+        "_windows",
+        "generation",
+        "in_flight",
+        "open",
+        "paused_until",
+        "rates",
+    )
+
+    def __init__(
+        self,
+        rates: Sequence[Rate],
+        *,
+        burst: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        self.rates: tuple[Rate, ...] = tuple(rates)
+        self._windows: tuple[_Window, ...] = tuple(_Window(r.limit, r.period) for r in rates)
+        self._retiring: list[_Window] = []
+        self._burst = burst
+        self._interval = max(r.interval for r in rates) if burst is not None else 0.0
+        self._tat = -INF
+        self._max_concurrency = max_concurrency
+        self.open = 0  # cost reserved and not yet settled
+        self.in_flight = 0  # slots held (entered and not yet released)
+        self.paused_until = -INF
+        self.generation = 0
+
+    # -- questions -------------------------------------------------------------------
+
+    @property
+    def burst(self) -> int | None:
+        return self._burst
+
+    @property
+    def max_concurrency(self) -> int | None:
+        return self._max_concurrency
+
+    def earliest(self, now: float, cost: int, hold: bool = True) -> float:
+        """The earliest time ``>= now`` at which ``cost`` may be admitted.
+
+        Returns ``now`` itself when it may be admitted now, and ``INF`` when time alone
+        will not do: an open entry must settle or a slot must be released first.
+        """
+        if hold and self._max_concurrency is not None and self.in_flight >= self._max_concurrency:
+            return INF
+        at = now if self.paused_until <= now else self.paused_until
+        held = self.open + cost
+        for window in self._windows:
+            at = _window_earliest(window, now, held, at)
+        if self._retiring:
+            self._retire(now)
+            for window in self._retiring:
+                at = _window_earliest(window, now, held, at)
+        if self._burst is not None:
+            slack = held - (self._burst if self._burst > cost else cost)
+            if slack > 0:
+                return INF
+            ready = self._tat + slack * self._interval
+            if ready > at:
+                at = ready
+        return at
+
+    def fits(self, cost: int) -> bool:
+        """Whether ``cost`` can ever be admitted (it is not larger than every window)."""
+        return all(cost <= w.limit for w in self._windows)
+
+    def in_window(self, now: float) -> int:
+        """Cost counted in the first window now, open entries included."""
+        window = self._windows[0]
+        window.purge(now)
+        return len(window.stamps) + self.open
+
+    def is_idle(self, now: float) -> bool:
+        """Nothing in any window, nothing open or held, no pause and no spacing debt."""
+        if self.open or self.in_flight or self.paused_until > now or self._tat > now:
+            return False
+        for window in self._windows:
+            window.purge(now)
+            if window.stamps:
+                return False
+        self._retire(now)
+        return not self._retiring
+
+    # -- transitions -----------------------------------------------------------------
+
+    def reserve(self, cost: int, hold: bool) -> int:
+        """Admit ``cost`` as an open entry; returns the generation to settle it with."""
+        self.open += cost
+        if hold:
+            self.in_flight += 1
+        return self.generation
+
+    def settle(self, now: float, cost: int, generation: int) -> None:
+        """Stamp an open entry at ``now``."""
+        self.open -= cost
+        self._stamp(now, cost)
+        if self._retiring:
+            self._forget_old(now, cost, generation, settled=True)
+
+    def unreserve(self, cost: int, hold: bool, generation: int) -> None:
+        """Give back an open entry that never happened (its waiter was cancelled)."""
+        self.open -= cost
+        if hold:
+            self.in_flight -= 1
+        if self._retiring:
+            self._forget_old(0.0, cost, generation, settled=False)
+
+    def take(self, now: float, cost: int, hold: bool) -> None:
+        """Admit and stamp at once (the uncontended path)."""
+        if hold:
+            self.in_flight += 1
+        self._stamp(now, cost)
+
+    def release(self) -> None:
+        """Give back a concurrency slot."""
+        if self.in_flight <= 0:
+            raise RuntimeError("release() called more times than acquire()")
+        self.in_flight -= 1
+
+    def pause_until(self, until: float) -> bool:
+        """Admit nothing before ``until``; a shorter pause never cuts a longer one short.
+
+        Returns whether the pause was extended.
+        """
+        if until > self.paused_until:
+            self.paused_until = until
+            return True
+        return False
+
+    def resume(self) -> None:
+        """End any pause now."""
+        self.paused_until = -INF
+
+    def set_rates(self, now: float, rates: Sequence[Rate], burst: int | None) -> None:
+        """Replace the limits; the old ones keep guarding entries admitted under them.
+
+        Every old window stays, counting old and new entries alike, until ``period``
+        after its last old entry settled (an entry still open keeps it indefinitely).
+        """
+        old = self._windows
+        self.generation += 1
+        for window in old:
+            window.purge(now)
+            if window.stamps or self.open:
+                window.generation = self.generation
+                window.open_before = self.open
+                window.retire_at = (window.stamps[-1] + window.period) if window.stamps else now
+                self._retiring.append(window)
+        new: list[_Window] = []
+        for rate in rates:
+            window = _Window(rate.limit, rate.period)
+            new.append(window)
+        self._windows = tuple(new)
+        self.rates = tuple(rates)
+        self._burst = burst
+        self._interval = max(r.interval for r in rates) if burst is not None else 0.0
+
+    # -- internals -------------------------------------------------------------------
+
+    def _stamp(self, now: float, cost: int) -> None:
+        for window in self._windows:
+            if cost == 1:
+                window.stamps.append(now)
+            else:
+                window.stamps.extend(repeat(now, cost))
+        for window in self._retiring:
+            window.stamps.extend(repeat(now, cost))
+        if self._burst is not None:
+            tat = self._tat if self._tat > now else now
+            self._tat = tat + cost * self._interval
+
+    def _forget_old(self, now: float, cost: int, generation: int, *, settled: bool) -> None:
+        for window in self._retiring:
+            if generation < window.generation and window.open_before > 0:
+                window.open_before -= cost
+                if settled and now + window.period > window.retire_at:
+                    window.retire_at = now + window.period
+
+    def _retire(self, now: float) -> None:
+        self._retiring = [w for w in self._retiring if w.open_before > 0 or w.retire_at > now]
+
+
+def _window_earliest(window: _Window, now: float, held: int, at: float) -> float:
+    """Fold one window's constraint into ``at`` (see :meth:`Ledger.earliest`)."""
+    room = window.limit - held
+    if room < 0:
+        return INF
+    stamps = window.stamps
+    period = window.period
+    while stamps and stamps[0] + period <= now:
+        stamps.popleft()
+    excess = len(stamps) - room
+    if excess > 0:
+        ready = stamps[excess - 1] + period
+        if ready > at:
+            return ready
+    return at

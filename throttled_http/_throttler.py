@@ -1,0 +1,629 @@
+"""The asyncio ``Throttler``: exact sliding window, FIFO, event-driven, cancellation-safe.
+
+Waiters sleep on futures in one FIFO queue; a single timer, set for the moment the head of
+the queue may enter, wakes them. Nothing polls. Admission reserves an *open* entry for the
+woken task, and the entry is stamped when that task actually resumes, so a loop that runs
+a woken batch late cannot squeeze more than ``rate_limit`` entries into a real window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Final, final
+
+from ._exceptions import ThrottlerTimeoutError
+from ._ledger import INF, Ledger
+from ._rates import Rate, RatesLike, parse_rates
+from ._validate import int_in_range, non_negative_float, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
+
+_OPEN: Final = 0
+_SETTLED: Final = 1
+_CLOSED: Final = 2
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ThrottlerStatistics:
+    """A snapshot of a throttler's state, from :meth:`Throttler.statistics`.
+
+    Attributes:
+        rates: the limits in force.
+        burst: smooth-mode burst, or ``None``.
+        max_concurrency: the concurrency cap, or ``None``.
+        waiting: tasks queued for an entry.
+        in_window: cost counted in the first rate's window now, open entries included.
+        open: cost admitted and not yet settled (woken tasks, requests awaiting headers).
+        in_flight: slots held: entered and not yet released.
+        wait_time: seconds a new entry of cost 1 would wait now if nobody were queued
+            ahead of it; ``inf`` when it waits for a release or a settle rather than for
+            time; a lower bound while others are waiting.
+        paused_for: seconds left of a pause set by :meth:`Throttler.pause` (0 if none).
+    """
+
+    rates: tuple[Rate, ...]
+    burst: int | None
+    max_concurrency: int | None
+    waiting: int
+    in_window: int
+    open: int
+    in_flight: int
+    wait_time: float
+    paused_for: float
+
+
+_Waiter = tuple["asyncio.Future[int]", int, bool]
+
+
+class Throttler:
+    """Admit at most ``rate_limit`` entries in any window of ``period`` seconds.
+
+    A drop-in for the ``asyncio-throttle`` package's ``Throttler`` that is exact, fair and
+    cheap::
+
+        throttler = Throttler(rate_limit=10, period=1.0)
+        async with throttler:
+            await fetch()
+
+    **The guarantee.** For every half-open interval ``[t, t + period)`` of the event loop's
+    clock, the entries stamped in it cost at most ``rate_limit`` in all. An entry is stamped
+    when the admitted task actually resumes (not when a timer decided to wake it), and an
+    entry opened with :meth:`entry` counts from admission until it is settled and for
+    ``period`` after that, so no window at the far end of a network sees more either.
+
+    **Fairness.** Entries are admitted strictly in the order they asked (first come,
+    first served), whatever their cost: nobody barges in while others wait, not even an
+    ``acquire()`` that arrives just as a slot frees. A large cost at the head is never
+    starved by small ones behind it.
+
+    **No polling.** Waiters sleep on futures; one timer, set for the moment the head of the
+    queue may enter, wakes them. 10,000 waiting tasks cost no CPU while they wait.
+
+    **Cancellation.** A waiter cancelled (or timed out) at any point, before, during or right
+    after being woken, takes no entry and no slot, and the queue behind it moves on.
+
+    **Concurrency.** With ``max_concurrency=n`` at most ``n`` callers are inside
+    ``async with`` at once; leaving the block in any way frees the slot.
+
+    **Smooth mode.** ``burst=b`` spaces entries ``period / rate_limit`` seconds apart with
+    at most ``b`` back to back (the generic cell rate algorithm), on top of the window
+    guarantee. ``burst=1`` spaces every entry evenly: what a server enforcing a leaky bucket
+    (nginx ``limit_req`` without ``burst``) requires to never answer 429.
+
+    **Loops.** No loop is captured at construction: a throttler built at import time works
+    under ``asyncio.run`` later. While it has waiters, a pending timer or open entries it
+    belongs to the loop that made them; using it from another loop meanwhile raises
+    :class:`RuntimeError` rather than corrupting state. It is not thread-safe: use
+    :class:`~throttled_http.SyncThrottler` for threads.
+
+    Args:
+        rate_limit: entries allowed per window, an int >= 1.
+        period: the window's length in seconds, a finite number > 0.
+        retry_interval: accepted so code written for ``asyncio-throttle`` runs unchanged;
+            it has no effect because nothing polls. Must be a finite number >= 0.
+        max_concurrency: cap on entries inside ``async with`` at once (``None``: no cap).
+        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument and its allowed range.
+
+    Memory is ``O(rate_limit)``: one float per entry in the window.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_ledger",
+        "_loop",
+        "_retry_interval",
+        "_timer",
+        "_timer_at",
+        "_waiters",
+    )
+
+    def __init__(
+        self,
+        rate_limit: int,
+        period: float = 1.0,
+        retry_interval: float = 0.01,
+        *,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> None:
+        rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
+        self._retry_interval = non_negative_float("retry_interval", retry_interval)
+        self._init((rate,), max_concurrency=max_concurrency, burst=burst)
+
+    def _init(
+        self, rates: Sequence[Rate], *, max_concurrency: int | None, burst: int | None
+    ) -> None:
+        if max_concurrency is not None:
+            max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
+        burst = _check_burst(burst, rates)
+        self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
+        self._waiters: deque[_Waiter] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = INF
+
+    @classmethod
+    def from_rates(
+        cls,
+        *rates: RatesLike,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> Throttler:
+        """A throttler that admits an entry only when every one of ``rates`` allows it.
+
+        >>> t = Throttler.from_rates("10/s", "1000/h")
+        >>> t.rates
+        (Rate(10/s), Rate(1000/h))
+
+        While an entry waits for one limit it holds nothing in another (waiting burns no
+        quota), and admission stays FIFO and cancellation-safe. ``rate_limit`` and
+        ``period`` report the first rate. ``burst`` spaces entries at the slowest rate's
+        interval and may be at most that rate's limit.
+
+        Args:
+            rates: :class:`Rate` values or strings such as ``"10/s; 1000/h"``.
+        """
+        self = cls.__new__(cls)
+        self._retry_interval = 0.01
+        self._init(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
+        return self
+
+    # -- configuration ---------------------------------------------------------------
+
+    @property
+    def rate_limit(self) -> int:
+        """Entries allowed per window of the first rate."""
+        return self._ledger.rates[0].limit
+
+    @property
+    def period(self) -> float:
+        """The first rate's window, in seconds."""
+        return self._ledger.rates[0].period
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """Every limit in force."""
+        return self._ledger.rates
+
+    @property
+    def retry_interval(self) -> float:
+        """Kept for ``asyncio-throttle`` compatibility; unused, since nothing polls."""
+        return self._retry_interval
+
+    @property
+    def burst(self) -> int | None:
+        """Smooth-mode burst, or ``None``."""
+        return self._ledger.burst
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The concurrency cap, or ``None``."""
+        return self._ledger.max_concurrency
+
+    # -- entering --------------------------------------------------------------------
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        ledger = self._ledger
+        now = loop.time()
+        if not self._waiters and ledger.earliest(now, 1) <= now:
+            ledger.take(now, 1, True)
+            return
+        generation = await self._wait(loop, 1, True, None)
+        ledger.settle(loop.time(), 1, generation)
+        self._after_settle()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._ledger.release()
+        if self._waiters and self._ledger.max_concurrency is not None:
+            self._wake()
+
+    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
+        """Wait for an entry of ``cost`` and stamp it when this task resumes.
+
+        With ``max_concurrency`` set, this also takes a slot: give it back with
+        :meth:`release` (``async with`` does both for you).
+
+        Args:
+            cost: weight of the entry, ``1 <= cost <= rate_limit``.
+            timeout: seconds to wait at most (``None``: no limit). On expiry nothing is
+                taken and :class:`~throttled_http.ThrottlerTimeoutError` (a
+                ``TimeoutError``) is raised. ``asyncio.timeout`` and ``wait_for`` around
+                ``acquire`` work as well.
+
+        Raises:
+            ValueError: when ``cost`` exceeds a limit (it could never be admitted).
+            ThrottlerTimeoutError: when ``timeout`` expires first.
+        """
+        self._check_cost(cost)
+        hold = self._ledger.max_concurrency is not None
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        now = loop.time()
+        ledger = self._ledger
+        if not self._waiters and ledger.earliest(now, cost, hold) <= now:
+            ledger.take(now, cost, hold)
+            return
+        deadline = None if timeout is None else now + non_negative_float("timeout", timeout)
+        generation = await self._wait(loop, cost, hold, deadline)
+        ledger.settle(loop.time(), cost, generation)
+        self._after_settle()
+
+    def try_acquire(self, cost: int = 1) -> bool:
+        """Take an entry now if one is free and nobody is waiting; never blocks.
+
+        Returns:
+            ``True`` when an entry was taken (and a slot, with ``max_concurrency``: give
+            it back with :meth:`release`), ``False`` otherwise. Must be called from a
+            running event loop.
+        """
+        self._check_cost(cost)
+        hold = self._ledger.max_concurrency is not None
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        now = loop.time()
+        if not self._waiters and self._ledger.earliest(now, cost, hold) <= now:
+            self._ledger.take(now, cost, hold)
+            return True
+        return False
+
+    def release(self) -> None:
+        """Give back the slot an :meth:`acquire` took when ``max_concurrency`` is set.
+
+        A no-op without ``max_concurrency``, so ``asyncio-throttle``-style code that
+        never releases keeps working.
+
+        Raises:
+            RuntimeError: when called more times than ``acquire()``.
+        """
+        if self._ledger.max_concurrency is None:
+            return
+        self._ledger.release()
+        if self._waiters:
+            self._wake()
+
+    def entry(self, cost: int = 1, *, timeout: float | None = None) -> _EntryContext:
+        """A latency-proof entry, for work whose effect lands some time later.
+
+        ``async with throttler.entry() as e:`` admits like ``async with throttler:``, but
+        the entry counts in the window from admission until ``e.settle()`` is called (or the
+        block exits, whichever comes first) and for ``period`` after that moment. Settle an
+        HTTP request when its response headers arrive: it can only have reached the server
+        in between, so no window at the server holds more than ``rate_limit``, whatever the
+        latency.
+        """
+        self._check_cost(cost)
+        return _EntryContext(self, cost, timeout)
+
+    async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
+        """Wait for a latency-proof entry and return it open; the caller must close it.
+
+        The low-level form of :meth:`entry` for integrations that settle and release from
+        callbacks: call :meth:`Entry.settle` when the effect happened and
+        :meth:`Entry.close` when the slot may be reused (it settles first if needed).
+        """
+        self._check_cost(cost)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        now = loop.time()
+        ledger = self._ledger
+        if not self._waiters and ledger.earliest(now, cost) <= now:
+            generation = ledger.reserve(cost, True)
+        else:
+            deadline = None if timeout is None else now + non_negative_float("timeout", timeout)
+            generation = await self._wait(loop, cost, True, deadline)
+        return Entry(self, cost, generation)
+
+    def flush(self) -> None:
+        """Drop entries whose window has passed (kept for ``asyncio-throttle``).
+
+        Expired entries are dropped lazily anyway; this only does it now.
+        """
+        self._ledger.in_window(self._now())
+
+    # -- server feedback -------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` from now (a server said "slow down").
+
+        A shorter pause never cuts a longer one short. Entries already admitted are not
+        affected, and the window guarantee holds throughout.
+
+        Raises:
+            ValueError: when ``seconds`` is negative or not finite.
+        """
+        seconds = non_negative_float("seconds", seconds)
+        if self._ledger.pause_until(self._now() + seconds) and self._waiters:
+            self._wake()
+
+    def resume(self) -> None:
+        """End a pause now."""
+        self._ledger.resume()
+        if self._waiters:
+            self._wake()
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when not paused)."""
+        return max(0.0, self._ledger.paused_until - self._now())
+
+    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
+        """Retune the limits at runtime (to follow a quota the server advertises).
+
+        The old limits keep guarding the entries admitted under them: every old window stays
+        in force, counting old and new entries, until no entry admitted before the change
+        can share a window with a new one. Loosening therefore takes effect one old
+        ``period`` after the last old entry settled; tightening takes effect at once.
+
+        Args:
+            rates: the new limits, as for :meth:`from_rates`.
+            burst: smooth mode for the new limits.
+        """
+        new = parse_rates(*rates)
+        burst = _check_burst(burst, new)
+        self._ledger.set_rates(self._now(), new, burst)
+        if self._waiters:
+            self._wake()
+
+    # -- introspection ---------------------------------------------------------------
+
+    def has_capacity(self, cost: int = 1) -> bool:
+        """Whether an entry of ``cost`` would be admitted now without waiting."""
+        now = self._now()
+        return not self._waiters and self._ledger.earliest(now, cost) <= now
+
+    def statistics(self) -> ThrottlerStatistics:
+        """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
+        now = self._now()
+        ledger = self._ledger
+        return ThrottlerStatistics(
+            rates=ledger.rates,
+            burst=ledger.burst,
+            max_concurrency=ledger.max_concurrency,
+            waiting=sum(1 for fut, _, _ in self._waiters if not fut.done()),
+            in_window=ledger.in_window(now),
+            open=ledger.open,
+            in_flight=ledger.in_flight,
+            wait_time=ledger.earliest(now, 1) - now,
+            paused_for=max(0.0, ledger.paused_until - now),
+        )
+
+    def is_idle(self) -> bool:
+        """Nothing in any window, nobody waiting, nothing open or in flight, no pause.
+
+        An idle throttler can be forgotten and rebuilt without loosening any limit.
+        """
+        return not self._waiters and self._ledger.is_idle(self._now())
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        rates = ", ".join(str(r) for r in stats.rates)
+        extra = ""
+        if stats.burst is not None:
+            extra += f" burst={stats.burst}"
+        if stats.max_concurrency is not None:
+            extra += f" max_concurrency={stats.max_concurrency}"
+        return (
+            f"<Throttler {rates}{extra} in_window={stats.in_window} open={stats.open} "
+            f"in_flight={stats.in_flight} waiting={stats.waiting}>"
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_cost(self, cost: int) -> None:
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(f"cost must be a positive integer, got {cost!r}")
+        if not self._ledger.fits(cost):
+            smallest = min(r.limit for r in self._ledger.rates)
+            raise ValueError(
+                f"cost must be at most the smallest limit ({smallest}), got {cost}: "
+                "such an entry could never be admitted"
+            )
+
+    def _now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            loop = self._loop
+            return loop.time() if loop is not None and not loop.is_closed() else time.monotonic()
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        old = self._loop
+        if (
+            old is not None
+            and not old.is_closed()
+            and (self._waiters or self._timer is not None or self._ledger.open)
+        ):
+            raise RuntimeError(
+                f"{self!r} is in use by another event loop; a throttler may move to a new "
+                "loop only when it has no waiters and no open entries"
+            )
+        self._loop = loop
+
+    async def _wait(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cost: int,
+        hold: bool,
+        deadline: float | None,
+    ) -> int:
+        """Queue, sleep until admitted, and return the reservation's generation."""
+        fut: asyncio.Future[int] = loop.create_future()
+        waiter = (fut, cost, hold)
+        waiters = self._waiters
+        waiters.append(waiter)
+        if len(waiters) == 1:
+            self._wake()
+        timer = None
+        if deadline is not None and not fut.done():
+            timer = loop.call_at(deadline, _expire, fut, deadline)
+        try:
+            return await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                # Admitted, then cancelled before resuming: the entry never happened.
+                self._ledger.unreserve(cost, hold, fut.result())
+                if waiters:
+                    self._wake()
+            elif waiters and waiters[0] is waiter:
+                waiters.popleft()
+                self._wake()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _wake(self) -> None:
+        """Admit every waiter at the head that fits now; set the timer for the next."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        now = loop.time()
+        waiters = self._waiters
+        ledger = self._ledger
+        while waiters:
+            fut, cost, hold = waiters[0]
+            if fut.done():
+                waiters.popleft()
+                continue
+            at = ledger.earliest(now, cost, hold)
+            if at <= now:
+                waiters.popleft()
+                fut.set_result(ledger.reserve(cost, hold))
+                continue
+            if at != self._timer_at:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = None if at == INF else loop.call_at(at, self._on_timer)
+                self._timer_at = at
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = INF
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = INF
+        self._wake()
+
+    def _after_settle(self) -> None:
+        # Settling moves nothing in the windows, but it may open the way for smooth mode or
+        # for an entry that waited on open entries; let the head look again.
+        if self._waiters:
+            self._wake()
+
+    def _settle_entry(self, entry: Entry) -> None:
+        self._ledger.settle(self._now(), entry.cost, entry._generation)
+        self._after_settle()
+
+    def _close_entry(self) -> None:
+        self._ledger.release()
+        if self._waiters:
+            self._wake()
+
+
+def _expire(fut: asyncio.Future[int], deadline: float) -> None:
+    if not fut.done():
+        fut.set_exception(
+            ThrottlerTimeoutError(f"no entry was free before the deadline (loop time {deadline})")
+        )
+
+
+def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
+    if burst is None:
+        return None
+    slowest = max(rates, key=lambda r: (r.interval, -r.limit))
+    return int_in_range("burst", burst, 1, slowest.limit)
+
+
+@final
+class Entry:
+    """An admitted latency-proof entry; see :meth:`Throttler.entry`.
+
+    ``settle()`` stamps it now (idempotent); ``close()`` settles it if needed and gives
+    back its concurrency slot (idempotent). Both are synchronous, so response callbacks
+    can call them.
+    """
+
+    __slots__ = ("_generation", "_state", "_throttler", "cost")
+
+    def __init__(self, throttler: Throttler, cost: int, generation: int) -> None:
+        self._throttler = throttler
+        self.cost = cost
+        self._generation = generation
+        self._state = _OPEN
+
+    @property
+    def settled(self) -> bool:
+        """Whether the entry has been stamped."""
+        return self._state != _OPEN
+
+    @property
+    def closed(self) -> bool:
+        """Whether the entry's slot has been given back."""
+        return self._state == _CLOSED
+
+    def settle(self) -> None:
+        """Stamp the entry now: it counts in windows until ``period`` from now."""
+        if self._state == _OPEN:
+            self._state = _SETTLED
+            self._throttler._settle_entry(self)
+
+    def close(self) -> None:
+        """Settle (if still open) and give back the concurrency slot."""
+        if self._state == _CLOSED:
+            return
+        self.settle()
+        self._state = _CLOSED
+        self._throttler._close_entry()
+
+    def __repr__(self) -> str:
+        state = ("open", "settled", "closed")[self._state]
+        return f"<Entry cost={self.cost} {state}>"
+
+
+@final
+class _EntryContext:
+    __slots__ = ("_cost", "_entry", "_throttler", "_timeout")
+
+    def __init__(self, throttler: Throttler, cost: int, timeout: float | None) -> None:
+        self._throttler = throttler
+        self._cost = cost
+        self._timeout = timeout
+        self._entry: Entry | None = None
+
+    async def __aenter__(self) -> Entry:
+        self._entry = await self._throttler.open_entry(self._cost, timeout=self._timeout)
+        return self._entry
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entry is not None:
+            self._entry.close()
+

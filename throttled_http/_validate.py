@@ -1,0 +1,43 @@
+"""Argument checks shared by every public constructor: one wording everywhere."""
+
+from __future__ import annotations
+
+import math
+
+
+def positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 1 (bool excluded), else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def int_in_range(name: str, value: object, low: int, high: int) -> int:
+    """Return ``value`` if it is an int in ``[low, high]`` (bool excluded)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite real number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    result = float(value)
+    if not (math.isfinite(result) and result > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return result
+
+
+def non_negative_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    result = float(value)
+    if not (math.isfinite(result) and result >= 0):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return result

@@ -1,0 +1,3 @@
+"""The package version, set in this one place."""
+
+__version__ = "0.1.0"
