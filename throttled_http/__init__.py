@@ -14,12 +14,15 @@ from ._exceptions import (
     ThrottlerBackendError,
     ThrottlerTimeoutError,
 )
+from ._protocols import AsyncLimiter, EntryLike
 from ._rates import Rate, parse_rates
 from ._throttler import Entry, Throttler, ThrottlerStatistics
 from ._version import __version__
 
 __all__ = [
+    "AsyncLimiter",
     "Entry",
+    "EntryLike",
     "InvalidRateError",
     "InvalidURLError",
     "Rate",
@@ -32,9 +35,13 @@ __all__ = [
     "parse_rates",
 ]
 
+
 # Show the public path in reprs and docs: throttled_http.Throttler, not ._throttler.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = __name__
-del _name, _obj
+def _set_public_module() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type):
+            obj.__module__ = __name__
+
+
+_set_public_module()

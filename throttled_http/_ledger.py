@@ -33,10 +33,13 @@ with a new one, and only then retire.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from itertools import repeat
+from typing import TYPE_CHECKING
 
-from ._rates import Rate
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._rates import Rate
 
 __all__ = ["INF", "Ledger"]
 

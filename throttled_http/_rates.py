@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Union, final
+from typing import TypeAlias, final
 
 from ._exceptions import InvalidRateError
 from ._validate import positive_float, positive_int
@@ -159,10 +159,10 @@ class Rate:
         return tuple(cls.parse(part) for part in parts)
 
 
-RateLike = Union[Rate, str]
+RateLike: TypeAlias = "Rate | str"
 """A :class:`Rate`, or a string :meth:`Rate.parse_many` reads."""
 
-RatesLike = Union[RateLike, Iterable[RateLike]]
+RatesLike: TypeAlias = "RateLike | Iterable[RateLike]"
 """One rate-like value, or several."""
 
 
@@ -190,9 +190,7 @@ def parse_rates(*specs: RatesLike) -> tuple[Rate, ...]:
     return tuple(rates)
 
 
-def resolve_rates(
-    rate_limit: object, period: object, rates: RatesLike | None
-) -> tuple[Rate, ...]:
+def resolve_rates(rate_limit: object, period: object, rates: RatesLike | None) -> tuple[Rate, ...]:
     """The rates of a ``(rate_limit, period, *, rates=None)`` signature.
 
     ``rates`` wins when given; otherwise ``rate_limit`` may be an int (with ``period``),

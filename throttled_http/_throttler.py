@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ThrottlerTimeoutError
@@ -22,6 +21,7 @@ from ._validate import int_in_range, non_negative_float, positive_float, positiv
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import TracebackType
 
 __all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
 
@@ -431,9 +431,8 @@ class Throttler:
 
     # -- internals -------------------------------------------------------------------
 
-    def _check_cost(self, cost: int) -> None:
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
-            raise ValueError(f"cost must be a positive integer, got {cost!r}")
+    def _check_cost(self, value: object) -> None:
+        cost = positive_int("cost", value)
         if not self._ledger.fits(cost):
             smallest = min(r.limit for r in self._ledger.rates)
             raise ValueError(
@@ -626,4 +625,3 @@ class _EntryContext:
     ) -> None:
         if self._entry is not None:
             self._entry.close()
-
