@@ -16,6 +16,7 @@ from ._exceptions import (
 )
 from ._protocols import AsyncLimiter, EntryLike
 from ._rates import Rate, parse_rates
+from ._sync import SyncThrottler
 from ._throttler import Entry, Throttler, ThrottlerStatistics
 from ._version import __version__
 
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidRateError",
     "InvalidURLError",
     "Rate",
+    "SyncThrottler",
     "ThrottledHTTPError",
     "Throttler",
     "ThrottlerBackendError",

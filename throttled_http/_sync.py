@@ -1,0 +1,479 @@
+"""The thread-safe ``SyncThrottler``: the asyncio throttler's rules for threads.
+
+It drives the same pure :class:`~throttled_http._ledger.Ledger` as
+:class:`~throttled_http.Throttler`, with ``time.monotonic()`` as the clock and one
+``threading.Lock``. Waiting threads queue in arrival order, each on its own
+``threading.Condition`` over that lock. Only the thread at the head of the queue ever looks
+at the clock: it sleeps exactly until the moment the ledger says it may enter (or until
+something changes: a release, a settle, a pause, a retune) and, once admitted, wakes the
+next one. Nothing polls at a fixed interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Final, final
+
+from ._exceptions import ThrottlerTimeoutError
+from ._ledger import INF, Ledger
+from ._rates import Rate, RatesLike, parse_rates
+from ._throttler import ThrottlerStatistics
+from ._validate import int_in_range, non_negative_float, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
+
+__all__ = ["SyncEntry", "SyncThrottler"]
+
+_OPEN: Final = 0
+_SETTLED: Final = 1
+_CLOSED: Final = 2
+
+
+@final
+class _Waiter:
+    __slots__ = ("cond", "cost", "hold")
+
+    def __init__(self, lock: threading.Lock, cost: int, hold: bool) -> None:
+        self.cond = threading.Condition(lock)
+        self.cost = cost
+        self.hold = hold
+
+
+class SyncThrottler:
+    """Admit at most ``rate_limit`` entries in any window of ``period`` seconds, across threads.
+
+    The synchronous twin of :class:`~throttled_http.Throttler`, for scripts, thread pools
+    and ``httpx.Client``::
+
+        throttler = SyncThrottler(rate_limit=10, period=1.0)
+        with throttler:
+            fetch()
+
+    **The guarantee.** For every half-open interval ``[t, t + period)`` of
+    ``time.monotonic()``, the entries stamped in it cost at most ``rate_limit`` in all. An
+    entry taken with :meth:`acquire` is stamped when the admitted thread returns from it; an
+    entry opened with :meth:`entry` or :meth:`open_entry` counts from admission until it
+    is settled and for ``period`` seconds after that, so a server at the far end of a
+    network sees no more than ``rate_limit`` in any window of ``period`` seconds either.
+
+    **Fairness.** Threads are admitted strictly in the order they asked (first come, first
+    served), whatever their cost: a thread that arrives while others wait queues behind
+    them even if a slot is free, and a large cost at the head is never starved.
+
+    **No busy-waiting.** Each waiting thread blocks on its own condition. Only the head of
+    the queue has a timeout, set to the exact moment it may enter; the others sleep until
+    they reach the head. 1,000 waiting threads cost no CPU while they wait.
+
+    **Timeouts and interrupts.** A thread that gives up (``timeout``) or is interrupted
+    while waiting takes no entry and no slot, and the queue behind it moves on.
+
+    **Concurrency.** With ``max_concurrency=n`` at most ``n`` threads are inside
+    ``with throttler:`` (or hold an open entry) at once.
+
+    **Smooth mode.** ``burst=b`` spaces entries ``period / rate_limit`` seconds apart with at
+    most ``b`` back to back; ``burst=1`` satisfies a server enforcing a leaky bucket.
+
+    The rules are those of :class:`~throttled_http.Throttler` (one shared ledger
+    implementation), so both keep exactly the same promises.
+
+    Args:
+        rate_limit: entries allowed per window, an int >= 1.
+        period: the window's length in seconds, a finite number > 0.
+        max_concurrency: cap on slots held at once (``None``: no cap).
+        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument and its allowed range.
+    """
+
+    __slots__ = ("__weakref__", "_ledger", "_lock", "_waiters")
+
+    def __init__(
+        self,
+        rate_limit: int,
+        period: float = 1.0,
+        *,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> None:
+        rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
+        self._init((rate,), max_concurrency=max_concurrency, burst=burst)
+
+    def _init(
+        self, rates: Sequence[Rate], *, max_concurrency: int | None, burst: int | None
+    ) -> None:
+        if max_concurrency is not None:
+            max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
+        burst = _check_burst(burst, rates)
+        self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
+        self._lock = threading.Lock()
+        self._waiters: deque[_Waiter] = deque()
+
+    @classmethod
+    def from_rates(
+        cls,
+        *rates: RatesLike,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> SyncThrottler:
+        """A throttler that admits an entry only when every one of ``rates`` allows it.
+
+        >>> SyncThrottler.from_rates("10/s", "1000/h").rates
+        (Rate(10/s), Rate(1000/h))
+
+        Args:
+            rates: :class:`~throttled_http.Rate` values or strings such as ``"10/s; 1000/h"``.
+            max_concurrency: as for the constructor.
+            burst: smooth mode; at most the slowest rate's limit.
+        """
+        self = cls.__new__(cls)
+        self._init(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
+        return self
+
+    # -- configuration ---------------------------------------------------------------
+
+    @property
+    def rate_limit(self) -> int:
+        """Entries allowed per window of the first rate."""
+        return self._ledger.rates[0].limit
+
+    @property
+    def period(self) -> float:
+        """The first rate's window, in seconds."""
+        return self._ledger.rates[0].period
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """Every limit in force."""
+        return self._ledger.rates
+
+    @property
+    def burst(self) -> int | None:
+        """Smooth-mode burst, or ``None``."""
+        return self._ledger.burst
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The concurrency cap, or ``None``."""
+        return self._ledger.max_concurrency
+
+    # -- entering --------------------------------------------------------------------
+
+    def __enter__(self) -> None:
+        self._admit(1, True, None, stamp=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._ledger.release()
+            self._notify_head()
+
+    def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
+        """Block until an entry of ``cost`` is admitted; it is stamped on return.
+
+        With ``max_concurrency`` set this also takes a slot: give it back with
+        :meth:`release` (``with throttler:`` does both).
+
+        Args:
+            cost: weight of the entry, ``1 <= cost <=`` the smallest limit.
+            timeout: seconds to wait at most (``None``: no limit). On expiry nothing is
+                taken.
+
+        Raises:
+            ValueError: when ``cost`` exceeds a limit (it could never be admitted).
+            ThrottlerTimeoutError: (a ``TimeoutError``) when ``timeout`` expires first.
+        """
+        self._check_cost(cost)
+        self._admit(cost, self._ledger.max_concurrency is not None, timeout, stamp=True)
+
+    def try_acquire(self, cost: int = 1) -> bool:
+        """Take an entry now if one is free and nobody is waiting; never blocks.
+
+        Returns:
+            ``True`` when an entry was taken (and a slot, with ``max_concurrency``: give it
+            back with :meth:`release`), ``False`` otherwise.
+        """
+        self._check_cost(cost)
+        hold = self._ledger.max_concurrency is not None
+        with self._lock:
+            now = time.monotonic()
+            if not self._waiters and self._ledger.earliest(now, cost, hold) <= now:
+                self._ledger.take(now, cost, hold)
+                return True
+            return False
+
+    def release(self) -> None:
+        """Give back the slot :meth:`acquire` took when ``max_concurrency`` is set.
+
+        A no-op without ``max_concurrency``.
+
+        Raises:
+            RuntimeError: when called more times than ``acquire()``.
+        """
+        if self._ledger.max_concurrency is None:
+            return
+        with self._lock:
+            self._ledger.release()
+            self._notify_head()
+
+    def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> SyncEntry:
+        """Block until admitted and return a latency-proof entry, open; close it later.
+
+        The entry counts in every window from admission until :meth:`SyncEntry.settle`
+        (call it when the response headers arrive) and for ``period`` seconds after, and it
+        holds a concurrency slot until :meth:`SyncEntry.close` (which settles first if
+        needed). Both are idempotent.
+
+        Raises:
+            ValueError: when ``cost`` exceeds a limit.
+            ThrottlerTimeoutError: when ``timeout`` (seconds) expires first.
+        """
+        self._check_cost(cost)
+        generation = self._admit(cost, True, timeout, stamp=False)
+        return SyncEntry(self, cost, generation)
+
+    def entry(self, cost: int = 1, *, timeout: float | None = None) -> _SyncEntryContext:
+        """``with throttler.entry() as e:``: :meth:`open_entry`, closed when the block exits."""
+        self._check_cost(cost)
+        return _SyncEntryContext(self, cost, timeout)
+
+    # -- server feedback -------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` from now; a shorter pause never cuts a longer one.
+
+        Raises:
+            ValueError: when ``seconds`` is negative or not finite.
+        """
+        seconds = non_negative_float("seconds", seconds)
+        with self._lock:
+            if self._ledger.pause_until(time.monotonic() + seconds):
+                self._notify_head()
+
+    def resume(self) -> None:
+        """End a pause now."""
+        with self._lock:
+            self._ledger.resume()
+            self._notify_head()
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when not paused)."""
+        with self._lock:
+            return max(0.0, self._ledger.paused_until - time.monotonic())
+
+    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
+        """Retune the limits; the old ones keep guarding entries admitted under them.
+
+        Tightening takes effect at once; loosening one old ``period`` after the last old
+        entry settled (see :meth:`throttled_http.Throttler.set_rates`).
+        """
+        new = parse_rates(*rates)
+        burst = _check_burst(burst, new)
+        with self._lock:
+            self._ledger.set_rates(time.monotonic(), new, burst)
+            self._notify_head()
+
+    # -- introspection ---------------------------------------------------------------
+
+    def has_capacity(self, cost: int = 1) -> bool:
+        """Whether an entry of ``cost`` would be admitted now without waiting."""
+        with self._lock:
+            now = time.monotonic()
+            return not self._waiters and self._ledger.earliest(now, cost) <= now
+
+    def statistics(self) -> ThrottlerStatistics:
+        """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
+        with self._lock:
+            now = time.monotonic()
+            ledger = self._ledger
+            return ThrottlerStatistics(
+                rates=ledger.rates,
+                burst=ledger.burst,
+                max_concurrency=ledger.max_concurrency,
+                waiting=len(self._waiters),
+                in_window=ledger.in_window(now),
+                open=ledger.open,
+                in_flight=ledger.in_flight,
+                wait_time=ledger.earliest(now, 1) - now,
+                paused_for=max(0.0, ledger.paused_until - now),
+            )
+
+    def is_idle(self) -> bool:
+        """Nothing in any window, nobody waiting, nothing open or in flight, no pause."""
+        with self._lock:
+            return not self._waiters and self._ledger.is_idle(time.monotonic())
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        rates = ", ".join(str(r) for r in stats.rates)
+        extra = ""
+        if stats.burst is not None:
+            extra += f" burst={stats.burst}"
+        if stats.max_concurrency is not None:
+            extra += f" max_concurrency={stats.max_concurrency}"
+        return (
+            f"<SyncThrottler {rates}{extra} in_window={stats.in_window} open={stats.open} "
+            f"in_flight={stats.in_flight} waiting={stats.waiting}>"
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_cost(self, value: object) -> None:
+        cost = positive_int("cost", value)
+        if not self._ledger.fits(cost):
+            smallest = min(r.limit for r in self._ledger.rates)
+            raise ValueError(
+                f"cost must be at most the smallest limit ({smallest}), got {cost}: "
+                "such an entry could never be admitted"
+            )
+
+    def _admit(self, cost: int, hold: bool, timeout: float | None, *, stamp: bool) -> int:
+        """Queue, block until admitted, then stamp (``stamp``) or reserve the entry.
+
+        Returns the ledger generation a reserved entry must be settled with.
+        """
+        wait_at_most = INF if timeout is None else non_negative_float("timeout", timeout)
+        ledger = self._ledger
+        waiters = self._waiters
+        with self._lock:
+            now = time.monotonic()
+            if not waiters and ledger.earliest(now, cost, hold) <= now:
+                return self._enter(now, cost, hold, stamp)
+            deadline = now + wait_at_most
+            waiter = _Waiter(self._lock, cost, hold)
+            waiters.append(waiter)
+            try:
+                while True:
+                    if waiters[0] is waiter:
+                        at = ledger.earliest(now, cost, hold)
+                        if at <= now:
+                            waiters.popleft()
+                            generation = self._enter(now, cost, hold, stamp)
+                            self._notify_head()
+                            return generation
+                    else:
+                        at = INF
+                    if now >= deadline:
+                        raise ThrottlerTimeoutError(
+                            f"no entry was free within {timeout} seconds; nothing was taken"
+                        )
+                    until = at if at < deadline else deadline
+                    waiter.cond.wait(None if until == INF else until - now)
+                    now = time.monotonic()
+            except BaseException:
+                if waiters and waiters[0] is waiter:
+                    waiters.popleft()
+                    self._notify_head()
+                elif waiter in waiters:
+                    waiters.remove(waiter)  # still queued behind others
+                raise
+
+    def _enter(self, now: float, cost: int, hold: bool, stamp: bool) -> int:
+        if stamp:
+            self._ledger.take(now, cost, hold)
+            return self._ledger.generation
+        return self._ledger.reserve(cost, hold)
+
+    def _notify_head(self) -> None:
+        """Let the head of the queue look at the ledger again (call under the lock)."""
+        if self._waiters:
+            self._waiters[0].cond.notify()
+
+    def _settle_entry(self, entry: SyncEntry) -> None:
+        with self._lock:
+            self._ledger.settle(time.monotonic(), entry.cost, entry._generation)
+            self._notify_head()
+
+    def _close_entry(self) -> None:
+        with self._lock:
+            self._ledger.release()
+            self._notify_head()
+
+
+def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
+    if burst is None:
+        return None
+    slowest = max(rates, key=lambda r: (r.interval, -r.limit))
+    return int_in_range("burst", burst, 1, slowest.limit)
+
+
+@final
+class SyncEntry:
+    """An admitted latency-proof entry of a :class:`SyncThrottler`.
+
+    ``settle()`` stamps it now; ``close()`` settles it if needed and gives back its slot.
+    Both are idempotent and thread-safe, so any thread may call them.
+    """
+
+    __slots__ = ("_generation", "_guard", "_state", "_throttler", "cost")
+
+    def __init__(self, throttler: SyncThrottler, cost: int, generation: int) -> None:
+        self._throttler = throttler
+        self.cost = cost
+        self._generation = generation
+        self._state = _OPEN
+        self._guard = threading.Lock()
+
+    @property
+    def settled(self) -> bool:
+        """Whether the entry has been stamped."""
+        return self._state != _OPEN
+
+    @property
+    def closed(self) -> bool:
+        """Whether the entry's slot has been given back."""
+        return self._state == _CLOSED
+
+    def settle(self) -> None:
+        """Stamp the entry now: it counts in windows until ``period`` seconds from now."""
+        with self._guard:
+            if self._state != _OPEN:
+                return
+            self._state = _SETTLED
+        self._throttler._settle_entry(self)
+
+    def close(self) -> None:
+        """Settle (if still open) and give back the concurrency slot."""
+        self.settle()
+        with self._guard:
+            if self._state == _CLOSED:
+                return
+            self._state = _CLOSED
+        self._throttler._close_entry()
+
+    def __repr__(self) -> str:
+        state = ("open", "settled", "closed")[self._state]
+        return f"<SyncEntry cost={self.cost} {state}>"
+
+
+@final
+class _SyncEntryContext:
+    __slots__ = ("_cost", "_entry", "_throttler", "_timeout")
+
+    def __init__(self, throttler: SyncThrottler, cost: int, timeout: float | None) -> None:
+        self._throttler = throttler
+        self._cost = cost
+        self._timeout = timeout
+        self._entry: SyncEntry | None = None
+
+    def __enter__(self) -> SyncEntry:
+        self._entry = self._throttler.open_entry(self._cost, timeout=self._timeout)
+        return self._entry
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._entry is not None:
+            self._entry.close()
