@@ -1,0 +1,52 @@
+"""Shared test helpers: generic, with no knowledge of any one module.
+
+``max_in_window`` (also a fixture of the same name) is the yardstick of the whole suite:
+the most entries any half-open window ``[t, t + period)`` holds, given their times.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+
+def max_in_window(times: Iterable[float], period: float, costs: Iterable[int] | None = None) -> int:
+    """The largest total cost inside any half-open window ``[t, t + period)``.
+
+    The worst window always starts at one of the times, so checking those is exhaustive.
+    A time ``s`` and a later ``s + period`` never share a window: the same float sum the
+    throttler uses decides it.
+
+    Args:
+        times: when each entry happened, in any order (seconds on one clock).
+        period: the window's length in seconds.
+        costs: the weight of each entry, parallel to ``times`` (default 1 each).
+    """
+    if costs is None:
+        stamps = sorted(times)
+        weights = [1] * len(stamps)
+    else:
+        pairs = sorted(zip(times, costs, strict=True))
+        stamps = [t for t, _ in pairs]
+        weights = [c for _, c in pairs]
+    prefix = [0]
+    for weight in weights:
+        prefix.append(prefix[-1] + weight)
+    best = 0
+    for i, start in enumerate(stamps):
+        end = start + period
+        # stamps[j] < end  <=>  the entry is in [start, start + period)
+        j = bisect.bisect_left(stamps, end, lo=i)
+        best = max(best, prefix[j] - prefix[i])
+    return best
+
+
+@pytest.fixture(name="max_in_window")
+def max_in_window_fixture() -> Callable[..., int]:
+    """:func:`max_in_window`, for tests that prefer a fixture to an import."""
+    return max_in_window
