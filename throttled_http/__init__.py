@@ -14,6 +14,14 @@ from ._exceptions import (
     ThrottlerBackendError,
     ThrottlerTimeoutError,
 )
+from ._hostmap import (
+    KeyStatistics,
+    ThrottlerBackend,
+    ThrottlerMap,
+    ThrottlerMapStatistics,
+    resolve_limiter,
+)
+from ._keys import host_key
 from ._protocols import AsyncLimiter, EntryLike
 from ._rates import Rate, parse_rates
 from ._sync import SyncThrottler
@@ -26,15 +34,21 @@ __all__ = [
     "EntryLike",
     "InvalidRateError",
     "InvalidURLError",
+    "KeyStatistics",
     "Rate",
     "SyncThrottler",
     "ThrottledHTTPError",
     "Throttler",
+    "ThrottlerBackend",
     "ThrottlerBackendError",
+    "ThrottlerMap",
+    "ThrottlerMapStatistics",
     "ThrottlerStatistics",
     "ThrottlerTimeoutError",
     "__version__",
+    "host_key",
     "parse_rates",
+    "resolve_limiter",
 ]
 
 
