@@ -1,0 +1,551 @@
+"""``python -m throttled_http demo``: a self-checking tour on local servers.
+
+The demo starts loopback HTTP servers (:class:`throttled_http.testing.RecordingServer`) on
+three hosts, one of which enforces its own limit and answers 429 with ``Retry-After``, and
+sends one workload through aiohttp (:class:`~throttled_http.aiohttp.ThrottledClientSession`)
+and httpx (:class:`~throttled_http.httpx.ThrottledTransport`) at the same time, each client
+against its own servers, with a per-host limit and an override. It then checks its claims
+from what the *servers* recorded:
+
+* no host saw more arrivals in any window of ``period`` seconds than the limit we configured
+  for it;
+* a host whose server limit is at least ours answered no 429.
+
+It exits 1 if either claim failed. The console helpers here (:class:`Board` and
+:func:`print_table`) are shared with ``fetch``: rich when installed, plain text otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO, final
+
+from ._rates import Rate
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+    from types import TracebackType
+
+__all__ = ["Board", "max_in_window", "print_table", "run_demo"]
+
+
+# -- console output --------------------------------------------------------------------
+
+
+def has_rich() -> bool:
+    """Whether the optional ``rich`` package is importable."""
+    return importlib.util.find_spec("rich") is not None
+
+
+@final
+class Board:
+    """Live progress: one bar per task, with rich when available, plain lines otherwise.
+
+    Plain mode prints one status line at most every ``interval`` seconds and once at the
+    end, so logs and pipes stay readable.
+
+    Args:
+        plain: force plain text even when rich is installed.
+        stream: where plain lines go.
+        interval: seconds between plain status lines.
+    """
+
+    __slots__ = (
+        "_done",
+        "_last",
+        "_order",
+        "_progress",
+        "_stream",
+        "_tasks",
+        "_totals",
+        "interval",
+    )
+
+    def __init__(self, *, plain: bool = False, stream: TextIO | None = None, interval: float = 1.0):
+        self._stream = stream if stream is not None else sys.stdout
+        self.interval = interval
+        self._order: list[str] = []
+        self._done: dict[str, int] = {}
+        self._totals: dict[str, int] = {}
+        self._tasks: dict[str, Any] = {}
+        self._last = 0.0
+        self._progress: Any = None
+        if not plain and has_rich():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description:<28}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[note]}"),
+                console=Console(file=self._stream),
+                transient=False,
+            )
+
+    def add(self, key: str, total: int, label: str | None = None) -> None:
+        """Add a bar ``key`` counting up to ``total``."""
+        self._order.append(key)
+        self._done[key] = 0
+        self._totals[key] = total
+        if self._progress is not None:
+            self._tasks[key] = self._progress.add_task(label or key, total=total, note="")
+
+    def advance(self, key: str, step: int = 1, *, note: str | None = None) -> None:
+        """Move bar ``key`` forward by ``step``; ``note`` replaces its trailing text."""
+        self._done[key] += step
+        if self._progress is not None:
+            fields: dict[str, Any] = {} if note is None else {"note": note}
+            self._progress.update(self._tasks[key], advance=step, **fields)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._print_status()
+
+    def _print_status(self) -> None:
+        parts = [f"{key} {self._done[key]}/{self._totals[key]}" for key in self._order]
+        print("progress: " + ", ".join(parts), file=self._stream, flush=True)
+
+    def __enter__(self) -> Board:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        elif self._order:
+            self._print_status()
+
+
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    plain: bool = False,
+    stream: TextIO | None = None,
+) -> None:
+    """Print a table: a rich table when available, aligned plain text otherwise."""
+    stream = stream if stream is not None else sys.stdout
+    if not plain and has_rich():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for i, name in enumerate(columns):
+            table.add_column(name, justify="left" if i < 2 else "right")
+        for row in rows:
+            table.add_row(*row)
+        Console(file=stream).print(table)
+        return
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    print(title, file=stream)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=False))
+        ).rstrip()
+
+    print(line(columns), file=stream)
+    print("  ".join("-" * w for w in widths), file=stream)
+    for row in rows:
+        print(line(row), file=stream)
+    stream.flush()
+
+
+# -- measurements ----------------------------------------------------------------------
+
+
+def max_in_window(times: Sequence[float], period: float) -> int:
+    """Most of ``times`` inside any half-open window ``[t, t + period)``.
+
+    >>> max_in_window([0.0, 0.5, 0.99, 1.0, 1.5], 1.0)
+    3
+    """
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] + period <= t:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def sustained_rate(times: Sequence[float], period: float) -> float:
+    """Arrivals per second, counted as ``len(times) / (span + period)``.
+
+    A limiter that admits ``limit`` entries at once and then one window's worth per
+    ``period`` scores exactly ``limit / period`` on this measure, where the naive
+    ``(n - 1) / span`` would overstate a bursty start.
+    """
+    if not times:
+        return 0.0
+    return len(times) / (max(times) - min(times) + period)
+
+
+@final
+class _PauseMeter:
+    """Total seconds a limiter spent paused (the union of its pauses), from polling."""
+
+    __slots__ = ("_until", "total")
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self.total = 0.0
+
+    def observe(self, now: float, paused_for: float) -> None:
+        if paused_for <= 0:
+            return
+        end = now + paused_for
+        if end > self._until:
+            self.total += end - max(self._until, now)
+            self._until = end
+
+
+# -- the demo workload -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _HostPlan:
+    """One host of the demo: how many requests, our limit and the server's."""
+
+    address: str
+    requests: int
+    ours: Rate
+    server: Rate | None
+    override: bool
+
+
+@dataclass(slots=True)
+class _HostResult:
+    """What one client did to one host, measured at the server."""
+
+    plan: _HostPlan
+    arrivals: list[float] = field(default_factory=list)
+    ok: int = 0
+    errors: int = 0
+    rejected: int = 0
+    paused: float = 0.0
+
+
+def ours_fits_under(ours: Rate, server: Rate) -> bool:
+    """Whether every window the server checks can hold no more than ``ours`` admits.
+
+    True when our ``limit`` per ``period`` is at most the server's for the same period
+    or any longer one we would fit in.
+    """
+    return ours.period >= server.period and ours.limit <= server.limit
+
+
+DEFAULT_RATE = Rate(10, 1.0)
+SERVER_RATE = Rate(5, 1.0)
+OVERRIDE_RATE = Rate(4, 1.0)
+
+
+def _plans(quick: bool) -> tuple[_HostPlan, ...]:
+    scale = 1 if quick else 3
+    return (
+        _HostPlan("127.0.0.1", 20 * scale, DEFAULT_RATE, None, override=False),
+        _HostPlan("127.0.0.2", 8 * scale, OVERRIDE_RATE, SERVER_RATE, override=True),
+        _HostPlan("127.0.0.3", 10 * scale, DEFAULT_RATE, SERVER_RATE, override=False),
+    )
+
+
+def _missing(module: str) -> str | None:
+    """Why ``module`` cannot be used, or ``None`` when it imports."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return f"{module} unavailable ({exc})"
+    return None
+
+
+async def _drive(
+    client: str,
+    plans: Sequence[_HostPlan],
+    urls: dict[str, str],
+    send: Callable[[str], Awaitable[int]],
+    tmap: Any,
+    board: Board,
+    results: dict[str, _HostResult],
+) -> None:
+    """Send every request of ``plans`` through ``send`` at once and tally the answers."""
+    meters = {plan.address: _PauseMeter() for plan in plans}
+    loop = asyncio.get_running_loop()
+
+    async def one(plan: _HostPlan, index: int) -> None:
+        result = results[plan.address]
+        try:
+            status = await send(f"{urls[plan.address]}demo/{index}")
+        except Exception:
+            result.errors += 1
+            status = 0
+        else:
+            if 200 <= status < 300:
+                result.ok += 1
+            else:
+                result.errors += 1
+        board.advance(f"{client} {plan.address}", note=_note(status))
+
+    async def watch() -> None:
+        while True:
+            now = loop.time()
+            for plan in plans:
+                limiter = tmap.throttler_for(urls[plan.address])
+                if limiter is not None:
+                    meters[plan.address].observe(now, limiter.paused_for)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.gather(*(one(plan, i) for plan in plans for i in range(plan.requests)))
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    for plan in plans:
+        results[plan.address].paused = meters[plan.address].total
+
+
+def _note(status: int) -> str:
+    return "" if 200 <= status < 300 else f"last: {status or 'error'}"
+
+
+def run_demo(*, quick: bool = False, plot: str | None = None, plain: bool = False) -> int:
+    """Run the demo; return 0 when every claim held, 1 otherwise, 2 on bad options."""
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        print(
+            "error: --plot needs matplotlib: pip install 'throttled_http[plot]'",
+            file=sys.stderr,
+        )
+        return 2
+    reason = _missing("throttled_http.testing")
+    if reason is not None:
+        print(f"error: the demo needs aiohttp for its servers: {reason}", file=sys.stderr)
+        return 2
+    return asyncio.run(_demo(quick=quick, plot=plot, plain=plain))
+
+
+async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
+    from ._hostmap import ThrottlerMap
+    from .testing import RecordingServer
+
+    plans = _plans(quick)
+    clients: list[tuple[str, str | None]] = [
+        ("aiohttp", _missing("throttled_http.aiohttp")),
+        ("httpx", _missing("throttled_http.httpx")),
+    ]
+    print(
+        "throttled_http demo: hosts "
+        + ", ".join(
+            f"{p.address} (ours {p.ours}{' override' if p.override else ''}, "
+            f"server {p.server or 'unlimited'})"
+            for p in plans
+        )
+    )
+    for name, reason in clients:
+        if reason is not None:
+            print(f"skipping {name}: {reason}")
+    runnable = [name for name, reason in clients if reason is None]
+    if not runnable:
+        print("error: neither HTTP integration is available", file=sys.stderr)
+        return 1
+
+    free = tuple(p.address for p in plans if p.server is None)
+    limited = tuple(p.address for p in plans if p.server is not None)
+    all_results: dict[str, dict[str, _HostResult]] = {}
+    started = time.monotonic()
+    servers: list[Any] = []
+    try:
+        board = Board(plain=plain)
+        jobs = []
+        for name in runnable:
+            open_server = RecordingServer(hosts=free)
+            strict_server = RecordingServer(hosts=limited, server_limit=SERVER_RATE)
+            await open_server.start()
+            await strict_server.start()
+            servers += [(name, open_server), (name, strict_server)]
+            urls = {a: open_server.url("/", host=a) for a in free}
+            urls.update({a: strict_server.url("/", host=a) for a in limited})
+            tmap = ThrottlerMap(
+                DEFAULT_RATE.limit,
+                DEFAULT_RATE.period,
+                overrides={p.address: str(p.ours) for p in plans if p.override},
+            )
+            results = {p.address: _HostResult(p) for p in plans}
+            all_results[name] = results
+            for p in plans:
+                board.add(f"{name} {p.address}", p.requests)
+            jobs.append((name, urls, tmap, results))
+        with board:
+            await asyncio.gather(
+                *(
+                    _run_client(name, plans, urls, tmap, board, results)
+                    for name, urls, tmap, results in jobs
+                )
+            )
+    finally:
+        for _, server in servers:
+            await server.close()
+    elapsed = time.monotonic() - started
+
+    for name, server in servers:
+        for arrival in server.arrivals:
+            result = all_results[name].get(arrival.host)
+            if result is not None:
+                result.arrivals.append(arrival.time)
+        for host, count in server.rejected.items():
+            result = all_results[name].get(host)
+            if result is not None:
+                result.rejected += count
+
+    return _report(all_results, elapsed, plot, plain)
+
+
+async def _run_client(
+    name: str,
+    plans: Sequence[_HostPlan],
+    urls: dict[str, str],
+    tmap: Any,
+    board: Board,
+    results: dict[str, _HostResult],
+) -> None:
+    if name == "aiohttp":
+        from .aiohttp import ThrottledClientSession
+
+        async with ThrottledClientSession(throttler=tmap, retries=5) as session:
+
+            async def send(url: str) -> int:
+                async with session.get(url) as response:
+                    await response.read()
+                    return int(response.status)
+
+            await _drive(name, plans, urls, send, tmap, board, results)
+    else:
+        import httpx
+
+        from .httpx import ThrottledTransport
+
+        transport = ThrottledTransport(throttler=tmap, retries=5)
+        async with httpx.AsyncClient(transport=transport) as client:
+
+            async def send(url: str) -> int:
+                response = await client.get(url)
+                return int(response.status_code)
+
+            await _drive(name, plans, urls, send, tmap, board, results)
+
+
+def _report(
+    all_results: dict[str, dict[str, _HostResult]],
+    elapsed: float,
+    plot: str | None,
+    plain: bool,
+) -> int:
+    rows = []
+    failures = []
+    for client, results in all_results.items():
+        for address, r in results.items():
+            plan = r.plan
+            worst = max_in_window(r.arrivals, plan.ours.period)
+            held = worst <= plan.ours.limit
+            polite = not (
+                plan.server is not None and ours_fits_under(plan.ours, plan.server) and r.rejected
+            )
+            if not held:
+                failures.append(
+                    f"{client} {address}: {worst} arrivals in one {plan.ours.period:g} s "
+                    f"window, limit {plan.ours.limit}"
+                )
+            if not polite:
+                failures.append(
+                    f"{client} {address}: {r.rejected} x 429 although our limit {plan.ours} "
+                    f"is within the server's {plan.server}"
+                )
+            rows.append(
+                (
+                    client,
+                    address,
+                    str(len(r.arrivals)),
+                    str(r.ok),
+                    f"{plan.ours}{' (override)' if plan.override else ''}",
+                    str(plan.server or "none"),
+                    f"{worst}/{plan.ours.limit}",
+                    f"{sustained_rate(r.arrivals, plan.ours.period):.2f}",
+                    str(r.rejected),
+                    f"{r.paused:.1f}",
+                    "ok" if held and polite else "BROKEN",
+                )
+            )
+    print_table(
+        f"throttled_http demo: {elapsed:.1f} s",
+        (
+            "client",
+            "host",
+            "sent",
+            "2xx",
+            "our limit",
+            "server limit",
+            "max/window",
+            "rate/s",
+            "429s",
+            "paused s",
+            "check",
+        ),
+        rows,
+        plain=plain,
+    )
+    print(
+        "sent: arrivals at the server, retries included; max/window: most arrivals the "
+        "server saw in any window of our period; rate/s: arrivals / (span + period); "
+        "paused s: time the host's throttler was paused by Retry-After."
+    )
+    if plot is not None:
+        _plot(all_results, plot)
+        print(f"timeline written to {plot}")
+    if failures:
+        for failure in failures:
+            print(f"LIMIT BROKEN: {failure}", file=sys.stderr)
+        return 1
+    print("every configured limit held at the server.")
+    return 0
+
+
+def _plot(all_results: dict[str, dict[str, _HostResult]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(all_results), 1, figsize=(10, 2.2 * len(all_results) + 1))
+    axes_list = list(axes) if len(all_results) > 1 else [axes]
+    origin = min(
+        (t for results in all_results.values() for r in results.values() for t in r.arrivals),
+        default=0.0,
+    )
+    for ax, (client, results) in zip(axes_list, all_results.items(), strict=False):
+        labels = []
+        for row, (address, r) in enumerate(results.items()):
+            ax.eventplot([t - origin for t in r.arrivals], lineoffsets=row, linelengths=0.8)
+            labels.append(f"{address}\n{r.plan.ours}")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_title(f"{client}: arrivals at the server per host")
+        ax.set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,570 @@
+"""``throttled-http fetch``: a polite, resumable downloader.
+
+::
+
+    throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
+
+Each URL of the input (one per line; blank lines and ``#`` comments skipped; ``-`` reads
+standard input) is downloaded once, through
+:class:`~throttled_http.aiohttp.ThrottledClientSession`:
+
+* at most ``--rate`` requests per host (``--per host``) or per registered domain
+  (``--per domain``) in any window, and at most ``--concurrency`` at once per key;
+* a 429 or 503 with ``Retry-After`` pauses that host for the time asked (capped by
+  ``--max-retry-after``), then the request is retried;
+* 408, 429 and 5xx answers, connection errors and timeouts are retried up to ``--retries``
+  times, after ``max(Retry-After, backoff)`` seconds, the backoff doubling from 0.5 s up to
+  30 s with jitter;
+* a body is written to ``DIR/<name>.part`` and renamed to ``DIR/<name>`` once complete,
+  where ``<name>`` is 12 hex digits of the URL's SHA-256 and a sanitized last path
+  segment: never a path outside ``DIR``;
+* ``DIR/fetch-log.jsonl`` gets one JSON line per finished URL, as it finishes:
+  ``url``, ``status`` (``null`` after a connection error), ``bytes``, ``started`` (UTC,
+  ISO 8601), ``elapsed`` (seconds), ``waited`` (seconds spent queued by the throttler,
+  paused by Retry-After and backing off), ``attempts``, ``file`` and ``error``;
+* Ctrl-C stops cleanly: downloads in progress are abandoned (their ``.part`` files
+  removed), a summary is printed and the exit code is 130. Running the same command again
+  resumes: URLs already logged with a 2xx status are skipped.
+
+Exit codes: 0 all done, 1 some URLs failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import email.utils
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO, final
+from urllib.parse import unquote, urlsplit
+
+from ._demo import Board, print_table
+from ._exceptions import InvalidRateError
+from ._rates import Rate
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterable, Sequence
+
+__all__ = ["FetchOptions", "UsageError", "load_done", "parse_urls", "run_fetch", "safe_name"]
+
+LOG_NAME: Final = "fetch-log.jsonl"
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+BACKOFF_FIRST: Final = 0.5
+BACKOFF_MAX: Final = 30.0
+_SAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_BAD_LINES: Final = 5
+
+
+class UsageError(Exception):
+    """Bad input: the message is printed as one line and the exit code is 2."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    """Validated options of one ``fetch`` run.
+
+    Attributes:
+        rates: the limits per key, all of which must allow a request.
+        per: ``"host"`` or ``"domain"``.
+        concurrency: requests in flight at once per key, >= 1.
+        out: the output folder.
+        retries: retries after a transient failure, >= 0.
+        timeout: seconds allowed for one attempt, body included, > 0.
+        max_retry_after: cap in seconds on a server's Retry-After, >= 0.
+        plain: plain text output.
+    """
+
+    rates: tuple[Rate, ...]
+    per: str
+    concurrency: int
+    out: Path
+    retries: int
+    timeout: float
+    max_retry_after: float
+    plain: bool = False
+
+
+# -- input -------------------------------------------------------------------------------
+
+
+def parse_options(args: argparse.Namespace) -> FetchOptions:
+    """Check the command line's options; raise :class:`UsageError` naming the bad one."""
+    try:
+        rates = Rate.parse_many(args.rate)
+    except (InvalidRateError, ValueError, TypeError) as exc:
+        raise UsageError(f"--rate: {exc}") from None
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency must be a positive integer, got {args.concurrency}")
+    if args.retries < 0:
+        raise UsageError(f"--retries must be an integer >= 0, got {args.retries}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+    if not (math.isfinite(args.max_retry_after) and args.max_retry_after >= 0):
+        raise UsageError(
+            f"--max-retry-after must be a finite number of seconds >= 0, got {args.max_retry_after}"
+        )
+    return FetchOptions(
+        rates=rates,
+        per=args.per,
+        concurrency=args.concurrency,
+        out=Path(args.out),
+        retries=args.retries,
+        timeout=args.timeout,
+        max_retry_after=args.max_retry_after,
+        plain=args.plain,
+    )
+
+
+def read_lines(source: str, stdin: TextIO | None = None) -> list[str]:
+    """The lines of file ``source``, or of standard input for ``-``."""
+    if source == "-":
+        stream = stdin if stdin is not None else sys.stdin
+        try:
+            return stream.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read URLs from standard input: {exc}") from None
+    try:
+        return Path(source).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {source}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+
+
+def parse_urls(lines: Iterable[str], source: str = "input") -> list[str]:
+    """The distinct http(s) URLs of ``lines``, in order; blank lines and ``#`` skipped.
+
+    >>> parse_urls(["http://a.test/x", "", "# note", "http://a.test/x", " https://b.test "])
+    ['http://a.test/x', 'https://b.test']
+
+    Raises:
+        UsageError: naming up to five bad lines, when any line is not an http(s) URL
+            with a host.
+    """
+    urls: list[str] = []
+    seen: set[str] = set()
+    bad: list[str] = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        problem = _url_problem(line)
+        if problem is not None:
+            bad.append(f"line {number}: {problem}: {line[:80]!r}")
+            continue
+        if line not in seen:
+            seen.add(line)
+            urls.append(line)
+    if bad:
+        more = f" (and {len(bad) - _MAX_BAD_LINES} more)" if len(bad) > _MAX_BAD_LINES else ""
+        raise UsageError(f"bad URL in {source}: " + "; ".join(bad[:_MAX_BAD_LINES]) + more)
+    if not urls:
+        raise UsageError(f"no URL in {source}")
+    return urls
+
+
+def _url_problem(url: str) -> str | None:
+    if any(c.isspace() for c in url):
+        return "white space inside a URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"malformed ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "not an http or https URL"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    return None
+
+
+def safe_name(url: str) -> str:
+    """A file name for ``url``'s body: a hash prefix and a sanitized last segment.
+
+    The name never contains a path separator, never starts with a dot and is at most
+    80 characters, so it always stays inside the output folder; the hash keeps distinct
+    URLs apart.
+
+    >>> safe_name("https://example.com/a/report.pdf?x=1")[13:]
+    'report.pdf'
+    >>> safe_name("http://example.com/../../etc/passwd")[13:]
+    'passwd'
+    >>> safe_name("http://example.com/")[13:]
+    'example.com'
+    """
+    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    parts = urlsplit(url)
+    segment = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1]) or (parts.hostname or "")
+    clean = _SAFE.sub("_", segment).strip("._-")[:66] or "index"
+    return f"{digest}-{clean}"
+
+
+def load_done(log_path: Path) -> set[str]:
+    """URLs the log at ``log_path`` records with a 2xx status (none if it is missing).
+
+    Lines that are not complete JSON objects (a run killed mid-write) are ignored.
+    """
+    done: set[str] = set()
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return done
+    except OSError as exc:
+        raise UsageError(f"cannot read the log {log_path}: {exc.strerror or exc}") from None
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        status = record.get("status")
+        url = record.get("url")
+        if isinstance(url, str) and isinstance(status, int) and 200 <= status < 300:
+            done.add(url)
+    return done
+
+
+def key_of(url: str, per: str) -> str:
+    """The key a URL's limit is counted under, for the progress display."""
+    host = (urlsplit(url).hostname or "").lower()
+    if per == "domain":
+        try:
+            from ._keys import domain_key
+
+            return str(domain_key(host))
+        except (ImportError, ValueError):  # pragma: no cover - depends on the tree
+            return host
+    return host
+
+
+def retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` value asks for (RFC 9110 section 10.2.3), capped.
+
+    Accepts delay-seconds and an HTTP-date; returns ``None`` for anything else.
+
+    >>> retry_after("3", 300.0)
+    3.0
+    >>> retry_after("9999", 60.0)
+    60.0
+    >>> retry_after("soon", 60.0) is None
+    True
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    current = time.time() if now is None else now
+    return min(max(0.0, when.timestamp() - current), cap)
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based), with jitter."""
+    base = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1))
+    return float(base * random.uniform(0.5, 1.0))
+
+
+# -- the download loop -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Outcome:
+    url: str
+    status: int | None = None
+    size: int = 0
+    started: float = 0.0
+    elapsed: float = 0.0
+    waited: float = 0.0
+    attempts: int = 0
+    file: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def record(self) -> dict[str, Any]:
+        started = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc)
+        return {
+            "url": self.url,
+            "status": self.status,
+            "bytes": self.size,
+            "started": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "elapsed": round(self.elapsed, 3),
+            "waited": round(self.waited, 3),
+            "attempts": self.attempts,
+            "file": self.file,
+            "error": self.error,
+        }
+
+
+@final
+class _SendTimes:
+    """When each request's headers left, from an aiohttp trace: the end of its wait."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent: float | None = None
+
+
+def _trace_config() -> Any:
+    import aiohttp
+
+    async def on_headers_sent(_session: Any, ctx: Any, _params: Any) -> None:
+        marker = ctx.trace_request_ctx
+        if isinstance(marker, _SendTimes):
+            marker.sent = time.monotonic()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(on_headers_sent)
+    return trace
+
+
+def _session(options: FetchOptions) -> Any:
+    import aiohttp
+
+    from .aiohttp import ThrottledClientSession
+
+    return ThrottledClientSession(
+        rates=options.rates,
+        scope=options.per,
+        max_concurrency=options.concurrency,
+        max_retry_after=options.max_retry_after,
+        retries=0,  # retried here, for connection errors as well as statuses
+        timeout=aiohttp.ClientTimeout(total=options.timeout),
+        trace_configs=[_trace_config()],
+    )
+
+
+async def _download(session: Any, url: str, options: FetchOptions) -> _Outcome:
+    """Fetch ``url`` with retries; write the body; never raise except on cancellation."""
+    import aiohttp
+
+    outcome = _Outcome(url, started=time.time())
+    began = time.monotonic()
+    name = safe_name(url)
+    final_path = options.out / name
+    part_path = options.out / (name + ".part")
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            outcome.attempts = attempt
+            marker = _SendTimes()
+            asked = time.monotonic()
+            delay: float | None = None
+            try:
+                async with session.get(url, trace_request_ctx=marker) as response:
+                    outcome.waited += (marker.sent or asked) - asked
+                    outcome.status = int(response.status)
+                    outcome.error = None
+                    if 200 <= response.status < 300:
+                        size = 0
+                        with part_path.open("wb") as out:
+                            async for chunk in response.content.iter_chunked(65536):
+                                out.write(chunk)
+                                size += len(chunk)
+                        os.replace(part_path, final_path)
+                        outcome.size = size
+                        outcome.file = name
+                        return outcome
+                    outcome.error = f"HTTP {response.status} {response.reason or ''}".rstrip()
+                    if response.status not in RETRY_STATUSES:
+                        return outcome
+                    delay = retry_after(
+                        response.headers.get("Retry-After"), options.max_retry_after
+                    )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if marker.sent is not None:
+                    outcome.waited += marker.sent - asked
+                outcome.status = None
+                outcome.error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                with contextlib.suppress(OSError):
+                    part_path.unlink()
+            if attempt > options.retries:
+                return outcome
+            pause = max(delay or 0.0, backoff(attempt))
+            outcome.waited += pause
+            await asyncio.sleep(pause)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part_path.unlink()
+        raise
+    finally:
+        outcome.elapsed = time.monotonic() - began
+
+
+async def _fetch_all(
+    urls: Sequence[str],
+    options: FetchOptions,
+    log: TextIO,
+    board: Board,
+    bar_of: Callable[[str], str],
+) -> tuple[list[_Outcome], bool]:
+    """Download ``urls`` concurrently; return the outcomes and whether Ctrl-C stopped it."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        # A second Ctrl-C gets Python's default behaviour.
+        loop.remove_signal_handler(signal.SIGINT)
+        if main is not None:
+            main.cancel()
+
+    handled = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        handled = True
+
+    outcomes: list[_Outcome] = []
+    try:
+        async with _session(options) as session:
+
+            async def one(url: str) -> None:
+                outcome = await _download(session, url, options)
+                outcomes.append(outcome)
+                log.write(json.dumps(outcome.record()) + "\n")
+                log.flush()
+                board.advance(bar_of(url), note=_note(outcome))
+
+            tasks = [asyncio.ensure_future(one(url)) for url in urls]
+            try:
+                await asyncio.gather(*tasks)
+            except asyncio.CancelledError:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if not interrupted:
+                    raise
+                uncancel = getattr(main, "uncancel", None)  # Python 3.11+
+                if uncancel is not None:
+                    uncancel()
+    finally:
+        if handled:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGINT)
+    return outcomes, interrupted
+
+
+def _note(outcome: _Outcome) -> str:
+    if outcome.ok:
+        return ""
+    return f"last failure: {outcome.status or outcome.error or ''}"
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    """Run ``fetch`` with parsed command-line ``args``; return the exit code."""
+    try:
+        options = parse_options(args)
+        urls = parse_urls(
+            read_lines(args.urls), "standard input" if args.urls == "-" else args.urls
+        )
+        try:
+            options.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {options.out}: {exc.strerror or exc}") from None
+        log_path = options.out / LOG_NAME
+        done = load_done(log_path)
+        try:
+            import aiohttp  # noqa: F401
+
+            from .aiohttp import ThrottledClientSession  # noqa: F401
+        except ImportError as exc:
+            raise UsageError(
+                f"fetch needs aiohttp: pip install 'throttled_http[aiohttp]' ({exc})"
+            ) from None
+        try:
+            log = log_path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write the log {log_path}: {exc.strerror or exc}") from None
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    todo = [url for url in urls if url not in done]
+    skipped = len(urls) - len(todo)
+    stream = sys.stdout
+    print(
+        f"fetch: {len(todo)} to download, {skipped} already done; "
+        f"limit {'; '.join(str(r) for r in options.rates)} per {options.per}, "
+        f"{options.concurrency} at once; log {log_path}",
+        file=stream,
+        flush=True,
+    )
+    board = Board(plain=options.plain, stream=stream)
+    keys: dict[str, int] = {}
+    for url in todo:
+        key = key_of(url, options.per)
+        keys[key] = keys.get(key, 0) + 1
+    if len(keys) <= 8:
+        for key, count in keys.items():
+            board.add(key, count)
+
+        def bar_of(url: str) -> str:
+            return key_of(url, options.per)
+
+    else:
+        board.add("all", len(todo))
+
+        def bar_of(url: str) -> str:
+            return "all"
+
+    began = time.monotonic()
+    outcomes: list[_Outcome] = []
+    interrupted = False
+    try:
+        with log, board:
+            if todo:
+                outcomes, interrupted = asyncio.run(_fetch_all(todo, options, log, board, bar_of))
+    except KeyboardInterrupt:
+        interrupted = True
+    elapsed = time.monotonic() - began
+
+    failed = [o for o in outcomes if not o.ok]
+    fetched = len(outcomes) - len(failed)
+    if failed:
+        print_table(
+            "failed",
+            ("url", "status", "attempts", "error"),
+            [(o.url, str(o.status), str(o.attempts), o.error or "") for o in failed[:20]],
+            plain=options.plain,
+            stream=stream,
+        )
+    left = len(todo) - len(outcomes)
+    print(
+        f"fetched {fetched}, failed {len(failed)}, skipped {skipped} (already done)"
+        + (f", {left} not started or abandoned" if left else "")
+        + f" in {elapsed:.1f} s; log {log_path}",
+        file=stream,
+        flush=True,
+    )
+    if interrupted:
+        print("interrupted: run the same command again to resume", file=stream, flush=True)
+        return 130
+    return 1 if failed else 0
