@@ -139,7 +139,12 @@ class Ledger:
         if self._retiring:
             self._retire(now)
             for window in self._retiring:
-                at = _window_earliest(window, now, held, at)
+                ready = _window_earliest(window, now, held, at)
+                if ready > window.retire_at and window.open_before <= 0:
+                    # The window stops counting at retire_at: waiting longer is pointless,
+                    # and returning INF here would wait for an event that never comes.
+                    ready = window.retire_at if window.retire_at > at else at
+                at = ready
         if self._burst is not None:
             slack = held - (self._burst if self._burst > cost else cost)
             if slack > 0:
