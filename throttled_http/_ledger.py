@@ -228,22 +228,32 @@ class Ledger:
     def set_rates(self, now: float, rates: Sequence[Rate], burst: int | None) -> None:
         """Replace the limits; the old ones keep guarding entries admitted under them.
 
-        Every old window stays, counting old and new entries alike, until ``period``
-        after its last old entry settled (an entry still open keeps it indefinitely).
+        The new windows start with the recent stamps the ledger remembers (as far back as
+        its longest window reaches), so tightening takes effect at once. Every old window
+        stays, counting old and new entries alike, until ``period`` after its last old entry
+        settled (an entry still open keeps it indefinitely), unless a new window is at least
+        as strict (as long and no larger), which makes it redundant.
         """
         old = self._windows
-        self.generation += 1
         for window in old:
             window.purge(now)
-            if window.stamps or self.open:
-                window.generation = self.generation
-                window.open_before = self.open
-                window.retire_at = (window.stamps[-1] + window.period) if window.stamps else now
-                self._retiring.append(window)
+        for window in self._retiring:
+            window.purge(now)
+        history = max((*old, *self._retiring), key=lambda w: w.period).stamps
         new: list[_Window] = []
         for rate in rates:
             window = _Window(rate.limit, rate.period)
+            window.stamps.extend(s for s in history if s + rate.period > now)
             new.append(window)
+        self.generation += 1
+        retiring = [w for w in self._retiring if not _dominated(w, new)]
+        for window in old:
+            if (window.stamps or self.open) and not _dominated(window, new):
+                window.generation = self.generation
+                window.open_before = self.open
+                window.retire_at = (window.stamps[-1] + window.period) if window.stamps else now
+                retiring.append(window)
+        self._retiring = retiring
         self._windows = tuple(new)
         self.rates = tuple(rates)
         self._burst = burst
@@ -272,6 +282,11 @@ class Ledger:
 
     def _retire(self, now: float) -> None:
         self._retiring = [w for w in self._retiring if w.open_before > 0 or w.retire_at > now]
+
+
+def _dominated(window: _Window, new: Sequence[_Window]) -> bool:
+    """Whether a new window (seeded with the same stamps) is at least as strict."""
+    return any(n.period >= window.period and n.limit <= window.limit for n in new)
 
 
 def _window_earliest(window: _Window, now: float, held: int, at: float) -> float:
