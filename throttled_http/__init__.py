@@ -14,6 +14,8 @@ from ._exceptions import (
     ThrottlerBackendError,
     ThrottlerTimeoutError,
 )
+from ._feedback import FeedbackPolicy, FeedbackStatistics, KeyFeedbackStatistics
+from ._headers import Feedback, parse_feedback
 from ._hostmap import (
     KeyStatistics,
     ThrottlerBackend,
@@ -32,8 +34,12 @@ __all__ = [
     "AsyncLimiter",
     "Entry",
     "EntryLike",
+    "Feedback",
+    "FeedbackPolicy",
+    "FeedbackStatistics",
     "InvalidRateError",
     "InvalidURLError",
+    "KeyFeedbackStatistics",
     "KeyStatistics",
     "Rate",
     "SyncThrottler",
@@ -47,6 +53,7 @@ __all__ = [
     "ThrottlerTimeoutError",
     "__version__",
     "host_key",
+    "parse_feedback",
     "parse_rates",
     "resolve_limiter",
 ]
