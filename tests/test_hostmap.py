@@ -1,0 +1,567 @@
+"""ThrottlerMap: scopes, overrides, limits per key, bounded memory that never loosens a limit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httpx
+import looptime
+import pytest
+import yarl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from throttled_http import (
+    AsyncLimiter,
+    InvalidRateError,
+    InvalidURLError,
+    Rate,
+    Throttler,
+    ThrottlerBackend,
+    ThrottlerMap,
+    ThrottlerMapStatistics,
+    resolve_limiter,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_implicit_event_loop() -> None:
+    """Stop pytest-asyncio leaking an implicit loop when a sync test runs before an async one.
+
+    On Python 3.11 its ``asyncio.get_event_loop()`` call creates a loop that nobody closes;
+    the ResourceWarning then surfaces in whichever later test triggers garbage collection.
+    """
+    asyncio.set_event_loop(None)
+
+
+def rates_of(hosts: ThrottlerMap, url: str) -> tuple[Rate, ...]:
+    """The rates of ``url``'s throttler, which must exist."""
+    limiter = hosts.throttler_for(url)
+    assert limiter is not None
+    return limiter.rates
+
+
+def occupancy_max(intervals: Sequence[tuple[float, float]], period: float) -> int:
+    """The most entries any window ``[t, t + period)`` may have seen.
+
+    An entry counts in a window when its interval ``[admitted, settled]`` meets the
+    window: the server may have received the request at any moment in between.
+    """
+    starts = sorted({a for a, _ in intervals} | {s for _, s in intervals})
+    return max(
+        (sum(1 for a, s in intervals if a < t + period and s >= t) for t in starts), default=0
+    )
+
+
+# -- scopes ---------------------------------------------------------------------------
+
+
+def test_host_scope_keys_by_normalized_host() -> None:
+    """Two spellings of one server share a throttler; another port gets its own."""
+    hosts = ThrottlerMap(5, 1.0)
+    first = hosts.throttler_for("https://Example.com/a")
+    assert first is hosts.throttler_for("https://user@example.com.:443/b")
+    assert first is not hosts.throttler_for("https://example.com:8443/")
+    assert first is not hosts.throttler_for("http://example.com/")
+    assert len(hosts) == 3
+    assert hosts.key_for(yarl.URL("https://Example.com/x")) == "https://example.com:443"
+    assert hosts.key_for(httpx.URL("https://Example.com/x")) == "https://example.com:443"
+
+
+def test_domain_scope_shares_registrable_domain() -> None:
+    """scope='domain' keys by PSL registrable domain; IPs and localhost key by themselves."""
+    hosts = ThrottlerMap(5, 1.0, scope="domain")
+    assert hosts.key_for("https://www.bbc.co.uk/") == "bbc.co.uk"
+    assert hosts.throttler_for("https://www.bbc.co.uk/") is hosts.throttler_for(
+        "http://news.bbc.co.uk:8080/"
+    )
+    assert hosts.key_for("http://127.0.0.1:8080/") == "127.0.0.1"
+    assert hosts.key_for("http://127.0.0.2:8080/") == "127.0.0.2"
+    assert hosts.key_for("http://localhost/") == "localhost"
+    assert hosts.key_for("http://[::1]/") == "[::1]"
+
+
+def test_global_scope_is_one_throttler() -> None:
+    """scope='global' gives every URL the key '*' and the same throttler."""
+    hosts = ThrottlerMap(5, 1.0, scope="global")
+    assert hosts.key_for("https://a.example/") == "*"
+    assert hosts.throttler_for("https://a.example/") is hosts.throttler_for("http://b.example/")
+    assert len(hosts) == 1
+
+
+def test_callable_scope_keys_by_anything() -> None:
+    """A callable scope receives the URL as given and returns the key."""
+    seen: list[object] = []
+
+    def by_first_segment(url: object) -> str:
+        seen.append(url)
+        return str(url).split("/")[3]
+
+    hosts = ThrottlerMap(5, 1.0, scope=by_first_segment)
+    url = yarl.URL("https://api.example.com/v1/users")
+    assert hosts.key_for(url) == "v1"
+    assert seen == [url]
+    assert hosts.throttler_for("https://a.example/v2/x") is hosts.throttler_for(
+        "https://b.example/v2/y"
+    )
+
+
+def test_callable_scope_must_return_str() -> None:
+    """A scope callable returning a non-str raises TypeError naming what it returned."""
+    hosts = ThrottlerMap(5, 1.0, scope=lambda url: 42)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match="must return a str, got 42"):
+        hosts.key_for("https://a.example/")
+
+
+def test_url_without_host_raises() -> None:
+    """A URL without a host raises InvalidURLError (a ValueError) from every lookup."""
+    hosts = ThrottlerMap(5, 1.0)
+    for call in (hosts.key_for, hosts.throttler_for, hosts.resolve):
+        with pytest.raises(InvalidURLError, match="no host"):
+            call("/relative/path")
+    assert "/relative/path" not in hosts
+    assert len(hosts) == 0
+
+
+# -- overrides ------------------------------------------------------------------------
+
+OVERRIDES = {
+    "api.example.com": "1/s",
+    "*.example.com": "2/s",
+    "*.eu.example.com": "3/s",
+    "*.eu.example.com:8443": "4/s",
+    "localhost:8080": "5/s",
+    "static.example.com": None,
+    "*.cdn.example.net": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("url", "rates"),
+    [
+        ("https://api.example.com/", "1/s"),
+        ("https://www.example.com/", "2/s"),
+        ("https://deep.www.example.com/", "2/s"),
+        ("https://example.com/", "10/s"),
+        ("https://x.eu.example.com/", "3/s"),
+        ("https://x.eu.example.com:8443/", "4/s"),
+        ("https://eu.example.com/", "2/s"),
+        ("http://localhost:8080/", "5/s"),
+        ("http://localhost:8081/", "10/s"),
+        ("https://static.example.com/", None),
+        ("https://img.cdn.example.net/", None),
+        ("https://cdn.example.net/", "10/s"),
+        ("https://other.example.org/", "10/s"),
+    ],
+    ids=[
+        "exact",
+        "pattern",
+        "pattern-deep",
+        "pattern-excludes-bare-domain",
+        "longest-pattern",
+        "port-pattern",
+        "shorter-pattern",
+        "exact-port",
+        "other-port-default",
+        "exact-unlimited",
+        "pattern-unlimited",
+        "bare-domain-of-unlimited-pattern",
+        "default",
+    ],
+)
+def test_override_precedence(url: str, rates: str | None) -> None:
+    """Exact host beats the longest *.suffix pattern, which beats the default."""
+    hosts = ThrottlerMap(10, 1.0, overrides=OVERRIDES)
+    limiter = hosts.throttler_for(url)
+    if rates is None:
+        assert limiter is None
+    else:
+        assert limiter is not None
+        assert limiter.rates == (Rate.parse(rates),)
+
+
+def test_exact_with_port_beats_exact_without() -> None:
+    """An override for host:port beats one for the host on any port."""
+    hosts = ThrottlerMap(10, 1.0, overrides={"localhost": "1/s", "localhost:8080": "2/s"})
+    assert rates_of(hosts, "http://localhost:8080/") == (Rate(2, 1),)
+    assert rates_of(hosts, "http://localhost:9000/") == (Rate(1, 1),)
+
+
+def test_override_rate_forms() -> None:
+    """Override rates may be a string of several rates, a Rate, or an iterable of them."""
+    hosts = ThrottlerMap(
+        10,
+        1.0,
+        overrides={
+            "a.example": "10/s; 1000/h",
+            "b.example": Rate(3, 2),
+            "c.example": ["1/s", Rate(5, 60)],
+        },
+    )
+    assert rates_of(hosts, "http://a.example/") == (Rate(10, 1), Rate(1000, 3600))
+    assert rates_of(hosts, "http://b.example/") == (Rate(3, 2),)
+    assert rates_of(hosts, "http://c.example/") == (Rate(1, 1), Rate(5, 60))
+
+
+def test_overrides_with_domain_scope_get_their_own_key() -> None:
+    """With scope='domain', an overridden host never shares a key with default-rate hosts."""
+    hosts = ThrottlerMap(10, 1.0, scope="domain", overrides={"api.github.com": "5000/h"})
+    assert hosts.key_for("https://github.com/") == "github.com"
+    assert hosts.key_for("https://gist.github.com/") == "github.com"
+    assert hosts.key_for("https://api.github.com/") == "github.com [api.github.com]"
+    assert rates_of(hosts, "https://api.github.com/") == (Rate(5000, 3600),)
+    assert rates_of(hosts, "https://github.com/") == (Rate(10, 1),)
+
+
+def test_unlimited_override_still_has_a_key() -> None:
+    """key_for works for an unlimited host, and resolve gives its key with no limiter."""
+    hosts = ThrottlerMap(10, 1.0, overrides={"*.local": None})
+    assert hosts.key_for("http://printer.local/") == "http://printer.local:80"
+    assert hosts.resolve("http://printer.local/") == ("http://printer.local:80", None)
+    assert len(hosts) == 0
+
+
+# -- validation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"rate_limit": 0}, ValueError, "rate_limit must be a positive integer, got 0"),
+        ({"period": 0}, ValueError, "period must be a finite number of seconds > 0, got 0"),
+        ({"rates": "ten per second"}, InvalidRateError, "cannot parse rate 'ten per second'"),
+        ({"max_keys": 0}, ValueError, "max_keys must be a positive integer, got 0"),
+        ({"max_keys": 1.5}, TypeError, "max_keys must be a positive integer, got 1.5"),
+        ({"max_concurrency": 0}, ValueError, "max_concurrency must be an integer from 1"),
+        ({"burst": 11}, ValueError, "burst must be an integer from 1 to 10, got 11"),
+        ({"scope": "hosts"}, ValueError, "scope must be 'host', 'domain', 'global' or a callable"),
+        ({"backend": object()}, TypeError, r"backend must have a create\(key, rates"),
+        ({"overrides": ["a.example"]}, TypeError, "overrides must be a mapping"),
+        (
+            {"overrides": {"api.example.com": "ten/s"}},
+            InvalidRateError,
+            r"overrides\['api.example.com'\]: cannot parse rate 'ten/s'",
+        ),
+        (
+            {"overrides": {"api.example.com": 5}},
+            TypeError,
+            r"overrides\['api.example.com'\]: a rate must be a Rate or a str",
+        ),
+        (
+            {"overrides": {"slow.example.com": "1/s"}, "burst": 2},
+            ValueError,
+            r"overrides\['slow.example.com'\]: burst must be an integer from 1 to 1, got 2",
+        ),
+        (
+            {"overrides": {"https://api.example.com": "1/s"}},
+            ValueError,
+            "overrides key 'https://api.example.com' must be a host name",
+        ),
+        (
+            {"overrides": {"Example.com": "1/s", "example.com.": "2/s"}},
+            ValueError,
+            "overrides keys 'Example.com' and 'example.com.' name the same hosts",
+        ),
+    ],
+    ids=[
+        "rate_limit",
+        "period",
+        "rates",
+        "max_keys",
+        "max_keys-type",
+        "max_concurrency",
+        "burst",
+        "scope",
+        "backend",
+        "overrides-type",
+        "override-rate-text",
+        "override-rate-type",
+        "override-burst",
+        "override-key",
+        "override-duplicate",
+    ],
+)
+def test_construction_errors_name_the_argument(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Bad arguments fail at construction, naming the argument or the override key."""
+    with pytest.raises(error, match=message):
+        ThrottlerMap(**kwargs)  # type: ignore[arg-type]
+
+
+def test_pause_validates_seconds() -> None:
+    """pause() rejects a negative number of seconds, naming the argument."""
+    with pytest.raises(ValueError, match="seconds must be a finite number of seconds >= 0"):
+        ThrottlerMap().pause("https://a.example/", -1)
+
+
+# -- limiting -------------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_limit_enforces_each_key_separately() -> None:
+    """Each host gets its own window: two hosts each see at most their limit per period."""
+    loop = asyncio.get_running_loop()
+    hosts = ThrottlerMap(2, 1.0, overrides={"slow.example": "1/s"})
+    times: dict[str, list[tuple[float, float]]] = {}
+
+    async def fetch(url: str) -> None:
+        async with hosts.limit(url) as entry:
+            admitted = loop.time()
+            assert entry is not None
+            await asyncio.sleep(0.3)  # the request is in flight
+        times.setdefault(hosts.key_for(url), []).append((admitted, loop.time()))
+
+    start = loop.time()
+    urls = ["http://a.example/"] * 6 + ["http://b.example/"] * 6 + ["http://slow.example/"] * 3
+    await asyncio.gather(*(fetch(u) for u in urls))
+    assert occupancy_max(times["http://a.example:80"], 1.0) == 2
+    assert occupancy_max(times["http://b.example:80"], 1.0) == 2
+    assert occupancy_max(times["http://slow.example:80"], 1.0) == 1
+    # a.example and b.example run in parallel, so six each take about three periods.
+    assert loop.time() - start < 4.0
+
+
+@pytest.mark.looptime
+async def test_limit_unlimited_host_never_waits() -> None:
+    """An override of None makes limit() a no-op that yields None."""
+    loop = asyncio.get_running_loop()
+    hosts = ThrottlerMap(1, 60.0, overrides={"fast.example": None})
+    start = loop.time()
+    for _ in range(100):
+        async with hosts.limit("http://fast.example/") as entry:
+            assert entry is None
+    assert loop.time() == start
+    assert len(hosts) == 0
+
+
+@pytest.mark.looptime
+async def test_limit_settle_early_and_timeout() -> None:
+    """limit() yields the entry (settle it on headers) and honours timeout."""
+    hosts = ThrottlerMap(1, 10.0)
+    async with hosts.limit("http://a.example/") as entry:
+        assert entry is not None
+        entry.settle()
+        assert entry.settled
+    with pytest.raises(TimeoutError):
+        async with hosts.limit("http://a.example/", timeout=1.0):
+            pass  # pragma: no cover - never admitted
+
+
+@pytest.mark.looptime
+async def test_max_concurrency_per_key() -> None:
+    """max_concurrency caps requests in flight per key, not across keys."""
+    hosts = ThrottlerMap(100, 1.0, max_concurrency=2)
+    inside: dict[str, int] = {}
+    peak: dict[str, int] = {}
+
+    async def fetch(url: str) -> None:
+        async with hosts.limit(url):
+            inside[url] = inside.get(url, 0) + 1
+            peak[url] = max(peak.get(url, 0), inside[url])
+            await asyncio.sleep(0.1)
+            inside[url] -= 1
+
+    await asyncio.gather(*(fetch(f"http://h{i % 2}.example/") for i in range(10)))
+    assert peak == {"http://h0.example/": 2, "http://h1.example/": 2}
+
+
+@pytest.mark.looptime
+async def test_pause_is_per_key_and_visible_in_stats() -> None:
+    """pause(url) stops only that key, and stats() lists it first with its paused_for."""
+    loop = asyncio.get_running_loop()
+    hosts = ThrottlerMap(10, 1.0, overrides={"free.example": None})
+    hosts.pause("http://busy.example/", 30.0)
+    hosts.pause("http://free.example/", 30.0)  # unlimited: nothing to pause
+    async with hosts.limit("http://other.example/"):
+        pass
+    stats = hosts.stats()
+    assert isinstance(stats, ThrottlerMapStatistics)
+    assert (stats.keys, stats.busy, stats.paused, stats.created) == (2, 2, 1, 2)
+    assert stats.busiest[0].key == "http://busy.example:80"
+    assert stats.busiest[0].paused_for == pytest.approx(30.0)
+    assert stats.busiest[1].key == "http://other.example:80"
+    assert stats.busiest[1].statistics is not None
+    assert stats.busiest[1].statistics.in_window == 1
+    start = loop.time()
+    async with hosts.limit("http://busy.example/"):
+        assert loop.time() - start == pytest.approx(30.0)
+    assert hosts.stats(top=0).busiest == ()
+
+
+@pytest.mark.looptime
+async def test_stats_busiest_is_bounded() -> None:
+    """stats(top=n) lists at most n keys however many are busy, busiest first."""
+    hosts = ThrottlerMap(10, 1.0)
+    for i in range(50):
+        for _ in range(1 + i % 5):
+            async with hosts.limit(f"http://h{i}.example/"):
+                pass
+    stats = hosts.stats(top=3)
+    assert stats.busy == 50
+    assert len(stats.busiest) == 3
+    assert all(k.statistics is not None and k.statistics.in_window == 5 for k in stats.busiest)
+
+
+# -- bounded memory -------------------------------------------------------------------
+
+
+def test_idle_keys_evicted_least_recently_used_first() -> None:
+    """Past max_keys the least recently used idle key goes; recent ones stay."""
+    hosts = ThrottlerMap(5, 1.0, max_keys=2)
+    hosts.throttler_for("http://a.example/")
+    hosts.throttler_for("http://b.example/")
+    hosts.throttler_for("http://a.example/")  # a is now the most recent
+    hosts.throttler_for("http://c.example/")
+    assert "http://a.example/" in hosts
+    assert "http://b.example/" not in hosts
+    assert "http://c.example:80" in hosts
+    assert len(hosts) == 2
+    stats = hosts.stats()
+    assert (stats.created, stats.evictions, stats.max_keys) == (3, 1, 2)
+
+
+@pytest.mark.looptime
+async def test_grows_past_cap_while_busy_then_shrinks() -> None:
+    """Busy keys are never evicted: the map grows past max_keys, then shrinks when idle."""
+    hosts = ThrottlerMap(1, 10.0, max_keys=3)
+    first = hosts.throttler_for("http://h0.example/")
+    for i in range(20):
+        async with hosts.limit(f"http://h{i}.example/"):
+            pass
+    assert len(hosts) == 20
+    assert hosts.stats().evictions == 0
+    assert hosts.throttler_for("http://h0.example/") is first  # still remembered
+    await asyncio.sleep(10.0)  # every window has passed: all idle now
+    for i in range(100, 110):
+        hosts.throttler_for(f"http://h{i}.example/")
+    assert len(hosts) == 3
+    assert hosts.stats().evictions == 27
+
+
+class CountingThrottler(Throttler):
+    """A Throttler that counts is_idle() calls, to see how much work a lookup does."""
+
+    calls = 0
+
+    def is_idle(self) -> bool:
+        CountingThrottler.calls += 1
+        return super().is_idle()
+
+
+class CountingBackend:
+    """A backend that records create() calls and builds counting throttlers."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple[str, tuple[Rate, ...], int | None, int | None]] = []
+
+    def create(
+        self, key: str, rates: tuple[Rate, ...], *, burst: int | None, max_concurrency: int | None
+    ) -> AsyncLimiter:
+        self.created.append((key, rates, burst, max_concurrency))
+        return CountingThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+
+
+@pytest.mark.looptime
+async def test_lookup_work_is_bounded_when_all_keys_busy() -> None:
+    """With thousands of busy keys over the cap, one lookup examines only a few keys."""
+    backend = CountingBackend()
+    hosts = ThrottlerMap(1, 60.0, max_keys=10, backend=backend)
+    for i in range(2000):
+        async with hosts.limit(f"http://h{i}.example/"):
+            pass
+    assert len(hosts) == 2000
+    CountingThrottler.calls = 0
+    hosts.throttler_for("http://new.example/")
+    hosts.throttler_for("http://h5.example/")
+    assert 0 < CountingThrottler.calls <= 6
+
+
+def test_backend_receives_key_rates_and_options() -> None:
+    """The backend's create() gets the key, the resolved rates, burst and max_concurrency."""
+    backend = CountingBackend()
+    assert isinstance(backend, ThrottlerBackend)
+    hosts = ThrottlerMap(
+        rates="10/s; 100/min",
+        burst=2,
+        max_concurrency=3,
+        overrides={"api.example.com": "5/s"},
+        backend=backend,
+    )
+    hosts.throttler_for("https://www.example.com/")
+    hosts.throttler_for("https://api.example.com/")
+    assert backend.created == [
+        ("https://www.example.com:443", (Rate(10, 1), Rate(100, 60)), 2, 3),
+        ("https://api.example.com:443", (Rate(5, 1),), 2, 3),
+    ]
+
+
+def test_resolve_limiter_for_map_and_plain_limiter() -> None:
+    """resolve_limiter gives the URL's key for a map, and '*' plus itself for a limiter."""
+    throttler = Throttler(5, 1.0)
+    assert resolve_limiter(throttler, "https://a.example/") == ("*", throttler)
+    hosts = ThrottlerMap(5, 1.0)
+    key, limiter = resolve_limiter(hosts, "https://a.example/")
+    assert key == "https://a.example:443"
+    assert limiter is hosts.throttler_for("https://a.example/")
+
+
+def test_repr_and_properties() -> None:
+    """The repr shows rates, scope, key count and overrides; properties expose the config."""
+    hosts = ThrottlerMap(rates="10/s; 1000/h", max_keys=50, overrides={"a.example": None})
+    hosts.throttler_for("https://b.example/")
+    assert repr(hosts) == "<ThrottlerMap 10/s; 1000/h scope='host' keys=1/50 overrides=1>"
+    assert hosts.rates == (Rate(10, 1), Rate(1000, 3600))
+    assert hosts.max_keys == 50
+    assert hosts.scope == "host"
+
+
+# -- the property: eviction never breaks a limit --------------------------------------
+
+REQUEST = st.tuples(
+    st.integers(min_value=0, max_value=7),  # host index
+    st.integers(min_value=0, max_value=40),  # start, in tenths of a second
+    st.integers(min_value=0, max_value=12),  # time in flight, in tenths of a second
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests=st.lists(REQUEST, min_size=1, max_size=40),
+    max_keys=st.integers(min_value=1, max_value=3),
+    limit=st.integers(min_value=1, max_value=3),
+    scope=st.sampled_from(["host", "domain"]),
+)
+def test_eviction_never_breaks_a_limit(
+    requests: list[tuple[int, int, int]], max_keys: int, limit: int, scope: str
+) -> None:
+    """Many keys through a tiny max_keys on virtual time: every key's windows still hold."""
+    period = 1.0
+    hosts = ThrottlerMap(limit, period, max_keys=max_keys, scope=scope)  # type: ignore[arg-type]
+    intervals: dict[str, list[tuple[float, float]]] = {}
+
+    async def fetch(host: int, start: int, hold: int) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(start / 10)
+        url = f"http://www.h{host}.example/"
+        async with hosts.limit(url):
+            admitted = loop.time()
+            await asyncio.sleep(hold / 10)
+        intervals.setdefault(hosts.key_for(url), []).append((admitted, loop.time()))
+        hosts.throttler_for(f"http://www.other{start}.example/")  # churn: idle keys to evict
+
+    async def main() -> None:
+        await asyncio.gather(*(fetch(*r) for r in requests))
+
+    loop = looptime.new_event_loop(start=0)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert sum(len(v) for v in intervals.values()) == len(requests)
+    for key, seen in intervals.items():
+        assert occupancy_max(seen, period) <= limit, key
