@@ -1,0 +1,699 @@
+"""httpx integration: transports that make every request wait its turn.
+
+::
+
+    async with httpx.AsyncClient(transport=ThrottledTransport(rate_limit=10)) as client:
+        await client.get("https://api.example.com/items")
+
+    with httpx.Client(transport=SyncThrottledTransport(rate_limit=10)) as client:
+        client.get("https://api.example.com/items")
+
+httpx calls its transport once per hop: every redirect and every authentication round
+passes through here, and each is charged to the host it goes to.
+
+**The guarantee.** Each hop is a latency-proof entry of the throttler for its host: it
+counts from the moment it is admitted until its response headers arrive (or it fails),
+and for ``period`` seconds after that. A request can only reach the server in between,
+so the server sees at most ``rate_limit`` requests in any window of ``period`` seconds,
+whatever the latency, connection set-up or retries.
+
+**Concurrency.** With ``max_concurrency=n`` each host has at most ``n`` responses open.
+A slot is given back exactly once: when the response body has been read to the end, when
+the response is closed (``aclose()``/``close()``, which ``async with client.stream()``
+and ``client.get()`` do for you), when reading the body fails, or when the transport is
+closed. A response whose body is already in memory (``httpx.MockTransport``, ``respx``, a
+cache hit) gives its slot back at once. A response that is never closed gives its slot
+back ``hold_timeout`` seconds after its headers arrived, with a warning on the
+``throttled_http`` logger, so no slot is ever lost.
+
+**Per-request control** through ``request.extensions`` (they survive redirects)::
+
+    client.get(url, extensions={"throttled_http_cost": 5})        # weigh this request 5
+    client.get(url, extensions={"throttled_http_key": "search"})  # charge another key
+    client.get(url, extensions={"throttled_http_bypass": True})   # do not throttle it
+
+**Server feedback.** A ``429``/``503`` with ``Retry-After`` pauses that host's throttler
+(at most ``max_retry_after`` seconds); ``adapt=True`` follows the ``RateLimit`` headers the
+server advertises; ``retries=n`` sends a request again, through the throttler, after the
+delay the server asked for (never a request whose body cannot be replayed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Final, cast, final
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "throttled_http.httpx needs httpx: pip install throttled_http[httpx]"
+    ) from exc
+
+from ._feedback import FeedbackPolicy
+from ._hostmap import ThrottlerMap, resolve_limiter
+from ._protocols import AsyncLimiter
+from ._sync import SyncThrottler
+from ._validate import positive_float, positive_int
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Mapping
+
+    from ._feedback import FeedbackTarget
+    from ._hostmap import Scope, ThrottlerBackend
+    from ._protocols import EntryLike
+    from ._rates import Rate, RatesLike
+    from ._sync import SyncEntry
+
+__all__ = [
+    "BYPASS_EXTENSION",
+    "COST_EXTENSION",
+    "KEY_EXTENSION",
+    "SyncThrottledTransport",
+    "ThrottledTransport",
+]
+
+COST_EXTENSION: Final = "throttled_http_cost"
+"""``request.extensions`` key: the request's cost, an int >= 1 (default 1)."""
+
+KEY_EXTENSION: Final = "throttled_http_key"
+"""``request.extensions`` key: charge the request to this key instead of its host's."""
+
+BYPASS_EXTENSION: Final = "throttled_http_bypass"
+"""``request.extensions`` key: ``True`` sends the request without throttling it."""
+
+DEFAULT_HOLD_TIMEOUT: Final = 300.0
+"""Seconds after its headers arrived that a never-closed response gives its slot back."""
+
+logger = logging.getLogger("throttled_http")
+
+
+def _request_cost(request: httpx.Request) -> int:
+    cost = request.extensions.get(COST_EXTENSION, 1)
+    return positive_int(COST_EXTENSION, cost)
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether the request body can be sent again (it is in memory, not a one-shot stream)."""
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def _hold_timeout(value: object) -> float:
+    return positive_float("hold_timeout", value)
+
+
+def _make_policy(
+    feedback: FeedbackPolicy | None,
+    max_retry_after: float | None,
+    adapt: bool,
+    retries: int,
+) -> FeedbackPolicy:
+    if feedback is None:
+        return FeedbackPolicy(max_retry_after=max_retry_after, adapt=adapt, retries=retries)
+    if not isinstance(feedback, FeedbackPolicy):
+        raise TypeError(f"feedback must be a FeedbackPolicy, got {feedback!r}")
+    return feedback
+
+
+def _consult(
+    policy: FeedbackPolicy,
+    limiter: FeedbackTarget,
+    key: str,
+    request: httpx.Request,
+    response: httpx.Response,
+    attempt: int,
+) -> float | None:
+    """Apply the response's feedback; the seconds to wait before a retry, or ``None``."""
+    status = response.status_code
+    delay = policy.observe(limiter, key, status, response.headers.multi_items())
+    if status < 400:
+        return None
+    return policy.retry_delay(
+        request.method, status, attempt, delay, replayable=_replayable(request), key=key
+    )
+
+
+def _warn_unclosed(key: str, hold_timeout: float) -> None:
+    logger.warning(
+        "a response from %s was not closed within hold_timeout=%s seconds; its "
+        "concurrency slot was given back (close responses, or use 'with client.stream()')",
+        key,
+        hold_timeout,
+    )
+
+
+@final
+class _AsyncReleasingStream(httpx.AsyncByteStream):
+    """The response body; closes the entry once: at its end, on error or on close."""
+
+    __slots__ = ("_entry", "_key", "_owner", "_stream", "_timer")
+
+    def __init__(
+        self,
+        stream: httpx.AsyncByteStream,
+        entry: EntryLike,
+        owner: ThrottledTransport,
+        key: str,
+        hold_timeout: float,
+    ) -> None:
+        self._stream = stream
+        self._entry = entry
+        self._owner = owner
+        self._key = key
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            hold_timeout, self._expire, hold_timeout
+        )
+        owner._live.add(self)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        finally:
+            # Read to the end, failed, or abandoned: the server is done with it either way.
+            self.release()
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the entry's slot back (idempotent)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._owner._live.discard(self)
+        self._entry.close()
+
+    def _expire(self, hold_timeout: float) -> None:
+        self._timer = None
+        if not self._entry.closed:
+            _warn_unclosed(self._key, hold_timeout)
+        self.release()
+
+
+@final
+class _SyncReleasingStream(httpx.SyncByteStream):
+    """The response body of the sync transport; closes the entry exactly once."""
+
+    __slots__ = ("_entry", "_owner", "_stream", "key")
+
+    def __init__(
+        self,
+        stream: httpx.SyncByteStream,
+        entry: SyncEntry,
+        owner: SyncThrottledTransport,
+        key: str,
+    ) -> None:
+        self._stream = stream
+        self._entry = entry
+        self._owner = owner
+        self.key = key
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._stream
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the entry's slot back (idempotent)."""
+        self._owner._forget(self)
+        self._entry.close()
+
+
+def _target(request: httpx.Request) -> object:
+    """What the limiter is chosen by: the URL, or the ``throttled_http_key`` extension."""
+    key = request.extensions.get(KEY_EXTENSION)
+    if key is None:
+        return request.url
+    if not isinstance(key, str) or not key:
+        raise TypeError(
+            f"{KEY_EXTENSION} must be a URL or a host name such as 'api.example.com', got {key!r}"
+        )
+    return key if "://" in key else f"{request.url.scheme}://{key}"
+
+
+def _check_exclusive(throttler: object, **options: object) -> None:
+    if throttler is None:
+        return
+    given = sorted(name for name, value in options.items() if value is not None)
+    if given:
+        raise ValueError(
+            f"throttler= already carries its limits; do not pass {', '.join(given)} with it"
+        )
+
+
+@final
+class ThrottledTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` that admits every request through a throttler.
+
+    ::
+
+        transport = ThrottledTransport(rate_limit=10, period=1.0)
+        async with httpx.AsyncClient(transport=transport) as client:
+            ...
+
+    Wraps ``transport`` (default ``httpx.AsyncHTTPTransport()``; any transport works: a
+    mounted one, a caching or retrying one, ``httpx.MockTransport``) and forwards
+    ``aclose()`` to it.
+
+    **The guarantee.** Per key (the host, by default), the server sees at most
+    ``rate_limit`` requests in any window of ``period`` seconds: each hop (redirect, auth
+    round, retry) is admitted as a latency-proof entry that counts from admission until its
+    response headers arrive (or it fails) and for ``period`` seconds after that. Two hosts
+    proceed side by side. ``burst=1`` spaces requests ``period / rate_limit`` seconds
+    apart at the server, so a leaky-bucket server (nginx ``limit_req``) never answers 429.
+
+    **Concurrency.** With ``max_concurrency=n`` each key has at most ``n`` responses open;
+    a slot is given back exactly once, when the body is read to its end, the response is
+    closed, reading it fails, or this transport is closed; at once for a response whose
+    body is already in memory; and after ``hold_timeout`` seconds for a response nobody
+    closes (logged as a warning on the ``throttled_http`` logger).
+
+    **Per request** (``request.extensions``): ``throttled_http_cost`` (an int >= 1),
+    ``throttled_http_key`` (charge the request to another host's limit: a URL or a host
+    name, which gets the request's scheme; ignored with a single shared throttler), and
+    ``throttled_http_bypass`` (``True``: not throttled).
+
+    **Server feedback.** After each response's headers, ``feedback.observe()`` pauses or
+    retunes that key's throttler as the server asks (``429``/``503`` with
+    ``Retry-After``, capped at ``max_retry_after`` seconds; ``RateLimit`` headers when
+    ``adapt=True``) and ``feedback.retry_delay()`` decides whether to send the request again
+    (``retries`` times at most, never when the request body is a one-shot stream). A retry
+    closes the refused response, sleeps, and waits for a new entry like any request.
+
+    Args:
+        rate_limit: requests per window per key, an int >= 1 (or a rate such as ``"10/s"``).
+        period: the window, in seconds (finite, > 0).
+        rates: several limits at once, such as ``"10/s; 1000/h"``.
+        max_concurrency: open responses per key at most (``None``: no cap).
+        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+        scope: ``"host"``, ``"domain"``, ``"global"`` or a callable ``scope(url) -> str``.
+        overrides: other rates (or ``None``: no limit) for some hosts, as for
+            :class:`~throttled_http.ThrottlerMap`.
+        throttler: a :class:`~throttled_http.Throttler`, ``RedisThrottler`` or
+            :class:`~throttled_http.ThrottlerMap` to share with other clients (then the
+            limit options above must not be given).
+        transport: the transport that sends the requests.
+        backend: makes each key's throttler (for example ``RedisBackend``).
+        max_retry_after: cap on a server-requested pause, in seconds (``None``: no pause).
+        adapt: follow the rate-limit headers the server sends.
+        retries: times a refused request is sent again at most, an int >= 0.
+        feedback: a ``FeedbackPolicy`` to use instead of the three options above.
+        hold_timeout: seconds after its headers arrived that a response nobody closes
+            gives back its slot, a finite number > 0 (default 300).
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument.
+    """
+
+    __slots__ = ("_hold_timeout", "_limiter", "_live", "_policy", "_transport")
+
+    def __init__(
+        self,
+        rate_limit: int | str | Rate = 10,
+        period: float = 1.0,
+        *,
+        rates: RatesLike | None = None,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+        scope: Scope = "host",
+        overrides: Mapping[str, RatesLike | None] | None = None,
+        throttler: AsyncLimiter | ThrottlerMap | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backend: ThrottlerBackend | None = None,
+        max_retry_after: float | None = 300.0,
+        adapt: bool = False,
+        retries: int = 0,
+        feedback: FeedbackPolicy | None = None,
+        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
+    ) -> None:
+        _check_exclusive(
+            throttler,
+            rates=rates,
+            max_concurrency=max_concurrency,
+            burst=burst,
+            overrides=overrides,
+            backend=backend,
+            scope=None if scope == "host" else scope,
+        )
+        if throttler is None:
+            throttler = ThrottlerMap(
+                rate_limit,
+                period,
+                rates=rates,
+                max_concurrency=max_concurrency,
+                burst=burst,
+                scope=scope,
+                overrides=overrides,
+                backend=backend,
+            )
+        elif not isinstance(throttler, (ThrottlerMap, AsyncLimiter)):
+            raise TypeError(
+                f"throttler must be a Throttler, a ThrottlerMap or another AsyncLimiter, "
+                f"got {throttler!r}"
+            )
+        if transport is None:
+            transport = httpx.AsyncHTTPTransport()
+        elif not isinstance(transport, httpx.AsyncBaseTransport):
+            raise TypeError(f"transport must be an httpx.AsyncBaseTransport, got {transport!r}")
+        self._limiter: AsyncLimiter | ThrottlerMap = throttler
+        self._transport = transport
+        self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
+        self._hold_timeout = _hold_timeout(hold_timeout)
+        self._live: set[_AsyncReleasingStream] = set()
+
+    @property
+    def throttler(self) -> AsyncLimiter | ThrottlerMap:
+        """The throttler or map requests wait in (share it with other clients)."""
+        return self._limiter
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The wrapped transport."""
+        return self._transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Wait for the request's turn, send it, and tie its slot to the response body."""
+        inner = self._transport
+        if request.extensions.get(BYPASS_EXTENSION):
+            return await inner.handle_async_request(request)
+        cost = _request_cost(request)
+        key, limiter = resolve_limiter(self._limiter, _target(request))
+        if limiter is None:
+            return await inner.handle_async_request(request)
+        policy = self._policy
+        attempt = 0
+        while True:
+            entry = await limiter.open_entry(cost)
+            try:
+                response = await inner.handle_async_request(request)
+            except BaseException:
+                entry.close()
+                raise
+            entry.settle()
+            attempt += 1
+            try:
+                wait = _consult(policy, limiter, key, request, response, attempt)
+            except BaseException:
+                try:
+                    await response.aclose()
+                finally:
+                    entry.close()
+                raise
+            if wait is None:
+                return self._bind(response, entry, key)
+            try:
+                await response.aclose()
+            finally:
+                entry.close()
+            await asyncio.sleep(wait)
+
+    def _bind(self, response: httpx.Response, entry: EntryLike, key: str) -> httpx.Response:
+        stream = response.stream
+        if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
+            entry.close()  # the body is in memory already: nothing more to wait for
+            return response
+        response.stream = _AsyncReleasingStream(stream, entry, self, key, self._hold_timeout)
+        return response
+
+    async def aclose(self) -> None:
+        """Give back the slots of responses still open, then close the wrapped transport."""
+        while self._live:
+            self._live.pop().release()
+        await self._transport.aclose()
+
+    def __repr__(self) -> str:
+        return f"<ThrottledTransport {self._limiter!r} over {type(self._transport).__name__}>"
+
+
+@final
+class _SyncBackend:
+    """Builds a :class:`SyncThrottler` per key, so a ThrottlerMap can serve threads."""
+
+    __slots__ = ()
+
+    def create(
+        self,
+        key: str,
+        rates: tuple[Rate, ...],
+        *,
+        burst: int | None,
+        max_concurrency: int | None,
+    ) -> AsyncLimiter:
+        throttler = SyncThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+        # The map only calls is_idle(), paused_for, rates, pause() and statistics(), which
+        # SyncThrottler shares with the async limiters; requests use it as a SyncThrottler.
+        return cast("AsyncLimiter", throttler)
+
+
+@final
+class _Holds:
+    """Responses still open, oldest first, and one thread that ends overlong holds.
+
+    Every response gets the same ``hold_timeout``, so insertion order is deadline order and
+    the thread only ever sleeps until the oldest deadline. It runs only while something is
+    held and exits when nothing is.
+    """
+
+    __slots__ = ("_cond", "_deadlines", "_hold_timeout", "_running")
+
+    def __init__(self, hold_timeout: float) -> None:
+        self._hold_timeout = hold_timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._deadlines: dict[_SyncReleasingStream, float] = {}
+        self._running = False
+
+    def add(self, stream: _SyncReleasingStream) -> None:
+        with self._cond:
+            self._deadlines[stream] = time.monotonic() + self._hold_timeout
+            if not self._running:
+                self._running = True
+                threading.Thread(
+                    target=self._run, name="throttled_http hold_timeout", daemon=True
+                ).start()
+
+    def discard(self, stream: _SyncReleasingStream) -> None:
+        with self._cond:
+            self._deadlines.pop(stream, None)
+
+    def pop_all(self) -> list[_SyncReleasingStream]:
+        with self._cond:
+            streams = list(self._deadlines)
+            self._deadlines.clear()
+            self._cond.notify()
+            return streams
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                deadlines = self._deadlines
+                while True:
+                    if not deadlines:
+                        self._running = False
+                        return
+                    stream, deadline = next(iter(deadlines.items()))
+                    now = time.monotonic()
+                    if deadline <= now:
+                        del deadlines[stream]
+                        break
+                    self._cond.wait(deadline - now)
+            _warn_unclosed(stream.key, self._hold_timeout)
+            stream.release()
+
+
+@final
+class SyncThrottledTransport(httpx.BaseTransport):
+    """An ``httpx.BaseTransport`` that admits every request through a thread-safe throttler.
+
+    ::
+
+        transport = SyncThrottledTransport(rate_limit=10, period=1.0)
+        with httpx.Client(transport=transport) as client:
+            ...
+
+    The threaded twin of :class:`ThrottledTransport`, with the same options (less
+    ``backend``) and the same guarantees: per key, at most ``rate_limit`` requests reach
+    the server in any window of ``period`` seconds, whatever the latency, across every
+    thread that shares the client (or the transport, or a ``throttler=``
+    :class:`~throttled_http.SyncThrottler`). Threads wait in arrival order, each blocked
+    on a condition until its exact turn: no polling.
+
+    A response nobody closes gives its concurrency slot back ``hold_timeout`` seconds after
+    its headers arrived; one helper thread, running only while responses are open, does
+    that.
+
+    Args:
+        rate_limit: requests per window per key, an int >= 1 (or a rate such as ``"10/s"``).
+        period: the window, in seconds (finite, > 0).
+        rates: several limits at once, such as ``"10/s; 1000/h"``.
+        max_concurrency: open responses per key at most (``None``: no cap).
+        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+        scope: ``"host"``, ``"domain"``, ``"global"`` or a callable ``scope(url) -> str``.
+        overrides: other rates (or ``None``: no limit) for some hosts.
+        throttler: one :class:`~throttled_http.SyncThrottler` for every request, to share
+            with other clients (then the limit options above must not be given).
+        transport: the transport that sends the requests (default ``httpx.HTTPTransport()``).
+        max_retry_after: cap on a server-requested pause, in seconds (``None``: no pause).
+        adapt: follow the rate-limit headers the server sends.
+        retries: times a refused request is sent again at most, an int >= 0.
+        feedback: a ``FeedbackPolicy`` to use instead of the three options above.
+        hold_timeout: seconds after which a response nobody closes gives back its slot.
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument.
+    """
+
+    __slots__ = ("_holds", "_limiter", "_map_lock", "_policy", "_transport")
+
+    def __init__(
+        self,
+        rate_limit: int | str | Rate = 10,
+        period: float = 1.0,
+        *,
+        rates: RatesLike | None = None,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+        scope: Scope = "host",
+        overrides: Mapping[str, RatesLike | None] | None = None,
+        throttler: SyncThrottler | None = None,
+        transport: httpx.BaseTransport | None = None,
+        max_retry_after: float | None = 300.0,
+        adapt: bool = False,
+        retries: int = 0,
+        feedback: FeedbackPolicy | None = None,
+        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
+    ) -> None:
+        _check_exclusive(
+            throttler,
+            rates=rates,
+            max_concurrency=max_concurrency,
+            burst=burst,
+            overrides=overrides,
+            scope=None if scope == "host" else scope,
+        )
+        if throttler is None:
+            self._limiter: SyncThrottler | ThrottlerMap = ThrottlerMap(
+                rate_limit,
+                period,
+                rates=rates,
+                max_concurrency=max_concurrency,
+                burst=burst,
+                scope=scope,
+                overrides=overrides,
+                backend=_SyncBackend(),
+            )
+        elif isinstance(throttler, SyncThrottler):
+            self._limiter = throttler
+        else:
+            raise TypeError(f"throttler must be a SyncThrottler, got {throttler!r}")
+        if transport is None:
+            transport = httpx.HTTPTransport()
+        elif not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(f"transport must be an httpx.BaseTransport, got {transport!r}")
+        self._transport = transport
+        self._map_lock = threading.Lock()
+        self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
+        self._holds = _Holds(_hold_timeout(hold_timeout))
+
+    @property
+    def throttler(self) -> SyncThrottler | ThrottlerMap:
+        """The shared throttler, or the map of per-key throttlers."""
+        return self._limiter
+
+    @property
+    def transport(self) -> httpx.BaseTransport:
+        """The wrapped transport."""
+        return self._transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Block until the request's turn, send it, and tie its slot to the response body."""
+        inner = self._transport
+        if request.extensions.get(BYPASS_EXTENSION):
+            return inner.handle_request(request)
+        cost = _request_cost(request)
+        policy = self._policy
+        attempt = 0
+        while True:
+            admitted = self._admit(request, cost)
+            if admitted is None:
+                return inner.handle_request(request)
+            key, throttler, entry = admitted
+            try:
+                response = inner.handle_request(request)
+            except BaseException:
+                entry.close()
+                raise
+            entry.settle()
+            attempt += 1
+            try:
+                wait = _consult(policy, throttler, key, request, response, attempt)
+            except BaseException:
+                try:
+                    response.close()
+                finally:
+                    entry.close()
+                raise
+            if wait is None:
+                return self._bind(response, entry, key)
+            try:
+                response.close()
+            finally:
+                entry.close()
+            time.sleep(wait)
+
+    def _admit(
+        self, request: httpx.Request, cost: int
+    ) -> tuple[str, SyncThrottler, SyncEntry] | None:
+        hosts = self._limiter
+        if isinstance(hosts, SyncThrottler):
+            return "*", hosts, hosts.open_entry(cost)
+        target = _target(request)
+        lock = self._map_lock
+        while True:
+            with lock:
+                key, limiter = hosts.resolve(target)
+            if limiter is None:
+                return None
+            throttler = cast("SyncThrottler", limiter)
+            entry = throttler.open_entry(cost)
+            # Another thread may have evicted the (then idle) throttler while this one was
+            # about to queue; an entry must count in the throttler the map holds.
+            with lock:
+                if hosts.resolve(target)[1] is limiter:
+                    return key, throttler, entry
+            entry.close()
+
+    def _bind(self, response: httpx.Response, entry: SyncEntry, key: str) -> httpx.Response:
+        stream = response.stream
+        if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.SyncByteStream):
+            entry.close()  # the body is in memory already: nothing more to wait for
+            return response
+        wrapped = _SyncReleasingStream(stream, entry, self, key)
+        response.stream = wrapped
+        self._holds.add(wrapped)
+        return response
+
+    def _forget(self, stream: _SyncReleasingStream) -> None:
+        self._holds.discard(stream)
+
+    def close(self) -> None:
+        """Give back the slots of responses still open, then close the wrapped transport."""
+        for stream in self._holds.pop_all():
+            stream.release()
+        self._transport.close()
+
+    def __repr__(self) -> str:
+        return f"<SyncThrottledTransport {self.throttler!r} over {type(self._transport).__name__}>"
