@@ -1,0 +1,51 @@
+-- throttled_http settle: stamp open entries at the server's time of settling, and forget
+-- entries that never happened (their waiter was cancelled after admission).
+--
+-- KEYS[1] stamps, KEYS[2] tat: as in admit.lua.
+-- ARGV: burst (0 = none), interval_us, ttl_ms, nsettle, (cost, member) x nsettle,
+--       nforget, (cost, member) x nforget.
+-- Returns the server time in microseconds.
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+
+local stamps, tat_key = KEYS[1], KEYS[2]
+local burst = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function each(cost, member, fn)
+  if cost == 1 then
+    fn(member)
+  else
+    for j = 1, cost do fn(member .. '.' .. j) end
+  end
+end
+
+local pos = 4
+local nsettle = tonumber(ARGV[pos])
+local settled = 0
+for k = 1, nsettle do
+  local cost, member = tonumber(ARGV[pos + 1]), ARGV[pos + 2]
+  pos = pos + 2
+  -- Re-adding a member that already expired is deliberate: it counts from now, later
+  -- than the request really happened, never earlier.
+  each(cost, member, function(m) redis.call('ZADD', stamps, now, m) end)
+  settled = settled + cost
+end
+local nforget = tonumber(ARGV[pos + 1])
+pos = pos + 1
+for k = 1, nforget do
+  local cost, member = tonumber(ARGV[pos + 1]), ARGV[pos + 2]
+  pos = pos + 2
+  each(cost, member, function(m) redis.call('ZREM', stamps, m) end)
+end
+if settled > 0 then
+  redis.call('PEXPIRE', stamps, ttl)
+  if burst > 0 then
+    local tat = math.max(tonumber(redis.call('GET', tat_key) or '0'), now) + settled * interval
+    redis.call('SET', tat_key, string.format('%.17g', tat), 'PX', math.floor((tat - now) / 1000) + 1)
+  end
+end
+return now
