@@ -1,0 +1,383 @@
+"""Shared helpers for the benchmark scripts in this directory.
+
+Every ``bench_*.py`` script uses the same small toolbox, so their figures are measured and
+printed the same way:
+
+* command line: :func:`parser` (``--quick``, ``--repeats N``, ``--json PATH``), :func:`parse`
+  and
+  :func:`print_header` (Python, platform, cores, load average, library versions);
+* statistics: :func:`median`, :func:`percentile`;
+* window analysis of recorded entry times (seconds, one clock): :func:`max_in_window`,
+  :func:`window_excess` and :func:`utilization`;
+* driving a limiter: :class:`NoopLimiter` (the do-nothing baseline), :func:`saturate`
+  (many workers entering as fast as allowed, on the real clock), :func:`cpu_fraction`
+  (process CPU time over wall time while the loop waits) and :func:`ns_per_entry`
+  (uncontended ``async with`` cost);
+* output: :class:`Table` (a Markdown table that reads well in a terminal and pastes into
+  ``docs/``), :func:`fmt_ns`, :func:`fmt_ms`, :func:`fmt_pct`, :func:`fmt_ratio` and
+  :func:`write_json`.
+
+Scripts import it as ``from _common import ...``: running ``python benchmarks/bench_x.py``
+puts this directory on ``sys.path``.
+
+The machine the figures come from is shared and noisy, so: repeat every measurement, report
+the median of the repeats, and compare contenders through ratios measured within one run
+(interleaved, so a burst of noise hits every contender alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
+
+__all__ = [
+    "NoopLimiter",
+    "Table",
+    "cpu_fraction",
+    "fmt_ms",
+    "fmt_ns",
+    "fmt_pct",
+    "fmt_ratio",
+    "max_in_window",
+    "median",
+    "ns_per_entry",
+    "parse",
+    "parser",
+    "percentile",
+    "print_header",
+    "saturate",
+    "utilization",
+    "window_excess",
+    "write_json",
+]
+
+# -- command line ----------------------------------------------------------------------
+
+
+def parser(
+    description: str, *, repeats: int = 3, quick_repeats: int = 1
+) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark script shares.
+
+    ``--quick`` (a short run for a smoke test), ``--repeats N`` (default ``repeats``, or
+    ``quick_repeats`` with ``--quick``; read it as ``args.repeats``, already resolved) and
+    ``--json PATH`` (also write the figures there). Add script-specific options to the
+    returned parser, then call :func:`parse`.
+    """
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="a short run (fewer, shorter repeats)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"repeats per measurement; the median is reported (default {repeats}, "
+        f"{quick_repeats} with --quick)",
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
+    p.set_defaults(_repeats=(repeats, quick_repeats))
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line of a :func:`parser`; resolves ``args.repeats``."""
+    args = p.parse_args(argv)
+    default, quick = args._repeats
+    if args.repeats is None:
+        args.repeats = quick if args.quick else default
+    if args.repeats < 1:
+        p.error(f"--repeats must be a positive integer, got {args.repeats}")
+    del args._repeats
+    return args
+
+
+def versions(*distributions: str) -> dict[str, str]:
+    """Installed version of each distribution (``"missing"`` when not installed)."""
+    found: dict[str, str] = {}
+    for name in distributions:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+def print_header(title: str, *distributions: str) -> dict[str, Any]:
+    """Print what the figures depend on, and return it (for :func:`write_json`).
+
+    Python version, platform, CPU count, the 1-minute load average when the OS has one (a
+    high value means other processes competed for the cores), and the versions of
+    ``distributions``.
+    """
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(load, 2),
+        "versions": versions(*distributions),
+    }
+    libs = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    print(f"# {title}")
+    print(
+        f"{env['implementation']} {env['python']} on {env['platform']}, "
+        f"{env['cpus']} CPUs, load average {load:.2f}; {libs}"
+    )
+    print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    print()
+    return env
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` as indented JSON; does nothing when ``path`` is None."""
+    if path is None:
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+
+
+# -- statistics ------------------------------------------------------------------------
+
+
+def median(values: Iterable[float]) -> float:
+    """The median; ``nan`` for no values."""
+    data = list(values)
+    return statistics.median(data) if data else math.nan
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q``-th percentile (``0 <= q <= 100``), linear between closest ranks.
+
+    ``nan`` for no values.
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be between 0 and 100, got {q}")
+    data = sorted(values)
+    if not data:
+        return math.nan
+    pos = (len(data) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+# -- windows ---------------------------------------------------------------------------
+
+
+def max_in_window(times: Iterable[float], period: float) -> int:
+    """The most entries in any half-open window ``[t, t + period)`` (times in seconds).
+
+    A limiter honouring "at most ``limit`` per ``period``" keeps this ``<= limit``; the
+    busiest window always starts at an entry, so checking those windows is exhaustive.
+    """
+    data = sorted(times)
+    best = 0
+    j = 0
+    for i, start in enumerate(data):
+        end = start + period
+        while j < len(data) and data[j] < end:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+def window_excess(times: Iterable[float], period: float, limit: int) -> int:
+    """How many entries start a window ``[t, t + period)`` holding more than ``limit``.
+
+    0 means no window was ever over the limit.
+    """
+    data = sorted(times)
+    return sum(
+        1 for i, start in enumerate(data) if bisect.bisect_left(data, start + period) - i > limit
+    )
+
+
+def utilization(
+    times: Iterable[float], *, limit: int, period: float, start: float, stop: float
+) -> float:
+    """Mean use of the limit over ``[start, stop)``: 1.0 means always full.
+
+    The time average of (entries in the sliding window ``(t - period, t]``) / ``limit`` for
+    ``t`` in ``[start, stop)``. Each entry at ``s`` contributes the overlap of
+    ``[s, s + period)`` with ``[start, stop)``, so the figure is exact, does not depend on
+    where the batches of admissions fall, and equals the achieved rate over the allowed
+    rate. A limiter that lets more through than allowed scores above 1.0.
+
+    Start it one ``period`` after the run began, so the first, empty window is excluded.
+    """
+    if stop <= start:
+        raise ValueError(f"stop must be after start, got start={start}, stop={stop}")
+    covered = 0.0
+    for s in times:
+        lo = max(s, start)
+        hi = min(s + period, stop)
+        if hi > lo:
+            covered += hi - lo
+    return covered / (limit * (stop - start))
+
+
+# -- driving limiters ------------------------------------------------------------------
+
+
+class NoopLimiter:
+    """An async context manager that does nothing: the cost floor of ``async with``."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+async def saturate(
+    limiter: AbstractAsyncContextManager[Any], *, workers: int, seconds: float
+) -> tuple[list[float], float, float]:
+    """Keep ``limiter`` saturated for ``seconds`` and record when each entry happened.
+
+    ``workers`` tasks loop on ``async with limiter:``, recording ``time.monotonic()`` as the
+    first thing inside the block (the moment the work would start). After ``seconds`` every
+    worker is cancelled, waiting or not.
+
+    Returns:
+        ``(times, start, stop)``: entry times in seconds, and the monotonic times the
+        workers were started and cancelled.
+    """
+    times: list[float] = []
+    append = times.append
+    mono = time.monotonic
+
+    async def worker() -> None:
+        while True:
+            async with limiter:
+                append(mono())
+
+    start = mono()
+    tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+    await asyncio.sleep(seconds)
+    stop = mono()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return times, start, stop
+
+
+async def cpu_fraction(seconds: float) -> float:
+    """Process CPU time divided by wall time while this task sleeps ``seconds``.
+
+    Whatever else runs in the process meanwhile (tasks waiting on a limiter, timers, the
+    loop's own select) is what gets measured. 1.0 means a whole core was busy.
+    """
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+
+
+async def ns_per_entry(limiter: AbstractAsyncContextManager[Any], iterations: int) -> float:
+    """Mean nanoseconds of one ``async with limiter: pass`` (loop overhead included).
+
+    The garbage collector is paused while timing (as ``timeit`` does) so a collection does
+    not land on one contender only.
+    """
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter_ns()
+        for _ in range(iterations):
+            async with limiter:
+                pass
+        return (time.perf_counter_ns() - t0) / iterations
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+class Table:
+    """A Markdown table, column widths aligned so it also reads well in a terminal.
+
+    >>> t = Table("Name", "Value")
+    >>> t.add_row("a", 1)
+    >>> print(t.render())
+    | Name | Value |
+    |------|-------|
+    | a    | 1     |
+    """
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(self, *columns: str) -> None:
+        self.columns = columns
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_row(self, *cells: object) -> None:
+        """Append a row; cells are converted with ``str``."""
+        if len(cells) != len(self.columns):
+            raise ValueError(f"expected {len(self.columns)} cells, got {len(cells)}")
+        self.rows.append(tuple(str(c) for c in cells))
+
+    def render(self) -> str:
+        """The table as Markdown text (no trailing newline)."""
+        widths = [len(c) for c in self.columns]
+        for row in self.rows:
+            widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+
+        def line(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        return "\n".join([line(self.columns), rule, *(line(r) for r in self.rows)])
+
+    def print(self, title: str | None = None) -> None:
+        """Print the table, under a ``## title`` line when given, then a blank line."""
+        if title:
+            print(f"## {title}")
+        print(self.render())
+        print()
+
+
+def fmt_ns(ns: float) -> str:
+    """Nanoseconds as ``"1,234 ns"``."""
+    return "n/a" if math.isnan(ns) else f"{ns:,.0f} ns"
+
+
+def fmt_ms(seconds: float) -> str:
+    """Seconds as milliseconds with 3 decimals: ``"0.123 ms"``."""
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1e3:.3f} ms"
+
+
+def fmt_pct(fraction: float, digits: int = 1) -> str:
+    """A fraction as a percentage: ``fmt_pct(0.0123) == "1.2%"``."""
+    return "n/a" if math.isnan(fraction) else f"{fraction * 100:.{digits}f}%"
+
+
+def fmt_ratio(ratio: float) -> str:
+    """A ratio as ``"1.23x"``."""
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
