@@ -13,6 +13,7 @@ input (a one-line message on stderr, never a traceback); 130 interrupted by Ctrl
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--plain", action="store_true", help="plain text output even when rich is installed"
     )
+    demo.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
 
     fetch = commands.add_parser(
         "fetch",
@@ -109,13 +111,35 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--plain", action="store_true", help="plain text output even when rich is installed"
     )
+    fetch.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     return parser
+
+
+_VERBOSE = "log each pause and retry the servers asked for on stderr"
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Route the package's log to stderr with ``-v``; otherwise show errors only.
+
+    The result tables already report pauses and 429s, so their log lines are noise
+    unless asked for.
+    """
+    logger = logging.getLogger("throttled_http")
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    else:
+        logger.setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code (the console script's entry point)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command is not None:
+        _configure_logging(args.verbose)
     if args.command == "demo":
         from ._demo import run_demo
 

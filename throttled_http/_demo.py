@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,11 @@ __all__ = ["Board", "max_in_window", "print_table", "run_demo"]
 
 def has_rich() -> bool:
     """Whether the optional ``rich`` package is importable."""
-    return importlib.util.find_spec("rich") is not None
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @final
@@ -60,6 +63,7 @@ class Board:
         "_done",
         "_last",
         "_order",
+        "_printed",
         "_progress",
         "_stream",
         "_tasks",
@@ -75,6 +79,7 @@ class Board:
         self._totals: dict[str, int] = {}
         self._tasks: dict[str, Any] = {}
         self._last = 0.0
+        self._printed: tuple[int, ...] = ()
         self._progress: Any = None
         if not plain and has_rich():
             from rich.console import Console
@@ -110,6 +115,10 @@ class Board:
             self._print_status()
 
     def _print_status(self) -> None:
+        state = tuple(self._done[key] for key in self._order)
+        if state == self._printed:
+            return
+        self._printed = state
         parts = [f"{key} {self._done[key]}/{self._totals[key]}" for key in self._order]
         print("progress: " + ", ".join(parts), file=self._stream, flush=True)
 
@@ -149,7 +158,7 @@ def print_table(
             table.add_column(name, justify="left" if i < 2 else "right")
         for row in rows:
             table.add_row(*row)
-        Console(file=stream).print(table)
+        Console(file=stream, width=None if stream.isatty() else 120).print(table)
         return
     widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     print(title, file=stream)
@@ -240,6 +249,7 @@ class _HostResult:
     ok: int = 0
     errors: int = 0
     rejected: int = 0
+    last_error: str = ""
     paused: float = 0.0
 
 
@@ -258,7 +268,7 @@ OVERRIDE_RATE = Rate(4, 1.0)
 
 
 def _plans(quick: bool) -> tuple[_HostPlan, ...]:
-    scale = 1 if quick else 3
+    scale = 1 if quick else 5
     return (
         _HostPlan("127.0.0.1", 20 * scale, DEFAULT_RATE, None, override=False),
         _HostPlan("127.0.0.2", 8 * scale, OVERRIDE_RATE, SERVER_RATE, override=True),
@@ -266,12 +276,14 @@ def _plans(quick: bool) -> tuple[_HostPlan, ...]:
     )
 
 
-def _missing(module: str) -> str | None:
-    """Why ``module`` cannot be used, or ``None`` when it imports."""
+def _missing(module: str, name: str | None = None) -> str | None:
+    """Why ``module`` (and its attribute ``name``) cannot be used, or ``None``."""
     try:
-        importlib.import_module(module)
+        imported = importlib.import_module(module)
     except ImportError as exc:
         return f"{module} unavailable ({exc})"
+    if name is not None and not hasattr(imported, name):
+        return f"{module} has no {name}"
     return None
 
 
@@ -291,8 +303,9 @@ async def _drive(
     async def one(plan: _HostPlan, index: int) -> None:
         result = results[plan.address]
         try:
-            status = await send(f"{urls[plan.address]}demo/{index}")
-        except Exception:
+            status = await send(f"{urls[plan.address]}?demo={index}")
+        except Exception as exc:  # reported in the table, never raised
+            result.last_error = f"{type(exc).__name__}: {exc}"
             result.errors += 1
             status = 0
         else:
@@ -300,6 +313,7 @@ async def _drive(
                 result.ok += 1
             else:
                 result.errors += 1
+                result.last_error = f"HTTP {status}"
         board.advance(f"{client} {plan.address}", note=_note(status))
 
     async def watch() -> None:
@@ -328,13 +342,13 @@ def _note(status: int) -> str:
 
 def run_demo(*, quick: bool = False, plot: str | None = None, plain: bool = False) -> int:
     """Run the demo; return 0 when every claim held, 1 otherwise, 2 on bad options."""
-    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+    if plot is not None and _missing("matplotlib.pyplot") is not None:
         print(
             "error: --plot needs matplotlib: pip install 'throttled_http[plot]'",
             file=sys.stderr,
         )
         return 2
-    reason = _missing("throttled_http.testing")
+    reason = _missing("throttled_http.testing", "RecordingServer")
     if reason is not None:
         print(f"error: the demo needs aiohttp for its servers: {reason}", file=sys.stderr)
         return 2
@@ -347,8 +361,8 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
 
     plans = _plans(quick)
     clients: list[tuple[str, str | None]] = [
-        ("aiohttp", _missing("throttled_http.aiohttp")),
-        ("httpx", _missing("throttled_http.httpx")),
+        ("aiohttp", _missing("throttled_http.aiohttp", "ThrottledClientSession")),
+        ("httpx", _missing("throttled_http.httpx", "ThrottledTransport")),
     ]
     print(
         "throttled_http demo: hosts "
@@ -472,6 +486,11 @@ def _report(
                     f"{client} {address}: {worst} arrivals in one {plan.ours.period:g} s "
                     f"window, limit {plan.ours.limit}"
                 )
+            if r.errors:
+                failures.append(
+                    f"{client} {address}: {r.errors} of {plan.requests} requests failed "
+                    f"(last: {r.last_error})"
+                )
             if not polite:
                 failures.append(
                     f"{client} {address}: {r.rejected} x 429 although our limit {plan.ours} "
@@ -483,13 +502,13 @@ def _report(
                     address,
                     str(len(r.arrivals)),
                     str(r.ok),
-                    f"{plan.ours}{' (override)' if plan.override else ''}",
+                    f"{plan.ours}{' *' if plan.override else ''}",
                     str(plan.server or "none"),
                     f"{worst}/{plan.ours.limit}",
                     f"{sustained_rate(r.arrivals, plan.ours.period):.2f}",
                     str(r.rejected),
                     f"{r.paused:.1f}",
-                    "ok" if held and polite else "BROKEN",
+                    "ok" if held and polite and not r.errors else "FAILED",
                 )
             )
     print_table(
@@ -499,8 +518,8 @@ def _report(
             "host",
             "sent",
             "2xx",
-            "our limit",
-            "server limit",
+            "limit",
+            "server",
             "max/window",
             "rate/s",
             "429s",
@@ -511,16 +530,17 @@ def _report(
         plain=plain,
     )
     print(
-        "sent: arrivals at the server, retries included; max/window: most arrivals the "
-        "server saw in any window of our period; rate/s: arrivals / (span + period); "
-        "paused s: time the host's throttler was paused by Retry-After."
+        "limit: ours (* an override); server: what the server enforces with 429; sent: "
+        "arrivals at the server, retries included; max/window: most arrivals the server "
+        "saw in any window of our period; rate/s: arrivals / (span + period); paused s: "
+        "time the host's throttler was paused by Retry-After."
     )
     if plot is not None:
         _plot(all_results, plot)
         print(f"timeline written to {plot}")
     if failures:
         for failure in failures:
-            print(f"LIMIT BROKEN: {failure}", file=sys.stderr)
+            print(f"FAILED: {failure}", file=sys.stderr)
         return 1
     print("every configured limit held at the server.")
     return 0

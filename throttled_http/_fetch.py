@@ -46,7 +46,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TextIO, final
+from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, final
 from urllib.parse import unquote, urlsplit
 
 from ._demo import Board, print_table
@@ -88,7 +88,7 @@ class FetchOptions:
     """
 
     rates: tuple[Rate, ...]
-    per: str
+    per: Literal["host", "domain"]
     concurrency: int
     out: Path
     retries: int
@@ -118,7 +118,7 @@ def parse_options(args: argparse.Namespace) -> FetchOptions:
         )
     return FetchOptions(
         rates=rates,
-        per=args.per,
+        per="domain" if args.per == "domain" else "host",
         concurrency=args.concurrency,
         out=Path(args.out),
         retries=args.retries,

@@ -1,0 +1,381 @@
+"""End to end: ``python -m throttled_http`` (version, demo, fetch) against local servers.
+
+The command runs in a subprocess, as a user runs it; the servers it talks to run in the
+test's own event loop, so they record what the command really sent. These tests use the
+real clock, with generous margins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from throttled_http import __version__
+from throttled_http._fetch import (
+    LOG_NAME,
+    UsageError,
+    load_done,
+    parse_urls,
+    retry_after,
+    safe_name,
+)
+from throttled_http.testing import RecordingServer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.realclock
+
+TIMEOUT = 60.0  # seconds any one command may take, far above what it needs
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What one command did."""
+
+    code: int
+    out: str
+    err: str
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONWARNINGS="error", PYTHONDONTWRITEBYTECODE="1")
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+async def cli(*args: str, stdin: bytes | None = None, code: str | None = None) -> Run:
+    """Run ``python -m throttled_http ARGS`` (or ``python -c CODE ARGS``) to completion."""
+    command = ["-c", code, *args] if code is not None else ["-m", "throttled_http", *args]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *command,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+def read_log(folder: Path) -> list[dict[str, object]]:
+    """The JSON-lines log of a fetch into ``folder``; every line must parse."""
+    lines = (folder / LOG_NAME).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+# -- --version ---------------------------------------------------------------------------
+
+
+async def test_version() -> None:
+    """``--version`` prints the single-sourced version and exits 0."""
+    run = await cli("--version")
+    assert run.code == 0
+    assert run.out.strip() == f"throttled_http {__version__}"
+
+
+async def test_no_command_prints_help() -> None:
+    """With no subcommand the help is printed and the exit code is 2."""
+    run = await cli()
+    assert run.code == 2
+    assert "demo" in run.out
+    assert "fetch" in run.out
+
+
+# -- demo --------------------------------------------------------------------------------
+
+_WITHOUT_RICH = (
+    "import sys\n"
+    "sys.modules['rich'] = None  # as if rich were not installed\n"
+    "from throttled_http.__main__ import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+async def test_demo_quick_without_rich(tmp_path: Path) -> None:
+    """The quick demo runs without rich, verifies every limit at the servers, exits 0.
+
+    ``--plot`` writes a PNG when matplotlib is installed and is refused (exit 2, before
+    any work) when it is not.
+    """
+    png = tmp_path / "timeline.png"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        run = await cli("demo", "--quick", "--plot", str(png), code=_WITHOUT_RICH)
+        assert run.code == 2
+        assert "needs matplotlib" in run.err
+        run = await cli("demo", "--quick", code=_WITHOUT_RICH)
+    else:
+        run = await cli("demo", "--quick", "--plot", str(png), code=_WITHOUT_RICH)
+        assert png.read_bytes().startswith(b"\x89PNG")
+    assert run.code == 0, run.out + run.err
+    assert "Traceback" not in run.err
+    assert "every configured limit held at the server" in run.out
+    for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+        assert host in run.out
+    assert "━" not in run.out  # plain text: no rich bars
+
+
+# -- fetch: input checks -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "options", "message"),
+    [
+        pytest.param(["http://127.0.0.1:1/"], ["--rate", "fast"], "--rate", id="bad-rate"),
+        pytest.param(["http://127.0.0.1:1/"], ["--rate", "1.5/s"], "--rate", id="float-rate"),
+        pytest.param(["ftp://127.0.0.1/x"], [], "line 1", id="not-http"),
+        pytest.param(["http://127.0.0.1:1/", "http://"], [], "line 2", id="no-host"),
+        pytest.param(["http://127.0.0.1:99999/"], [], "line 1", id="bad-port"),
+        pytest.param(["", "# only a comment"], [], "no URL", id="empty"),
+        pytest.param(["http://127.0.0.1:1/"], ["--concurrency", "0"], "--concurrency", id="conc"),
+        pytest.param(["http://127.0.0.1:1/"], ["--timeout", "nan"], "--timeout", id="timeout"),
+    ],
+)
+async def test_fetch_bad_input(
+    tmp_path: Path, lines: list[str], options: list[str], message: str
+) -> None:
+    """Bad input gets a one-line message naming the problem and exit code 2."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = await cli("fetch", str(urls), "--out", str(tmp_path / "out"), *options)
+    assert run.code == 2
+    assert "Traceback" not in run.err
+    assert message in run.err
+    assert len(run.err.strip().splitlines()) == 1
+
+
+async def test_fetch_unreadable_file(tmp_path: Path) -> None:
+    """A missing URL file is reported by name, exit code 2, no traceback."""
+    run = await cli("fetch", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o"))
+    assert run.code == 2
+    assert run.err.startswith("error: cannot read")
+    assert "missing.txt" in run.err
+    assert "Traceback" not in run.err
+
+
+async def test_fetch_bad_argument_type(tmp_path: Path) -> None:
+    """A non-numeric option is refused by the parser with its usage line and exit 2."""
+    run = await cli("fetch", "-", "--concurrency", "many")
+    assert run.code == 2
+    assert "--concurrency" in run.err
+    assert "Traceback" not in run.err
+
+
+def test_parse_urls_dedupes_and_skips_comments() -> None:
+    """Blank lines and comments are skipped and a repeated URL is fetched once."""
+    assert parse_urls(["# c", "http://a.test/1", "", "http://a.test/1", "https://b.test"]) == [
+        "http://a.test/1",
+        "https://b.test",
+    ]
+
+
+def test_parse_urls_names_every_bad_line() -> None:
+    """The error names the lines that are not http(s) URLs with a host."""
+    with pytest.raises(UsageError, match=r"line 1: .*line 3: "):
+        parse_urls(["mailto:x@y", "http://ok.test", "http:///nohost"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h.test/../../etc/passwd",
+        "http://h.test/%2e%2e%2f%2e%2e%2fsecret",
+        "http://h.test/a/..",
+        "http://h.test/.hidden",
+        "http://h.test/C:%5Cwindows%5Cwin.ini",
+        "http://h.test/" + "x" * 500,
+        "http://h.test/",
+    ],
+)
+def test_safe_name_stays_in_folder(tmp_path: Path, url: str) -> None:
+    """A file name from any URL is one plain component inside the output folder."""
+    name = safe_name(url)
+    assert "/" not in name
+    assert "\\" not in name
+    assert not name.startswith(".")
+    assert len(name) <= 80
+    assert (tmp_path / name).resolve().parent == tmp_path.resolve()
+
+
+def test_safe_name_keeps_distinct_urls_apart() -> None:
+    """Two URLs with the same last segment get different names."""
+    assert safe_name("http://a.test/x/index.html") != safe_name("http://a.test/y/index.html")
+
+
+def test_load_done_ignores_torn_and_failed_lines(tmp_path: Path) -> None:
+    """Only complete lines with a 2xx status count as done."""
+    log = tmp_path / LOG_NAME
+    log.write_text(
+        '{"url": "http://a.test/1", "status": 200}\n'
+        '{"url": "http://a.test/2", "status": 503}\n'
+        '{"url": "http://a.test/3", "status": null}\n'
+        "[1, 2]\n"
+        '{"url": "http://a.test/4", "sta',
+        encoding="utf-8",
+    )
+    assert load_done(log) == {"http://a.test/1"}
+    assert load_done(tmp_path / "missing.jsonl") == set()
+
+
+def test_retry_after_forms() -> None:
+    """Delay-seconds and HTTP-dates are read and capped; anything else is ignored."""
+    assert retry_after("2", 300.0) == 2.0
+    assert retry_after("100000", 30.0) == 30.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 30.0, now=1445412480.0) == 10.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 30.0, now=1445412490.0) == 0.0
+    assert retry_after("-1", 30.0) is None
+    assert retry_after("later", 30.0) is None
+    assert retry_after(None, 30.0) is None
+
+
+# -- fetch: end to end -------------------------------------------------------------------
+
+
+async def test_fetch_downloads_each_url_once_and_resumes(tmp_path: Path) -> None:
+    """Bodies and log lines are written; a second run downloads nothing again."""
+    out = tmp_path / "out"
+    async with RecordingServer() as server:
+        urls = [server.url(f"/?n={i}", host=i % 2) for i in range(6)]
+        urls.append(server.url("/stream/3"))
+        text = "\n".join(["# a comment", *urls, urls[0], ""])
+        run = await cli("fetch", "-", "--rate", "20/s", "--out", str(out), stdin=text.encode())
+        assert run.code == 0, run.out + run.err
+        records = read_log(out)
+        assert sorted(str(r["url"]) for r in records) == sorted(urls)
+        for record in records:
+            assert record["status"] == 200
+            assert record["attempts"] == 1
+            assert isinstance(record["elapsed"], float)
+            assert isinstance(record["waited"], float)
+            assert str(record["started"]).endswith("Z")
+            body = (out / str(record["file"])).read_bytes()
+            assert len(body) == record["bytes"]
+        assert len(server.arrivals) == len(urls)
+        assert not list(out.glob("*.part"))
+
+        again = await cli("fetch", "-", "--out", str(out), stdin=text.encode())
+        assert again.code == 0, again.out + again.err
+        assert "0 to download, 7 already done" in again.out
+        assert len(server.arrivals) == len(urls)
+        assert len(read_log(out)) == len(urls)
+
+
+async def test_fetch_reports_failures(tmp_path: Path) -> None:
+    """A 404 is final (one attempt); a 503 is retried; both are logged; exit code 1."""
+    out = tmp_path / "out"
+    async with RecordingServer() as server:
+        missing = server.url("/status/404")
+        broken = server.url("/status/503")
+        good = server.url("/")
+        text = "\n".join([missing, broken, good])
+        run = await cli(
+            "fetch", "-", "--out", str(out), "--retries", "1", "--plain", stdin=text.encode()
+        )
+        assert run.code == 1
+        assert "failed 2" in run.out
+        by_url = {r["url"]: r for r in read_log(out)}
+        assert by_url[missing]["status"] == 404
+        assert by_url[missing]["attempts"] == 1
+        assert by_url[broken]["status"] == 503
+        assert by_url[broken]["attempts"] == 2
+        assert by_url[good]["status"] == 200
+        assert load_done(out / LOG_NAME) == {good}
+
+
+async def test_fetch_honours_retry_after(tmp_path: Path) -> None:
+    """A URL answered 429 is sent again only after its Retry-After, and then succeeds.
+
+    Our rate (20/s) is far above the server's (2/s), one request at a time: the third URL
+    gets a 429 with ``Retry-After`` (whole seconds, >= 1), and the next arrival at the
+    server, its retry, comes no sooner.
+    """
+    out = tmp_path / "out"
+    async with RecordingServer(hosts=("127.0.0.1",), server_limit="2/s") as server:
+        urls = [server.url(f"/?n={i}") for i in range(3)]
+        run = await cli(
+            "fetch",
+            "-",
+            "--rate",
+            "20/s",
+            "--concurrency",
+            "1",
+            "--retries",
+            "5",
+            "--out",
+            str(out),
+            stdin="\n".join(urls).encode(),
+        )
+        assert run.code == 0, run.out + run.err
+        assert server.rejected.get("127.0.0.1", 0) >= 1
+        arrivals = sorted(server.arrivals, key=lambda a: a.time)
+        for previous, following in itertools.pairwise(arrivals):
+            if previous.status == 429:
+                assert following.time - previous.time >= 0.99
+        records = read_log(out)
+        assert all(r["status"] == 200 for r in records)
+        assert len(records) == len(urls)
+        assert max(float(str(r["waited"])) for r in records) >= 0.99
+
+
+async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
+    """Ctrl-C exits 130 with a consistent log and no partial file; rerunning completes.
+
+    The URLs logged before the interrupt are not downloaded again: the final log holds
+    exactly one line per URL.
+    """
+    out = tmp_path / "out"
+    async with RecordingServer() as server:
+        urls = [server.url(f"/?n={i}") for i in range(12)]
+        listing = tmp_path / "urls.txt"
+        listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "throttled_http",
+            "fetch",
+            str(listing),
+            "--rate",
+            "2/s",
+            "--out",
+            str(out),
+            "--plain",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        )
+        log = out / LOG_NAME
+        for _ in range(int(TIMEOUT / 0.05)):
+            if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+        assert proc.returncode == 130, stdout.decode() + stderr.decode()
+        assert "Traceback" not in stderr.decode()
+        assert "interrupted" in stdout.decode()
+        first = read_log(out)
+        assert 3 <= len(first) < len(urls)
+        assert all(r["status"] == 200 for r in first)
+        assert not list(out.glob("*.part"))
+        done = {str(r["url"]) for r in first}
+
+        run = await cli("fetch", str(listing), "--rate", "50/s", "--out", str(out))
+        assert run.code == 0, run.out + run.err
+        assert f"{len(urls) - len(done)} to download, {len(done)} already done" in run.out
+        final = read_log(out)
+        assert {str(r["url"]) for r in final} == set(urls)
+        assert len(final) == len(urls)
