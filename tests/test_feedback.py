@@ -1,0 +1,444 @@
+"""FeedbackPolicy against a real Throttler on virtual time: pauses, adaptation, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import weakref
+from typing import TYPE_CHECKING
+
+import pytest
+
+from throttled_http import FeedbackPolicy, Rate, Throttler
+
+if TYPE_CHECKING:
+    from throttled_http._rates import RatesLike
+
+
+async def admitted_within(throttler: Throttler, seconds: float, attempts: int) -> int:
+    """How many of ``attempts`` entries the throttler admits in the next ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    count = 0
+    for _ in range(attempts):
+        try:
+            await throttler.acquire(timeout=max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            break
+        count += 1
+    return count
+
+
+async def entry_time(throttler: Throttler) -> float:
+    """Seconds until an entry is admitted, from now."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with throttler:
+        pass
+    return loop.time() - start
+
+
+# -- pauses ------------------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_retry_after_pauses_the_throttler() -> None:
+    """A 429 with Retry-After: 5 holds the next entry for 5 s and returns 5."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    assert policy.observe(throttler, "http://a:80", 429, {"Retry-After": "5"}) == 5.0
+    assert throttler.statistics().paused_for == pytest.approx(5.0)
+    assert await entry_time(throttler) == pytest.approx(5.0)
+
+
+@pytest.mark.looptime
+async def test_remaining_zero_pauses_before_any_refusal() -> None:
+    """A 200 with X-RateLimit-Remaining: 0 pauses until its reset."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"}
+    assert policy.observe(throttler, "k", 200, headers) == 2.0
+    assert await entry_time(throttler) == pytest.approx(2.0)
+
+
+@pytest.mark.looptime
+async def test_pause_is_capped() -> None:
+    """Retry-After: 3600 with max_retry_after=10 pauses 10 s, not an hour."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(max_retry_after=10)
+    assert policy.observe(throttler, "k", 429, {"Retry-After": "3600"}) == 10.0
+    assert await entry_time(throttler) == pytest.approx(10.0)
+
+
+@pytest.mark.looptime
+async def test_other_keys_are_not_paused() -> None:
+    """Only the responding host's throttler pauses."""
+    slow, other = Throttler(10, 1.0), Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    policy.observe(slow, "http://slow:80", 503, {"Retry-After": "30"})
+    assert await entry_time(other) == 0.0
+    assert other.paused_for == 0.0
+    assert slow.paused_for == pytest.approx(30.0)
+
+
+@pytest.mark.looptime
+async def test_cap_none_disables_pauses() -> None:
+    """max_retry_after=None: no pause and no server delay."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(max_retry_after=None)
+    assert policy.observe(throttler, "k", 429, {"Retry-After": "5"}) is None
+    assert throttler.paused_for == 0.0
+
+
+@pytest.mark.looptime
+async def test_unlimited_host_still_gets_the_delay() -> None:
+    """With no limiter (an unlimited host) nothing is paused but the delay is returned."""
+    policy = FeedbackPolicy()
+    assert policy.observe(None, "k", 429, {"Retry-After": "7"}) == 7.0
+    assert policy.stats().pauses == 0
+
+
+@pytest.mark.looptime
+async def test_shorter_pause_neither_cuts_nor_counts() -> None:
+    """A shorter pause after a longer one changes nothing; stats count the extension only."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    policy.observe(throttler, "k", 429, {"Retry-After": "20"})
+    policy.observe(throttler, "k", 429, {"Retry-After": "5"})
+    await asyncio.sleep(10)
+    policy.observe(throttler, "k", 429, {"Retry-After": "15"})  # extends by 5 s
+    stats = policy.stats()
+    assert stats.pauses == 2
+    assert stats.paused_seconds == pytest.approx(25.0)
+    assert stats.by_key["k"].last_reason == "Retry-After"
+    assert await entry_time(throttler) == pytest.approx(15.0)
+
+
+@pytest.mark.looptime
+async def test_pause_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A pause is logged on the throttled_http logger with key, reason and duration."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(max_retry_after=60)
+    with caplog.at_level(logging.INFO, logger="throttled_http"):
+        policy.observe(throttler, "https://api.example:443", 429, {"Retry-After": "7200"})
+    (record,) = caplog.records
+    assert record.name == "throttled_http"
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "https://api.example:443" in message
+    assert "60.000 s" in message
+    assert "Retry-After" in message
+    assert "7200 s" in message
+
+
+@pytest.mark.looptime
+async def test_a_failing_limiter_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A limiter whose pause() fails (a backend down) is logged; observe returns the delay."""
+
+    class Broken:
+        rates = (Rate(10, 1.0),)
+        paused_for = 0.0
+
+        def pause(self, seconds: float) -> None:
+            raise ConnectionError("backend down")
+
+        def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
+            raise ConnectionError("backend down")
+
+    policy = FeedbackPolicy(adapt=True)
+    with caplog.at_level(logging.WARNING, logger="throttled_http"):
+        assert policy.observe(Broken(), "k", 429, {"Retry-After": "3"}) == 3.0
+        assert policy.observe(Broken(), "k", 429, {}) is None
+    assert len(caplog.records) == 2
+    assert all("could not apply" in r.getMessage() for r in caplog.records)
+
+
+# -- adaptation: advertised quotas -------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_adapt_adopts_a_stricter_advertised_quota() -> None:
+    """Configured 10/s, advertised 3/s: the throttler then admits 3 per second."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"default";q=3;w=1'})
+    assert throttler.rates == (Rate(10, 1.0), Rate(3, 1.0))
+    assert await admitted_within(throttler, 0.99, 10) == 3
+    assert policy.stats().adoptions == 1
+
+
+@pytest.mark.looptime
+async def test_adapt_never_loosens_the_configured_rate() -> None:
+    """An advertised quota looser than the configured one changes nothing."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"default";q=1000;w=1'})
+    policy.observe(throttler, "k", 200, {"X-RateLimit-Limit": "10;w=1"})
+    assert throttler.rates == (Rate(10, 1.0),)
+    assert await admitted_within(throttler, 0.99, 20) == 10
+    assert policy.stats().adoptions == 0
+
+
+@pytest.mark.looptime
+async def test_adapt_follows_a_changing_quota_but_stays_under_the_configured() -> None:
+    """A later advertisement replaces the earlier one; configured 10/s always stays."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=2;w=1'})
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=5;w=1'})
+    assert throttler.rates == (Rate(10, 1.0), Rate(5, 1.0))
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=50;w=1'})
+    assert list(throttler.rates) == [Rate(10, 1.0)]
+
+
+@pytest.mark.looptime
+async def test_adapt_skips_windows_longer_than_the_cap() -> None:
+    """A daily quota could hold a request for a day: it is not adopted."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True, max_retry_after=300)
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"daily";q=1;w=86400'})
+    assert throttler.rates == (Rate(10, 1.0),)
+
+
+@pytest.mark.looptime
+async def test_without_adapt_rates_never_change() -> None:
+    """adapt=False: neither advertised quotas nor bare 429s touch the rates."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=2;w=1'})
+    policy.observe(throttler, "k", 429, {})
+    assert throttler.rates == (Rate(10, 1.0),)
+
+
+# -- adaptation: AIMD --------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_aimd_cut_and_recovery() -> None:
+    """A bare 429 halves the rate; each quiet period restores 10 %, up to the configured."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True, decrease=0.5, increase=0.1, quiet_period=2.0)
+    policy.observe(throttler, "k", 429, {})
+    assert throttler.rates == (Rate(5, 1.0),)
+    await asyncio.sleep(1.0)  # let the old 10/s window retire
+    assert await admitted_within(throttler, 0.99, 20) == 5
+
+    await asyncio.sleep(4.0)  # two quiet periods since the 429
+    policy.observe(throttler, "k", 200, {})
+    assert throttler.rates == (Rate(7, 1.0),)
+
+    await asyncio.sleep(100.0)
+    policy.observe(throttler, "k", 200, {})
+    assert throttler.rates == (Rate(10, 1.0),)  # recovered, and never above
+    stats = policy.stats()
+    assert stats.rate_cuts == 1
+    assert stats.by_key["k"].rate_cuts == 1
+
+
+@pytest.mark.looptime
+async def test_aimd_cuts_once_per_period_for_a_burst_of_429s() -> None:
+    """Twenty 429s answering requests already in flight cut the rate once, not twenty times."""
+    throttler = Throttler(16, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    for _ in range(20):
+        policy.observe(throttler, "k", 429, {})
+    assert throttler.rates == (Rate(8, 1.0),)
+    await asyncio.sleep(1.0)
+    policy.observe(throttler, "k", 429, {})
+    assert throttler.rates == (Rate(4, 1.0),)
+
+
+@pytest.mark.looptime
+async def test_aimd_keeps_at_least_one_entry_per_window() -> None:
+    """However many cuts, one entry per period remains possible."""
+    throttler = Throttler(4, 1.0)
+    policy = FeedbackPolicy(adapt=True, decrease=0.1)
+    for _ in range(10):
+        policy.observe(throttler, "k", 429, {})
+        await asyncio.sleep(1.0)
+    assert throttler.rates == (Rate(1, 1.0),)
+    assert await entry_time(throttler) >= 0.0
+
+
+@pytest.mark.looptime
+async def test_aimd_ignores_429_with_a_usable_header_and_503() -> None:
+    """A 429 that says how long to wait pauses instead of cutting; a 503 never cuts."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    policy.observe(throttler, "k", 429, {"Retry-After": "1"})
+    policy.observe(throttler, "k", 503, {})
+    assert throttler.rates == (Rate(10, 1.0),)
+
+
+@pytest.mark.looptime
+async def test_aimd_keeps_burst_valid() -> None:
+    """A smooth-mode throttler keeps a burst no larger than the cut limit."""
+    throttler = Throttler(10, 1.0, burst=8)
+    policy = FeedbackPolicy(adapt=True, decrease=0.25)
+    policy.observe(throttler, "k", 429, {})
+    assert throttler.rates == (Rate(2, 1.0),)
+    assert throttler.burst == 2
+
+
+@pytest.mark.looptime
+async def test_aimd_recovers_to_rates_the_user_set() -> None:
+    """If the user retunes the throttler, its new rates become the ceiling."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    policy.observe(throttler, "k", 429, {})
+    throttler.set_rates("20/s")
+    await asyncio.sleep(1.0)
+    policy.observe(throttler, "k", 429, {})
+    assert throttler.rates == (Rate(10, 1.0),)
+    await asyncio.sleep(1000.0)
+    policy.observe(throttler, "k", 200, {})
+    assert throttler.rates == (Rate(20, 1.0),)
+
+
+@pytest.mark.looptime
+async def test_aimd_state_does_not_keep_throttlers_alive() -> None:
+    """The per-throttler state is weak: a dropped throttler is freed."""
+    policy = FeedbackPolicy(adapt=True)
+    throttler = Throttler(10, 1.0)
+    policy.observe(throttler, "k", 429, {})
+    ref = weakref.ref(throttler)
+    del throttler
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.looptime
+async def test_limiter_without_weakref_support() -> None:
+    """A limiter that cannot be weakly referenced is tuned too (bounded strong map)."""
+
+    class Slotted:
+        __slots__ = ("burst", "paused", "rates")
+
+        def __init__(self) -> None:
+            self.rates: tuple[Rate, ...] = (Rate(10, 1.0),)
+            self.burst = None
+            self.paused = 0.0
+
+        @property
+        def paused_for(self) -> float:
+            return self.paused
+
+        def pause(self, seconds: float) -> None:
+            self.paused = max(self.paused, seconds)
+
+        def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
+            self.rates = tuple(r for r in rates if isinstance(r, Rate))
+
+    limiter = Slotted()
+    policy = FeedbackPolicy(adapt=True)
+    policy.observe(limiter, "k", 429, {})
+    assert limiter.rates == (Rate(5, 1.0),)
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+def test_retry_rules() -> None:
+    """Retry only refused (429/503), idempotent, replayable requests, at most `retries` times."""
+    policy = FeedbackPolicy(retries=2)
+    assert policy.retry_delay("GET", 429, 1, 3.0) == 3.0
+    assert policy.retry_delay("get", 503, 2, 0.0) == 0.0
+    assert policy.retry_delay("GET", 429, 3, 3.0) is None  # out of attempts
+    assert policy.retry_delay("POST", 429, 1, 3.0) is None  # not idempotent
+    assert policy.retry_delay("PATCH", 429, 1, 3.0) is None
+    assert policy.retry_delay("GET", 500, 1, 3.0) is None  # not a refusal for load
+    assert policy.retry_delay("GET", 200, 1, None) is None
+    assert policy.retry_delay("PUT", 429, 1, 3.0, replayable=False) is None
+    for method in ("HEAD", "OPTIONS", "PUT", "DELETE"):
+        assert policy.retry_delay(method, 429, 1, 1.0) == 1.0
+
+
+def test_retries_off_by_default() -> None:
+    """retries=0: never retry."""
+    assert FeedbackPolicy().retry_delay("GET", 429, 1, 1.0) is None
+
+
+def test_post_retried_only_when_opted_in() -> None:
+    """retry_methods opts other methods in."""
+    policy = FeedbackPolicy(retries=1, retry_methods=("GET", "post"))
+    assert policy.retry_delay("POST", 429, 1, 2.0) == 2.0
+    assert policy.retry_delay("PUT", 429, 1, 2.0) is None
+
+
+def test_retry_server_delay_is_capped() -> None:
+    """A server delay above the cap is cut to it; a broken one falls back to the backoff."""
+    policy = FeedbackPolicy(retries=1, max_retry_after=5, backoff=1.0)
+    assert policy.retry_delay("GET", 429, 1, 50.0) == 5.0
+    nan_wait = policy.retry_delay("GET", 429, 1, float("nan"))
+    assert nan_wait is not None
+    assert 0.5 <= nan_wait <= 1.0
+
+
+def test_backoff_jitter_bounds() -> None:
+    """Without a server delay, attempt n waits in [b/2, b], b = min(max, backoff * 2**(n-1))."""
+    policy = FeedbackPolicy(retries=10, backoff=0.5, max_backoff=3.0)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (10, 3.0)]:
+        waits = [policy.retry_delay("GET", 503, attempt, None) for _ in range(200)]
+        assert all(w is not None and ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(set(waits)) > 1  # jittered
+
+
+def test_retries_are_counted_per_key() -> None:
+    """Granted retries show in stats, per key when given."""
+    policy = FeedbackPolicy(retries=3)
+    policy.retry_delay("GET", 429, 1, 1.0, key="http://a:80")
+    policy.retry_delay("GET", 429, 2, 1.0, key="http://a:80")
+    policy.retry_delay("POST", 429, 1, 1.0, key="http://a:80")  # refused: not counted
+    stats = policy.stats()
+    assert stats.retries == 2
+    assert stats.by_key["http://a:80"].retries == 2
+
+
+def test_stats_keep_a_bounded_number_of_keys() -> None:
+    """by_key keeps the max_keys most recently active keys; totals keep everything."""
+    policy = FeedbackPolicy(retries=1, max_keys=3)
+    for n in range(10):
+        policy.retry_delay("GET", 429, 1, 1.0, key=f"k{n}")
+    stats = policy.stats()
+    assert stats.retries == 10
+    assert sorted(stats.by_key) == ["k7", "k8", "k9"]
+
+
+# -- construction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"max_retry_after": -1}, ValueError, "max_retry_after must be a finite number"),
+        ({"max_retry_after": float("inf")}, ValueError, "max_retry_after must be a finite"),
+        ({"adapt": "yes"}, TypeError, "adapt must be True or False"),
+        ({"retries": -1}, ValueError, "retries must be an integer from 0 to 100, got -1"),
+        ({"retries": 1.5}, TypeError, "retries must be an integer"),
+        ({"retry_methods": "GET"}, TypeError, "retry_methods must be an iterable"),
+        ({"retry_methods": ["GET", 1]}, TypeError, "retry_methods must hold method names"),
+        ({"backoff": 0}, ValueError, "backoff must be a finite number of seconds > 0"),
+        ({"backoff": 10, "max_backoff": 5}, ValueError, "max_backoff must be >= backoff"),
+        ({"decrease": 1}, ValueError, "decrease must be a number with 0 < decrease < 1"),
+        ({"increase": 0}, ValueError, "increase must be a number with 0 < increase <= 1"),
+        ({"quiet_period": 0}, ValueError, "quiet_period must be a finite number"),
+        ({"max_keys": 0}, ValueError, "max_keys must be a positive integer, got 0"),
+    ],
+)
+def test_bad_options(kwargs: dict[str, object], error: type[Exception], message: str) -> None:
+    """Bad options raise at construction, naming the argument and the allowed range."""
+    with pytest.raises(error, match=message):
+        FeedbackPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_attempt() -> None:
+    """retry_delay's attempt counts from 1."""
+    with pytest.raises(ValueError, match="attempt must be a positive integer, got 0"):
+        FeedbackPolicy(retries=1).retry_delay("GET", 429, 0, None)
+
+
+def test_repr_shows_the_options() -> None:
+    """The repr shows the three integration options."""
+    policy = FeedbackPolicy(max_retry_after=30, adapt=True, retries=2)
+    assert repr(policy) == "<FeedbackPolicy max_retry_after=30.0 adapt=True retries=2>"
