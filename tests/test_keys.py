@@ -5,9 +5,17 @@ from __future__ import annotations
 import httpx
 import pytest
 import yarl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from throttled_http import InvalidURLError, host_key
-from throttled_http._keys import domain_key, normalize_host, parse_override_key, split_url
+from throttled_http._keys import (
+    _split_with_urllib,
+    domain_key,
+    normalize_host,
+    parse_override_key,
+    split_url,
+)
 
 NORMALIZATION = [
     ("http://example.com/", "http://example.com:80", "default-port-http"),
@@ -154,3 +162,56 @@ def test_override_key_must_be_str() -> None:
     """A non-string override key is a TypeError naming it."""
     with pytest.raises(TypeError, match=r"overrides keys must be host names.*got 42"):
         parse_override_key(42)
+
+
+URL_PIECES = st.lists(
+    st.sampled_from(
+        [
+            "http",
+            "HTTPS",
+            "ws",
+            "x+y",
+            "://",
+            ":",
+            "a",
+            "B",
+            "0",
+            "9",
+            "-",
+            "_",
+            ".",
+            "..",
+            "80",
+            "443",
+            "65536",
+            "/",
+            "?",
+            "#",
+            "@",
+            "[",
+            "]",
+            "::1",
+            "\t",
+            "\n",
+            " ",
+            "é",
+            "%41",
+        ]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=URL_PIECES | URL_PIECES.map(lambda tail: "http://" + tail))
+def test_fast_path_agrees_with_urllib(text: str) -> None:
+    """The regex fast path of split_url gives urlsplit's answer, or the same error."""
+    try:
+        expected: object = _split_with_urllib(text)
+    except InvalidURLError:
+        expected = InvalidURLError
+    try:
+        got: object = split_url(text)
+    except InvalidURLError:
+        got = InvalidURLError
+    assert got == expected
