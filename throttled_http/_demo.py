@@ -246,6 +246,7 @@ class _HostResult:
 
     plan: _HostPlan
     arrivals: list[float] = field(default_factory=list)
+    rejections: list[float] = field(default_factory=list)
     ok: int = 0
     errors: int = 0
     rejected: int = 0
@@ -423,6 +424,8 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
             result = all_results[name].get(arrival.host)
             if result is not None:
                 result.arrivals.append(arrival.time)
+                if arrival.status == 429:
+                    result.rejections.append(arrival.time)
         for host, count in server.rejected.items():
             result = all_results[name].get(host)
             if result is not None:
@@ -547,25 +550,53 @@ def _report(
 
 
 def _plot(all_results: dict[str, dict[str, _HostResult]], path: str) -> None:
+    """Cumulative arrivals per host at the server, against each host's configured bound.
+
+    The dashed line is the most a limit of ``limit`` per ``period`` allows by time ``t``
+    when counting from the first arrival: ``limit * (floor(t / period) + 1)``. Red crosses
+    mark arrivals the server answered with 429.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(all_results), 1, figsize=(10, 2.2 * len(all_results) + 1))
-    axes_list = list(axes) if len(all_results) > 1 else [axes]
+    fig, axes = plt.subplots(
+        1, len(all_results), figsize=(6 * len(all_results), 4.5), squeeze=False, sharey=True
+    )
     origin = min(
         (t for results in all_results.values() for r in results.values() for t in r.arrivals),
         default=0.0,
     )
-    for ax, (client, results) in zip(axes_list, all_results.items(), strict=False):
-        labels = []
-        for row, (address, r) in enumerate(results.items()):
-            ax.eventplot([t - origin for t in r.arrivals], lineoffsets=row, linelengths=0.8)
-            labels.append(f"{address}\n{r.plan.ours}")
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_title(f"{client}: arrivals at the server per host")
-        ax.set_xlabel("seconds")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (client, results) in zip(axes[0], all_results.items(), strict=False):
+        for index, (address, r) in enumerate(results.items()):
+            color = colors[index % len(colors)]
+            times = sorted(t - origin for t in r.arrivals)
+            if not times:
+                continue
+            counts = list(range(1, len(times) + 1))
+            label = f"{address}: ours {r.plan.ours}, server {r.plan.server or 'none'}"
+            ax.step(times, counts, where="post", color=color, label=label)
+            ours = r.plan.ours
+            first, last = times[0], times[-1]
+            steps = int((last - first) / ours.period) + 1
+            bound_t = [first + k * ours.period for k in range(steps + 1)]
+            bound_n = [ours.limit * (k + 1) for k in range(steps + 1)]
+            ax.step(bound_t, bound_n, where="post", color=color, linestyle="--", alpha=0.5)
+            rejected = sorted(t - origin for t in r.rejections)
+            if rejected:
+                ax.plot(
+                    rejected,
+                    [counts[times.index(t)] for t in rejected],
+                    "x",
+                    color="red",
+                    markersize=4,
+                )
+        ax.set_title(f"{client}: arrivals at the servers")
+        ax.set_xlabel("seconds since the first request")
+        ax.legend(fontsize="small", loc="upper left")
+    axes[0][0].set_ylabel("requests arrived (dashed: our limit's bound; x: 429)")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
