@@ -442,3 +442,25 @@ def test_repr_shows_the_options() -> None:
     """The repr shows the three integration options."""
     policy = FeedbackPolicy(max_retry_after=30, adapt=True, retries=2)
     assert repr(policy) == "<FeedbackPolicy max_retry_after=30.0 adapt=True retries=2>"
+
+
+def test_works_with_the_thread_safe_throttler() -> None:
+    """A SyncThrottler (used by the threaded httpx transport) is paused and tuned alike."""
+    import threading
+
+    from throttled_http import SyncThrottler
+
+    throttler = SyncThrottler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    results: list[float | None] = []
+
+    def worker() -> None:
+        results.append(policy.observe(throttler, "k", 429, {"Retry-After": "30"}))
+        policy.observe(throttler, "k", 429, {})
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert results == [30.0]
+    assert 29.0 < throttler.paused_for <= 30.0
+    assert throttler.rates == (Rate(5, 1.0),)
