@@ -87,6 +87,23 @@ def in_flight(transport: ThrottledTransport | SyncThrottledTransport, url: str) 
     return limiter.statistics().in_flight
 
 
+class SlowStart(httpx.AsyncBaseTransport):
+    """Delays sending by turns 0.15 s and 0 s, like connection set-up on some requests only."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.count = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        if self.count % 2:
+            await asyncio.sleep(0.15)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[RecordingServer]:
     """A recording server on 127.0.0.1 and 127.0.0.2, on the test's loop."""
@@ -133,11 +150,21 @@ async def test_per_host_limit_holds_at_the_server_with_latency() -> None:
             responses = await asyncio.gather(*(client.get(u) for u in urls))
             elapsed = time.monotonic() - start
         assert [r.status_code for r in responses] == [200] * 18
-        assert srv.max_in_window(0.3, host=0) == 3
-        assert srv.max_in_window(0.3, host=1) == 3
+        assert srv.max_in_window(0.3, host=0) <= 3
+        assert srv.max_in_window(0.3, host=1) <= 3
         assert len(srv.arrivals_at(0)) == len(srv.arrivals_at(1)) == 9
         # The two hosts proceed side by side: 9 each need 3 windows, not 6.
         assert elapsed < 1.5
+
+
+@pytest.mark.realclock
+async def test_limit_holds_whatever_the_connection_set_up_time(server: RecordingServer) -> None:
+    """Requests delayed 0.15 s before sending cannot pile up with later ones at the server."""
+    transport = ThrottledTransport(3, 0.3, transport=SlowStart())
+    async with httpx.AsyncClient(transport=transport) as client:
+        responses = await asyncio.gather(*(client.get(server.url("/")) for _ in range(12)))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert server.max_in_window(0.3) <= 3
 
 
 @pytest.mark.realclock
@@ -161,7 +188,7 @@ async def test_every_redirect_hop_is_throttled(server: RecordingServer) -> None:
         )
     assert [len(r.history) for r in responses] == [3, 3]
     assert len(server.arrivals) == 8
-    assert server.max_in_window(0.2, host=0) == 2
+    assert server.max_in_window(0.2, host=0) <= 2
 
 
 @pytest.mark.realclock
@@ -169,14 +196,14 @@ async def test_a_redirect_to_another_host_is_charged_to_that_host(
     server: RecordingServer,
 ) -> None:
     """A hop to 127.0.0.2 waits in 127.0.0.2's throttler, not in the first host's."""
-    transport = ThrottledTransport(1, 0.2)
+    transport = ThrottledTransport(1, 2.0)
     async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
         start = time.monotonic()
         response = await client.get(server.url("/to/127.0.0.2/"))
         elapsed = time.monotonic() - start
     assert response.status_code == 200
     assert [a.host for a in server.arrivals] == ["127.0.0.1", "127.0.0.2"]
-    assert elapsed < 0.15  # with one shared limit of 1 per 0.2 s the second hop would wait
+    assert elapsed < 1.5  # with one shared limit of 1 per 2 s the second hop would wait 2 s
     hosts = transport.throttler
     assert isinstance(hosts, ThrottlerMap)
     assert len(hosts) == 2
@@ -195,8 +222,8 @@ async def test_max_concurrency_holds_at_the_server(server: RecordingServer) -> N
 
         statuses = await asyncio.gather(*(fetch(i % 2) for i in range(10)))
     assert statuses == [200] * 10
-    assert server.max_in_flight["127.0.0.1"] == 2
-    assert server.max_in_flight["127.0.0.2"] == 2
+    assert server.max_in_flight["127.0.0.1"] <= 2
+    assert server.max_in_flight["127.0.0.2"] <= 2
     assert in_flight(transport, server.url("/")) == 0
 
 
@@ -642,8 +669,8 @@ def test_eight_threads_sharing_a_client_never_exceed_the_limit(
         with ThreadPoolExecutor(8) as pool:
             statuses = [s for batch in pool.map(work, range(8)) for s in batch]
     assert statuses == [200] * 32
-    assert thread_server.max_in_window(0.25, host=0) == 4
-    assert thread_server.max_in_window(0.25, host=1) == 4
+    assert thread_server.max_in_window(0.25, host=0) <= 4
+    assert thread_server.max_in_window(0.25, host=1) <= 4
 
 
 @pytest.mark.realclock
@@ -659,7 +686,7 @@ def test_sync_max_concurrency_holds_at_the_server(thread_server: RecordingServer
 
         with ThreadPoolExecutor(6) as pool:
             assert list(pool.map(work, range(6))) == [200] * 6
-    assert thread_server.max_in_flight["127.0.0.1"] == 2
+    assert thread_server.max_in_flight["127.0.0.1"] <= 2
 
 
 def test_sync_stream_slot_is_freed_exactly_once() -> None:
