@@ -217,6 +217,17 @@ def test_overrides_with_domain_scope_get_their_own_key() -> None:
     assert rates_of(hosts, "https://github.com/") == (Rate(10, 1),)
 
 
+def test_domain_scope_override_for_an_ip_keeps_the_plain_key() -> None:
+    """An IP or a single-label host is its own domain, so an exact override keeps its key."""
+    hosts = ThrottlerMap(
+        10, 1.0, scope="domain", overrides={"127.0.0.2": "2/s", "localhost:8080": "3/s"}
+    )
+    assert hosts.key_for("http://127.0.0.2:8080/") == "127.0.0.2"
+    assert rates_of(hosts, "http://127.0.0.2/") == (Rate(2, 1),)
+    assert hosts.key_for("http://localhost:8080/") == "localhost [localhost:8080]"
+    assert hosts.key_for("http://localhost:9090/") == "localhost"
+
+
 def test_unlimited_override_still_has_a_key() -> None:
     """key_for works for an unlimited host, and resolve gives its key with no limiter."""
     hosts = ThrottlerMap(10, 1.0, overrides={"*.local": None})

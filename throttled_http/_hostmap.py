@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, final, runtime_checkable
 
-from ._keys import domain_key, parse_override_key, split_url
+from ._keys import domain_key, is_standalone, parse_override_key, split_url
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._throttler import Throttler, ThrottlerStatistics
 from ._validate import int_in_range, non_negative_float, positive_int
@@ -168,7 +168,9 @@ class ThrottlerMap:
     length a rule with the request's port beats one for any port. Overrides choose the
     rates; the scope still chooses the key. With a scope other than ``"host"`` the hosts
     matching one override rule get their own throttler per scope key, keyed
-    ``"<scope key> [<override key>]"`` so that no key ever runs under two sets of rates.
+    ``"<scope key> [<override key>]"`` so that no key ever runs under two sets of rates
+    (an IP address or single-label host such as ``localhost``, which is its own domain,
+    keeps its plain key under an exact override).
 
     **Memory.** At most ``max_keys`` throttlers are kept when the others are idle: inserting
     a key past the cap examines a few of the least recently used keys, forgets the idle
@@ -467,6 +469,8 @@ class ThrottlerMap:
                 raise TypeError(f"scope({url!r}) must return a str, got {key!r}")
         if rule is None:
             return key, self._rates
+        if kind == "domain" and rule[0] == host and is_standalone(host):
+            return key, rule[1]  # an exact rule for an IP or a single label: nobody else's key
         return f"{key} [{rule[0]}]", rule[1]
 
     def _match(self, host: str, port: int | None) -> _Rule | None:

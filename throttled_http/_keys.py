@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "domain_key",
     "host_key",
+    "is_standalone",
     "normalize_host",
     "parse_override_key",
     "split_url",
@@ -147,7 +148,7 @@ def domain_key(host: str) -> str:
     >>> domain_key("127.0.0.1")
     '127.0.0.1'
     """
-    if host.startswith("[") or "." not in host or _is_ipv4(host):
+    if is_standalone(host):
         return host
     global _psl
     psl = _psl
@@ -157,6 +158,15 @@ def domain_key(host: str) -> str:
         psl = _psl = PublicSuffixList()
     domain = psl.privatesuffix(host)
     return domain if isinstance(domain, str) else host
+
+
+def is_standalone(host: str) -> bool:
+    """Whether a normalized host is its own domain: an IP literal or a single label.
+
+    >>> is_standalone("127.0.0.1"), is_standalone("localhost"), is_standalone("a.example")
+    (True, True, False)
+    """
+    return host.startswith("[") or "." not in host or _is_ipv4(host)
 
 
 def normalize_host(name: str) -> str:
