@@ -20,8 +20,14 @@ Routes (any method):
 * ``/delay/{seconds}``: waits ``seconds`` before sending the headers.
 * ``/stream/{chunks}``: a chunked body of ``chunks`` lines, one every ``interval``
   seconds (query ``interval=``, default 0.05).
+  With ``abort=1`` the server drops the connection after the last line instead of ending
+  the body (the client sees a broken body).
 * ``/status/{code}``: answers ``code``; the query item ``retry_after=`` becomes a
   ``Retry-After`` header and every other query item a response header of that name.
+* ``/drop/{name}``: the first arrival for ``name`` has its connection closed with no answer
+  (recorded with status 0); later ones answer 200. It provokes aiohttp's own resend of an
+  idempotent request.
+* ``/ws``: a websocket that echoes text messages.
 
 The server can play a rate-limited API: ``server_limit=Rate(...)`` answers 429 with a
 ``Retry-After`` header (whole seconds, at least 1) to any arrival beyond the limit in a
@@ -74,7 +80,8 @@ class Arrival:
         time: ``time.monotonic()`` (the event loop's clock on Linux) when the request
             arrived, before any ``latency``.
         status: the status code the server answered (or is answering) with; 499 when the
-            client went away before a status was chosen.
+            client went away before a status was chosen; 0 when ``/drop`` closed the
+            connection without answering; 101 for a websocket.
     """
 
     host: str
@@ -122,6 +129,7 @@ class RecordingServer:
     __slots__ = (
         "_app_runner",
         "_clock",
+        "_dropped",
         "_in_flight",
         "_last_accepted",
         "_port",
@@ -169,6 +177,7 @@ class RecordingServer:
         self._window: dict[str, deque[float]] = defaultdict(deque)
         self._last_accepted: dict[str, float] = {}
         self._visits: dict[int, _Visit] = {}
+        self._dropped: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -188,6 +197,8 @@ class RecordingServer:
         app.router.add_route("*", "/delay/{seconds}", self._delay)
         app.router.add_route("*", "/stream/{chunks}", self._stream)
         app.router.add_route("*", "/status/{code}", self._status)
+        app.router.add_route("*", "/drop/{name}", self._drop)
+        app.router.add_route("GET", "/ws", self._websocket)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -290,6 +301,7 @@ class RecordingServer:
         self.rejected.clear()
         self._window.clear()
         self._last_accepted.clear()
+        self._dropped.clear()
 
     def __repr__(self) -> str:
         state = "serving" if self._app_runner is not None else "stopped"
@@ -415,8 +427,32 @@ class RecordingServer:
             await response.write(f"chunk {i}\n".encode())
             await asyncio.sleep(interval)
         self._leave(request)  # the body is complete once write_eof sends the last chunk
+        if request.query.get("abort") == "1" and request.transport is not None:
+            request.transport.close()
+            return response
         await response.write_eof()
         return response
+
+    async def _drop(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in self._dropped:
+            self._dropped.add(name)
+            self._record(request, 0)
+            if request.transport is not None:
+                request.transport.close()
+            raise asyncio.CancelledError  # nothing more to do for a closed connection
+        await self._answer(request, 200)
+        return web.Response(text="ok")
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        await self._answer(request, 101)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._leave(request)  # an open websocket is not a request in flight
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                await ws.send_str(message.data)
+        return ws
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         code = _int_param(request, "code")
