@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from throttled_http import __version__
+from throttled_http import Rate, __version__
+from throttled_http._demo import _HostPlan, _HostResult, _report, max_in_window, sustained_rate
 from throttled_http._fetch import (
     LOG_NAME,
     UsageError,
@@ -379,3 +380,36 @@ async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
         final = read_log(out)
         assert {str(r["url"]) for r in final} == set(urls)
         assert len(final) == len(urls)
+
+
+# -- demo: its own verdict ---------------------------------------------------------------
+
+
+def _result(times: list[float], *, rejected: int = 0, server: Rate | None = None) -> _HostResult:
+    plan = _HostPlan("127.0.0.9", len(times), Rate(10, 1.0), server, override=False)
+    return _HostResult(plan, arrivals=times, ok=len(times), rejected=rejected)
+
+
+@pytest.mark.parametrize(
+    ("result", "verdict"),
+    [
+        pytest.param(_result([i / 10 for i in range(20)]), 0, id="held"),
+        pytest.param(_result([0.0] * 10 + [0.99]), 1, id="11-in-one-window"),
+        pytest.param(_result([0.0] * 5, rejected=2, server=Rate(20, 1.0)), 1, id="needless-429"),
+        pytest.param(_result([0.0] * 5, rejected=2, server=Rate(5, 1.0)), 0, id="expected-429"),
+    ],
+)
+def test_demo_verdict(
+    result: _HostResult, verdict: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo fails on a window over our limit, or a 429 from a server we fit under."""
+    assert _report({"aiohttp": {"127.0.0.9": result}}, 1.0, None, True) == verdict
+    captured = capsys.readouterr()
+    assert ("FAILED" in captured.err) == bool(verdict)
+
+
+def test_max_in_window_half_open() -> None:
+    """Windows are half-open: an arrival exactly one period later starts a new one."""
+    assert max_in_window([0.0, 0.5, 1.0, 1.5], 1.0) == 2
+    assert max_in_window([], 1.0) == 0
+    assert sustained_rate([0.0] * 10 + [1.0] * 10, 1.0) == 10.0

@@ -138,18 +138,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code (the console script's entry point)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is not None:
-        _configure_logging(args.verbose)
-    if args.command == "demo":
-        from ._demo import run_demo
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    _configure_logging(args.verbose)
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo
 
-        return run_demo(quick=args.quick, plot=args.plot, plain=args.plain)
-    if args.command == "fetch":
+            return run_demo(quick=args.quick, plot=args.plot, plain=args.plain)
         from ._fetch import run_fetch
 
         return run_fetch(args)
-    parser.print_help()
-    return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        # Ctrl-C outside the commands' own handling (while starting up, say).
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
