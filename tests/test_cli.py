@@ -275,24 +275,28 @@ async def test_fetch_downloads_each_url_once_and_resumes(tmp_path: Path) -> None
 
 
 async def test_fetch_reports_failures(tmp_path: Path) -> None:
-    """A 404 is final (one attempt); a 503 is retried; both are logged; exit code 1."""
+    """A 404 is final; a 503 and a refused connection are retried; all logged; exit 1."""
     out = tmp_path / "out"
     async with RecordingServer() as server:
         missing = server.url("/status/404")
         broken = server.url("/status/503")
         good = server.url("/")
-        text = "\n".join([missing, broken, good])
+        refused = "http://127.0.0.1:1/nothing-listens-here"
+        text = "\n".join([missing, broken, good, refused])
         run = await cli(
             "fetch", "-", "--out", str(out), "--retries", "1", "--plain", stdin=text.encode()
         )
         assert run.code == 1
-        assert "failed 2" in run.out
+        assert "failed 3" in run.out
         by_url = {r["url"]: r for r in read_log(out)}
         assert by_url[missing]["status"] == 404
         assert by_url[missing]["attempts"] == 1
         assert by_url[broken]["status"] == 503
         assert by_url[broken]["attempts"] == 2
         assert by_url[good]["status"] == 200
+        assert by_url[refused]["status"] is None
+        assert by_url[refused]["attempts"] == 2
+        assert by_url[refused]["error"]
         assert load_done(out / LOG_NAME) == {good}
 
 
