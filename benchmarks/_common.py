@@ -10,7 +10,8 @@ printed the same way:
 * window analysis of recorded entry times (seconds, one clock): :func:`max_in_window`,
   :func:`window_excess` and :func:`utilization`;
 * driving a limiter: :class:`NoopLimiter` (the do-nothing baseline), :func:`saturate`
-  (many workers entering as fast as allowed, on the real clock), :func:`cpu_fraction`
+  (many workers entering as fast as allowed, on the real clock; returns a
+  :class:`Saturation`), :func:`cpu_fraction`
   (process CPU time over wall time while the loop waits) and :func:`ns_per_entry`
   (uncontended ``async with`` cost);
 * output: :class:`Table` (a Markdown table that reads well in a terminal and pastes into
@@ -38,6 +39,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NoopLimiter",
+    "Saturation",
     "Table",
     "cpu_fraction",
     "fmt_ms",
@@ -253,18 +256,32 @@ class NoopLimiter:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Saturation:
+    """What :func:`saturate` recorded.
+
+    Attributes:
+        times: ``time.monotonic()`` of every entry, in seconds, in the order recorded.
+        start: monotonic time the workers were started.
+        stop: monotonic time the workers were cancelled.
+        cpu: process CPU time / wall time between ``start`` and ``stop`` (1.0 = one core).
+    """
+
+    times: list[float]
+    start: float
+    stop: float
+    cpu: float
+
+
 async def saturate(
     limiter: AbstractAsyncContextManager[Any], *, workers: int, seconds: float
-) -> tuple[list[float], float, float]:
+) -> Saturation:
     """Keep ``limiter`` saturated for ``seconds`` and record when each entry happened.
 
     ``workers`` tasks loop on ``async with limiter:``, recording ``time.monotonic()`` as the
     first thing inside the block (the moment the work would start). After ``seconds`` every
-    worker is cancelled, waiting or not.
-
-    Returns:
-        ``(times, start, stop)``: entry times in seconds, and the monotonic times the
-        workers were started and cancelled.
+    worker is cancelled, waiting or not. Use the loop's default clock (``loop.time()`` is
+    ``time.monotonic()``), not virtual time.
     """
     times: list[float] = []
     append = times.append
@@ -275,14 +292,16 @@ async def saturate(
             async with limiter:
                 append(mono())
 
+    cpu0 = time.process_time()
     start = mono()
     tasks = [asyncio.create_task(worker()) for _ in range(workers)]
     await asyncio.sleep(seconds)
     stop = mono()
+    cpu = (time.process_time() - cpu0) / (stop - start)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return times, start, stop
+    return Saturation(times, start, stop, cpu)
 
 
 async def cpu_fraction(seconds: float) -> float:

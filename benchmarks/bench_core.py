@@ -148,9 +148,8 @@ async def bench_saturation(
     for r in range(repeats):
         for name in rotated(PEERS, r):
             progress(f"saturation: {name}, run {r + 1}/{repeats} ({seconds:g} s)")
-            times, start, stop = await saturate(
-                make(name, limit, period), workers=workers, seconds=seconds
-            )
+            rec = await saturate(make(name, limit, period), workers=workers, seconds=seconds)
+            times = rec.times
             late = (bucket_lateness if name == AIOLIMITER else window_lateness)(
                 times, limit, period
             )
@@ -159,11 +158,13 @@ async def bench_saturation(
                     "entries": len(times),
                     "max_in_window": max_in_window(times, period),
                     "utilization": utilization(
-                        times, limit=limit, period=period, start=start + period, stop=stop
+                        times, limit=limit, period=period, start=rec.start + period, stop=rec.stop
                     ),
+                    "cpu": rec.cpu,
                     "late_p50": percentile(late, 50),
                     "late_p99": percentile(late, 99),
                     "late_max": max(late, default=math.nan),
+                    "late_min": min(late, default=math.nan),
                 }
             )
     result: dict[str, dict[str, Any]] = {}
@@ -174,9 +175,11 @@ async def bench_saturation(
             "runs_over_limit": sum(r["max_in_window"] > limit for r in rs),
             "utilization": median(r["utilization"] for r in rs),
             "entries": median(r["entries"] for r in rs),
+            "cpu": median(r["cpu"] for r in rs),
             "late_p50": median(r["late_p50"] for r in rs),
             "late_p99": median(r["late_p99"] for r in rs),
             "late_max": max(r["late_max"] for r in rs),
+            "late_min": min(r["late_min"] for r in rs),
         }
     return result
 
@@ -308,7 +311,7 @@ def report(
     tasks: int,
     repeats: int,
 ) -> list[tuple[str, str, str, bool]]:
-    t = Table("Limiter", f"Max in any {period:g} s window", "Over the limit", "Utilization")
+    t = Table("Limiter", f"Max in any {period:g} s window", "Over the limit", "Utilization", "CPU")
     for name in PEERS:
         s = sat[name]
         over = s["max_in_window"] - limit
@@ -317,16 +320,23 @@ def report(
             f"{s['max_in_window']} / {limit}",
             f"+{over} (in {s['runs_over_limit']}/{repeats} runs)" if over > 0 else "never",
             f"{s['utilization']:.4f}",
+            fmt_pct(s["cpu"]),
         )
     t.print(
         f"1-2. Saturated: {workers} workers, limit {limit} per {period:g} s, "
         f"{seconds:g} s per run, {plural(repeats, 'run')} (worst max, median utilization)"
     )
 
-    t = Table("Limiter", "Lateness p50", "Lateness p99", "Worst")
+    t = Table("Limiter", "Lateness p50", "Lateness p99", "Worst", "Earliest")
     for name in PEERS:
         s = sat[name]
-        t.add_row(name, fmt_ms(s["late_p50"]), fmt_ms(s["late_p99"]), fmt_ms(s["late_max"]))
+        t.add_row(
+            name,
+            fmt_ms(s["late_p50"]),
+            fmt_ms(s["late_p99"]),
+            fmt_ms(s["late_max"]),
+            fmt_ms(s["late_min"]),
+        )
     t.print(
         "5. Admission lateness after a slot frees (same runs; median of per-run "
         "percentiles, worst of all)"
