@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -21,7 +21,9 @@ from throttled_http.aiohttp import (
     throttle_middleware,
     throttle_trace_config,
 )
-from throttled_http.testing import RecordingServer, aioresponses_compat
+from throttled_http.testing import RecordingServer, aioresponses_compat, mock_aiohttp
+
+mocked_aiohttp = pytest.fixture(mock_aiohttp)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -485,6 +487,28 @@ async def test_aioresponses_429_pauses_the_host() -> None:
         async with ThrottledClientSession(10, 1.0) as session:
             assert await fetch(session, "http://api.test/") == 429
             assert stats_for(session, "http://api.test/").paused_for > 6
+
+
+@pytest.mark.looptime
+async def test_aioresponses_refused_request_is_retried(mocked_aiohttp: Any) -> None:
+    """A mocked 429 is retried after its Retry-After, through the throttler, ending in 200."""
+    loop = asyncio.get_running_loop()
+    mocked_aiohttp.get("http://api.test/", status=429, headers={"Retry-After": "3"})
+    mocked_aiohttp.get("http://api.test/", status=200, body="ok")
+    async with ThrottledClientSession(10, 1.0, retries=1) as session:
+        start = loop.time()
+        assert await fetch(session, "http://api.test/") == 200
+        assert loop.time() - start >= 3
+    assert sum(len(calls) for calls in mocked_aiohttp.requests.values()) == 2
+
+
+async def test_aioresponses_passthrough_is_charged_once(server: RecordingServer) -> None:
+    """A request aioresponses passes through to a real server takes one entry, not two."""
+    with aioresponses_compat(passthrough=[server.url("/")]):
+        async with ThrottledClientSession(10, 60.0) as session:
+            assert await fetch(session, server.url("/redirect/1")) == 200
+            assert stats_for(session, server.url()).statistics().in_window == 2
+    assert len(server.arrivals) == 2
 
 
 async def test_no_task_is_left_behind(server: RecordingServer) -> None:

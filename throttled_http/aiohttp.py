@@ -28,9 +28,10 @@ connection set-up time. With ``burst=1`` arrivals are at least ``period / rate_l
 seconds apart, which a leaky-bucket server (nginx ``limit_req``) accepts without a 429.
 
 **Concurrency.** With ``max_concurrency=n`` a host has at most ``n`` responses open. A slot
-is given back exactly once, when the response's connection is released: the body was read
-to the end, the response was released or closed (``async with`` does it), reading failed,
-or the request was cancelled at any point. A response nobody releases gives its slot back
+is given back exactly once, when the response's connection is released: the whole body
+has arrived (aiohttp buffers a small body at once, read or not), the response was released
+or closed (``async with`` does it), reading failed, or the request was cancelled at any
+point. A response nobody releases gives its slot back
 ``hold_timeout`` seconds (default 300) after its headers arrived, with a warning on the
 ``throttled_http`` logger. A ``101 Switching Protocols`` (``ws_connect``) gives the slot
 back as soon as the handshake is done: a websocket is not a request in flight.
@@ -49,7 +50,9 @@ delay the server asked for (never one whose body cannot be replayed).
 
 **Mocks.** ``aioresponses`` replaces ``ClientSession._request``, so no middleware runs;
 :class:`ThrottledClientSession` still charges each mocked request (one entry per call, to
-the host of the URL called) so tests see the throttling. See
+the host of the URL called; aioresponses follows mocked redirects itself, unseen), applies
+the server feedback of the mocked response and retries it, so tests see the throttling.
+A ``passthrough`` request reaches the real middleware and is charged once. See
 :func:`throttled_http.testing.aioresponses_compat`.
 """
 
@@ -244,7 +247,9 @@ class ThrottleMiddleware:
             if policy is None:
                 return response
             attempt += 1
-            delay = _retry_delay(policy, limiter, key, request, response, attempt)
+            delay = _retry_delay(
+                policy, limiter, key, request.method, response, attempt, _replayable(request)
+            )
             if delay is None:
                 return response
             response.release()
@@ -258,18 +263,17 @@ def _retry_delay(
     policy: FeedbackPolicy,
     limiter: AsyncLimiter | None,
     key: str,
-    request: aiohttp.ClientRequest,
+    method: str,
     response: aiohttp.ClientResponse,
     attempt: int,
+    replayable: bool,
 ) -> float | None:
     """Apply the server's feedback; seconds to wait before sending again, or None."""
     status = response.status
     server_delay = policy.observe(limiter, key, status, response.headers)
     if status < 400:
         return None
-    return policy.retry_delay(
-        request.method, status, attempt, server_delay, replayable=_replayable(request), key=key
-    )
+    return policy.retry_delay(method, status, attempt, server_delay, replayable=replayable, key=key)
 
 
 def throttle_middleware(
@@ -679,23 +683,37 @@ class ThrottledClientSession:
         middlewares = kwargs.get("middlewares")
         if middlewares is not None or self._per_request:
             kwargs["middlewares"] = self._with_ours(middlewares)
-        prepaid = await self._prepay(url)
-        token = _PREPAID.set(prepaid)
-        try:
-            response = await self._session.request(method, url, **kwargs)
-        except BaseException:
-            if prepaid is not None and (unused := prepaid.take()) is not None:
-                unused.close()
-            raise
-        finally:
-            _PREPAID.reset(token)
-        if prepaid is not None and (unused := prepaid.take()) is not None:
-            # No middleware ran (aioresponses or another mock replaced _request).
-            _hold_until_released(unused, response, prepaid.key, self._middleware._hold_timeout)
-            policy = self._middleware._feedback
-            if policy is not None:
-                policy.observe(prepaid.limiter, prepaid.key, response.status, response.headers)
-        return response
+        attempt = 0
+        while True:
+            prepaid = await self._prepay(url)
+            token = _PREPAID.set(prepaid)
+            try:
+                response = await self._session.request(method, url, **kwargs)
+            except BaseException:
+                if prepaid is not None and (unused := prepaid.take()) is not None:
+                    unused.close()
+                raise
+            finally:
+                _PREPAID.reset(token)
+            if prepaid is None or (unused := prepaid.take()) is None:
+                return response
+            # No middleware ran: aioresponses (or another mock) replaced _request. Do here
+            # what the middleware does, for the one entry this call took.
+            middleware = self._middleware
+            _hold_until_released(unused, response, prepaid.key, middleware._hold_timeout)
+            policy = middleware._feedback
+            if policy is None:
+                return response
+            attempt += 1
+            data = kwargs.get("data")
+            replayable = not (hasattr(data, "__aiter__") or hasattr(data, "read"))
+            delay = _retry_delay(
+                policy, prepaid.limiter, prepaid.key, method, response, attempt, replayable
+            )
+            if delay is None:
+                return response
+            response.release()
+            await asyncio.sleep(delay)
 
     def _with_ours(self, middlewares: Iterable[Any] | None) -> tuple[Any, ...]:
         if middlewares is None:
