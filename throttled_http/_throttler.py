@@ -254,6 +254,8 @@ class Throttler:
             ThrottlerTimeoutError: when ``timeout`` expires first.
         """
         self._check_cost(cost)
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
         hold = self._ledger.max_concurrency is not None
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
@@ -263,7 +265,7 @@ class Throttler:
         if not self._waiters and ledger.earliest(now, cost, hold) <= now:
             ledger.take(now, cost, hold)
             return
-        deadline = None if timeout is None else now + non_negative_float("timeout", timeout)
+        deadline = None if timeout is None else now + timeout
         generation = await self._wait(loop, cost, hold, deadline)
         ledger.settle(loop.time(), cost, generation)
         self._after_settle()
@@ -313,6 +315,8 @@ class Throttler:
         latency.
         """
         self._check_cost(cost)
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
         return _EntryContext(self, cost, timeout)
 
     async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
@@ -323,6 +327,8 @@ class Throttler:
         :meth:`Entry.close` when the slot may be reused (it settles first if needed).
         """
         self._check_cost(cost)
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
@@ -331,7 +337,7 @@ class Throttler:
         if not self._waiters and ledger.earliest(now, cost) <= now:
             generation = ledger.reserve(cost, True)
         else:
-            deadline = None if timeout is None else now + non_negative_float("timeout", timeout)
+            deadline = None if timeout is None else now + timeout
             generation = await self._wait(loop, cost, True, deadline)
         return Entry(self, cost, generation)
 
