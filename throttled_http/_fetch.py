@@ -355,6 +355,8 @@ def _session(options: FetchOptions) -> Any:
         max_retry_after=options.max_retry_after,
         retries=0,  # retried here, for connection errors as well as statuses
         timeout=aiohttp.ClientTimeout(total=options.timeout),
+        # An attempt ends within --timeout, body included: never cut a slot short before.
+        hold_timeout=options.timeout + 1.0,
         trace_configs=[_trace_config()],
     )
 
