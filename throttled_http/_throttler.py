@@ -250,7 +250,8 @@ class Throttler:
                 ``acquire`` work as well.
 
         Raises:
-            ValueError: when ``cost`` exceeds a limit (it could never be admitted).
+            ValueError: when ``cost`` exceeds a limit (it could never be admitted), also
+                while waiting, if :meth:`set_rates` shrinks a limit below ``cost``.
             ThrottlerTimeoutError: when ``timeout`` expires first.
         """
         self._check_cost(cost)
@@ -380,7 +381,10 @@ class Throttler:
         The old limits keep guarding the entries admitted under them: every old window stays
         in force, counting old and new entries, until no entry admitted before the change
         can share a window with a new one. Loosening therefore takes effect one old
-        ``period`` after the last old entry settled; tightening takes effect at once.
+        ``period`` after the last old entry settled. Tightening takes effect at once: the
+        new windows count the recent entries (as far back as the longest old window
+        reached). A waiter whose cost exceeds a new limit fails with :class:`ValueError`
+        rather than wait forever.
 
         Args:
             rates: the new limits, as for :meth:`from_rates`.
@@ -440,11 +444,7 @@ class Throttler:
     def _check_cost(self, value: object) -> None:
         cost = positive_int("cost", value)
         if not self._ledger.fits(cost):
-            smallest = min(r.limit for r in self._ledger.rates)
-            raise ValueError(
-                f"cost must be at most the smallest limit ({smallest}), got {cost}: "
-                "such an entry could never be admitted"
-            )
+            raise ValueError(_cost_message(self._ledger.rates, cost))
 
     def _now(self) -> float:
         try:
@@ -517,6 +517,11 @@ class Throttler:
                 waiters.popleft()
                 fut.set_result(ledger.reserve(cost, hold))
                 continue
+            if at == INF and not ledger.fits(cost):
+                # set_rates shrank a limit below this cost: it could never be admitted.
+                waiters.popleft()
+                fut.set_exception(ValueError(_cost_message(ledger.rates, cost)))
+                continue
             if at != self._timer_at:
                 if self._timer is not None:
                     self._timer.cancel()
@@ -547,6 +552,14 @@ class Throttler:
         self._ledger.release()
         if self._waiters:
             self._wake()
+
+
+def _cost_message(rates: Sequence[Rate], cost: int) -> str:
+    smallest = min(r.limit for r in rates)
+    return (
+        f"cost must be at most the smallest limit ({smallest}), got {cost}: "
+        "such an entry could never be admitted"
+    )
 
 
 def _expire(fut: asyncio.Future[int], deadline: float) -> None:
