@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from types import TracebackType
 
+    from ._hostmap import ThrottlerMap
+
 __all__ = ["Board", "max_in_window", "print_table", "run_demo"]
 
 
@@ -229,6 +231,7 @@ class _PauseMeter:
 # -- the demo workload -----------------------------------------------------------------
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class _HostPlan:
     """One host of the demo: how many requests, our limit and the server's."""
@@ -240,6 +243,7 @@ class _HostPlan:
     override: bool
 
 
+@final
 @dataclass(slots=True)
 class _HostResult:
     """What one client did to one host, measured at the server."""
@@ -255,10 +259,15 @@ class _HostResult:
 
 
 def ours_fits_under(ours: Rate, server: Rate) -> bool:
-    """Whether every window the server checks can hold no more than ``ours`` admits.
+    """Whether a client kept to ``ours`` can never exceed ``server``.
 
-    True when our ``limit`` per ``period`` is at most the server's for the same period
-    or any longer one we would fit in.
+    True when our limit is at most the server's and our period at least as long: any
+    window of the server's period lies inside one of ours, so it holds at most our limit.
+
+    >>> ours_fits_under(Rate(4, 1.0), Rate(5, 1.0))
+    True
+    >>> ours_fits_under(Rate(10, 1.0), Rate(5, 1.0))
+    False
     """
     return ours.period >= server.period and ours.limit <= server.limit
 
@@ -293,7 +302,7 @@ async def _drive(
     plans: Sequence[_HostPlan],
     urls: dict[str, str],
     send: Callable[[str], Awaitable[int]],
-    tmap: Any,
+    tmap: ThrottlerMap,
     board: Board,
     results: dict[str, _HostResult],
 ) -> None:
@@ -438,7 +447,7 @@ async def _run_client(
     name: str,
     plans: Sequence[_HostPlan],
     urls: dict[str, str],
-    tmap: Any,
+    tmap: ThrottlerMap,
     board: Board,
     results: dict[str, _HostResult],
 ) -> None:
