@@ -158,6 +158,21 @@ CASES = [
         "RateLimit",
         id="ietf-two-policies-longest-pause-wins",
     ),
+    pytest.param(
+        429,
+        {"X-RateLimit-Reset": str(int(NOW) + 20)},
+        20.0,
+        "X-RateLimit-Reset",
+        id="429-reset-without-remaining",
+    ),
+    pytest.param(
+        429,
+        {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "20"},
+        20.0,
+        "X-RateLimit-Reset",
+        id="429-contradicts-remaining",
+    ),
+    pytest.param(200, {"X-RateLimit-Reset": "20"}, None, None, id="reset-without-remaining-on-200"),
     pytest.param(429, {}, None, None, id="bare-429"),
     pytest.param(200, {"Content-Type": "text/plain"}, None, None, id="no-feedback"),
 ]

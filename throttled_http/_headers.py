@@ -147,8 +147,9 @@ def parse_feedback(
       an ``HTTP-date`` (RFC 9110 §5.6.7) minus ``now``;
     * the ``Reset`` of an ``X-RateLimit-*``, ``X-Rate-Limit-*`` or ``RateLimit-*`` family
       whose ``Remaining`` is 0 or less, on any status (GitHub answers 403 with
-      ``X-RateLimit-Remaining: 0``). A Reset below 10**9 is seconds from now, up to 10**11
-      a Unix epoch in seconds, beyond that a Unix epoch in milliseconds;
+      ``X-RateLimit-Remaining: 0``), and on a 429 whatever ``Remaining`` says. A Reset
+      below 10**9 is seconds from now, up to 10**11 a Unix epoch in seconds, beyond that
+      a Unix epoch in milliseconds;
       ``X-RateLimit-Reset-After`` is always seconds;
     * for each member of the IETF ``RateLimit`` field (draft-ietf-httpapi-ratelimit-headers)
       with ``r`` of 0 or less: its ``t`` seconds, or without ``t`` the ``w`` window of the
@@ -292,7 +293,7 @@ def _parse(status: int, headers: HeadersLike, now: float, cap: float | None) -> 
             if seconds is not None:
                 pauses.append((seconds, "Retry-After"))
 
-    _read_families(fields, until, pauses, remaining, quota)
+    _read_families(fields, status == 429, until, pauses, remaining, quota)
     _read_structured(fields, pauses, remaining, quota)
 
     requested = None
@@ -358,12 +359,17 @@ def _retry_after(value: str, now: float, until: Callable[[float], float]) -> flo
 
 def _read_families(
     fields: dict[str, list[str]],
+    refused: bool,
     until: Callable[[float], float],
     pauses: list[tuple[float, str]],
     remaining: list[float],
     quota: list[Rate],
 ) -> None:
-    """``X-RateLimit-*``, ``X-Rate-Limit-*`` and ``RateLimit-*`` (drafts -00 to -06)."""
+    """``X-RateLimit-*``, ``X-Rate-Limit-*`` and ``RateLimit-*`` (drafts -00 to -06).
+
+    The reset applies when the remaining count is 0 or less, or on a 429 (``refused``):
+    a refusal says nothing remains, whatever a missing or contradictory count claims.
+    """
     for prefix in _FAMILIES:
         left = [n for n in map(_number, fields.get(prefix + "remaining", ())) if n is not None]
         if left:
@@ -374,7 +380,7 @@ def _read_families(
                 rate = _rate(item, params.get("w") or params.get("window"))
                 if rate is not None:
                     quota.append(rate)
-        if not left or min(left) > 0:
+        if not refused and (not left or min(left) > 0):
             continue
         name = prefix + "reset"
         resets = [_reset(n, until) for n in map(_number, fields.get(name, ())) if n is not None]
