@@ -66,7 +66,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-extras tes
 
 from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
-from ._throttler import Throttler
+from ._throttler import Throttler, ThrottlerStatistics
 from ._validate import int_in_range, non_negative_float, positive_float
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 
     from ._protocols import EntryLike
 
-__all__ = ["RedisBackend", "RedisEntry", "RedisThrottler", "RedisThrottlerStatistics"]
+__all__ = ["RedisBackend", "RedisEntry", "RedisStatistics", "RedisThrottler", "escape_key"]
 
 logger = logging.getLogger("throttled_http")
 
@@ -189,40 +189,17 @@ def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
 
 @final
 @dataclass(frozen=True, slots=True)
-class RedisThrottlerStatistics:
-    """A snapshot of a :class:`RedisThrottler`, from :meth:`RedisThrottler.statistics`.
-
-    The fields shared with :class:`~throttled_http.ThrottlerStatistics` have the same
-    meaning, but only this process's part is known without asking Redis: ``open`` and
-    ``in_flight`` count this process's entries, and ``in_window`` and ``wait_time`` are what
-    the server reported at the last admission round trip.
+class RedisStatistics:
+    """Counters of a :class:`RedisThrottler`'s traffic, from
+    :meth:`RedisThrottler.redis_statistics`.
 
     Attributes:
-        rates: the limits in force.
-        burst: smooth-mode burst, or ``None``.
-        max_concurrency: this process's concurrency cap, or ``None``.
-        waiting: tasks of this process queued for an entry.
-        in_window: cost in the first rate's window (all processes), at the last round trip.
-        open: cost this process admitted and has not settled yet.
-        in_flight: slots this process holds.
-        wait_time: seconds the server said the head must wait at the last refusal
-            (0 after an admission).
-        paused_for: seconds left of a pause this process knows about.
         round_trips: Redis calls made (admissions, settles, pauses, script reloads).
         admitted: entries admitted through Redis.
-        backend_errors: Redis calls that failed.
+        backend_errors: Redis calls that failed (error or ``command_timeout``).
         degraded: whether Redis is being bypassed now (``on_error`` ``"local"``/``"allow"``).
     """
 
-    rates: tuple[Rate, ...]
-    burst: int | None
-    max_concurrency: int | None
-    waiting: int
-    in_window: int
-    open: int
-    in_flight: int
-    wait_time: float
-    paused_for: float
     round_trips: int
     admitted: int
     backend_errors: int
@@ -637,9 +614,15 @@ class RedisThrottler:
 
     # -- introspection ---------------------------------------------------------------
 
-    def statistics(self) -> RedisThrottlerStatistics:
-        """A frozen snapshot of this process's view (see :class:`RedisThrottlerStatistics`)."""
-        return RedisThrottlerStatistics(
+    def statistics(self) -> ThrottlerStatistics:
+        """A frozen snapshot of this process's view, as :meth:`Throttler.statistics` gives.
+
+        Only this process's part is known without asking Redis: ``waiting``, ``open`` and
+        ``in_flight`` count this process's entries; ``in_window`` (all processes) and
+        ``wait_time`` are what the server reported at the last admission round trip
+        (``wait_time`` is 0 after an admission).
+        """
+        return ThrottlerStatistics(
             rates=self._rates,
             burst=self._burst,
             max_concurrency=self._max_concurrency,
@@ -649,6 +632,11 @@ class RedisThrottler:
             in_flight=self._in_flight,
             wait_time=self._last_wait,
             paused_for=self.paused_for,
+        )
+
+    def redis_statistics(self) -> RedisStatistics:
+        """Round trips, admissions and errors so far, and whether Redis is bypassed now."""
+        return RedisStatistics(
             round_trips=self._round_trips,
             admitted=self._admitted,
             backend_errors=self._errors,
@@ -775,6 +763,9 @@ class RedisThrottler:
                     else:
                         self._down(loop)
                     continue
+                except BaseException:
+                    self._give_back(batch)  # closed mid-call: the batch gets an error below
+                    raise
                 self._resolve(batch, admitted, _REDIS, now_us)
                 self._give_back(batch[admitted:])
                 if admitted < len(batch):

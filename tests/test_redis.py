@@ -1,0 +1,626 @@
+"""Tests of throttled_http.redis against real Redis servers (never mocked).
+
+Every test is a coroutine, even those that never await: under looptime, a synchronous test
+leaves an event loop unclosed that a later test's garbage collection reports.
+
+The shared server at 127.0.0.1:6379 serves most tests, each under its own key prefix
+(deleted afterwards). Outage and restart tests start a private ``redis-server`` on a free
+port. Redis's clock cannot be driven by virtual time, so these tests run on the real clock
+with small periods and generous margins, and check windows with the *server's* timestamps:
+the stamps the Lua scripts wrote (a loose second rate of 60 s keeps them all in the sorted
+set), or the arrivals a loopback HTTP server recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+from conftest import max_in_window
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+
+from throttled_http import (
+    AsyncLimiter,
+    EntryLike,
+    ThrottlerBackendError,
+    ThrottlerMap,
+    ThrottlerStatistics,
+    ThrottlerTimeoutError,
+)
+from throttled_http._keys import host_key
+from throttled_http.redis import RedisBackend, RedisThrottler, escape_key
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+pytestmark = pytest.mark.realclock
+
+URL = "redis://127.0.0.1:6379"
+# A rate too loose to ever bind: it keeps every stamp in the sorted set for a minute, so a
+# test can read back the server time of every admission.
+KEEP = "1000000/60s"
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    value = f"thttest:{uuid.uuid4().hex}:"
+    yield value
+    client = redis_sync.Redis.from_url(URL)
+    keys = list(client.scan_iter(match=f"{value}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the shared Redis."""
+    value = aioredis.Redis.from_url(URL)
+    yield value
+    await value.aclose()
+
+
+async def stamps(client: aioredis.Redis, throttler: RedisThrottler) -> list[float]:
+    """The server times (seconds) of every unit of cost in the throttler's sorted set."""
+    rows = await client.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+    return [float(row[1]) / 1e6 for row in rows]
+
+
+async def server_time(client: aioredis.Redis) -> float:
+    seconds, micros = await client.time()
+    return float(seconds) + float(micros) / 1e6
+
+
+# -- construction -------------------------------------------------------------------------
+
+
+async def test_bad_url_names_redis() -> None:
+    """A URL of another scheme is refused at construction, naming ``redis``."""
+    with pytest.raises(ValueError, match=r"redis must be a redis://.*scheme 'http'"):
+        RedisThrottler(1, redis="http://user:secret@127.0.0.1:6379", key="k")
+
+
+async def test_bad_url_does_not_leak_password() -> None:
+    """The error for a bad URL never quotes the URL, which may hold a password."""
+    with pytest.raises(ValueError, match="redis") as info:
+        RedisThrottler(1, redis="http://user:hunter2@127.0.0.1:6379", key="k")
+    assert "hunter2" not in str(info.value)
+
+
+async def test_sync_client_is_refused() -> None:
+    """A synchronous redis-py client is refused with a pointer to redis.asyncio."""
+    sync = redis_sync.Redis()
+    with pytest.raises(TypeError, match=r"redis must be an asyncio client.*synchronous"):
+        RedisThrottler(1, redis=sync, key="k")  # type: ignore[arg-type]
+    sync.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        pytest.param({"redis": 42}, TypeError, "redis must be", id="client-type"),
+        pytest.param({"key": ""}, ValueError, "key must be a non-empty str", id="empty-key"),
+        pytest.param({"key": 3}, TypeError, "key must be a non-empty str", id="key-type"),
+        pytest.param({"prefix": "a{b"}, ValueError, "prefix must not contain", id="brace"),
+        pytest.param({"on_error": "ignore"}, ValueError, "on_error must be one of", id="on-error"),
+        pytest.param({"rate_limit": 0}, ValueError, "rate_limit must be a positive", id="zero"),
+        pytest.param(
+            {"burst": 11}, ValueError, "burst must be an integer from 1 to 10", id="burst"
+        ),
+        pytest.param({"hold_timeout": 0}, ValueError, "hold_timeout must be", id="hold"),
+        pytest.param({"command_timeout": -1}, ValueError, "command_timeout must be", id="cmd"),
+        pytest.param({"max_concurrency": 0}, ValueError, "max_concurrency must be", id="conc"),
+    ],
+)
+async def test_construction_errors_name_the_argument(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """Every bad argument is refused at construction with its name and allowed range."""
+    arguments: dict[str, Any] = {"rate_limit": 10, "redis": URL, "key": "k"}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        RedisThrottler(**arguments)
+
+
+async def test_keys_are_escaped_and_share_one_slot() -> None:
+    """A hostile key cannot close the hash tag or reach another key; all keys share a slot."""
+    plain = RedisThrottler(1, redis=URL, key="a", prefix="p:")
+    hostile = RedisThrottler(1, redis=URL, key="a}:s", prefix="p:")
+    assert plain.redis_keys == ("p:{a}:s", "p:{a}:t", "p:{a}:p")
+    assert hostile.redis_keys[0] == "p:{a%7D%3As}:s"
+    assert not set(plain.redis_keys) & set(hostile.redis_keys)
+    for throttler in (plain, hostile):
+        assert len({key_slot(k.encode()) for k in throttler.redis_keys}) == 1
+    assert escape_key("https://bücher.de:443") == "https%3A%2F%2Fb%C3%BCcher.de%3A443"
+
+
+async def test_is_an_async_limiter() -> None:
+    """RedisThrottler satisfies the AsyncLimiter protocol the integrations use."""
+    throttler = RedisThrottler("5/s; 100/min", redis=URL, key="k")
+    assert isinstance(throttler, AsyncLimiter)
+    assert throttler.rate_limit == 5
+    assert throttler.period == 1.0
+    assert len(throttler.rates) == 2
+
+
+async def test_cost_above_the_limit_is_refused() -> None:
+    """A cost that could never be admitted raises at once rather than waiting forever."""
+    throttler = RedisThrottler(rates="5/s; 3/min", redis=URL, key="k")
+    with pytest.raises(ValueError, match=r"smallest limit \(3\), got 4"):
+        throttler.entry(4)
+
+
+# -- the window ---------------------------------------------------------------------------
+
+
+async def test_window_holds_for_many_tasks(client: aioredis.Redis, prefix: str) -> None:
+    """30 tasks through one throttler: no window of the server's clock holds more than 10."""
+    throttler = RedisThrottler(rates=("10/0.3s", KEEP), redis=client, key="w", prefix=prefix)
+
+    async def worker() -> None:
+        for _ in range(2):
+            await throttler.acquire()
+
+    await asyncio.gather(*(worker() for _ in range(30)))
+    times = await stamps(client, throttler)
+    assert len(times) == 60
+    assert max_in_window(times, 0.3) == 10
+    # Only the head talks to Redis, and it asks for the whole queue at once.
+    assert throttler.redis_statistics().round_trips < 60
+    await throttler.aclose()
+
+
+async def test_cost_above_one(client: aioredis.Redis, prefix: str) -> None:
+    """Entries of cost 3 and 2 fill the window by weight, never beyond the limit."""
+    throttler = RedisThrottler(rates=("5/0.3s", KEEP), redis=client, key="c", prefix=prefix)
+    costs = [3, 2, 3, 1, 4, 2, 5]
+    await asyncio.gather(*(throttler.acquire(cost) for cost in costs))
+    times = await stamps(client, throttler)
+    assert len(times) == sum(costs)
+    assert max_in_window(times, 0.3) <= 5
+    await throttler.aclose()
+
+
+async def test_smooth_mode_spaces_entries(client: aioredis.Redis, prefix: str) -> None:
+    """burst=1 spaces stamps period/limit apart on the server's clock (GCRA)."""
+    throttler = RedisThrottler(
+        rates=("10/0.5s", KEEP), burst=1, redis=client, key="g", prefix=prefix
+    )
+    await asyncio.gather(*(throttler.acquire() for _ in range(6)))
+    times = sorted(await stamps(client, throttler))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.05 - 1e-6
+    await throttler.aclose()
+
+
+async def test_open_entry_counts_until_settled(client: aioredis.Redis, prefix: str) -> None:
+    """An open entry blocks the window until settled, then counts from the settle time."""
+    throttler = RedisThrottler(rates=("2/0.2s", KEEP), redis=client, key="o", prefix=prefix)
+    other = RedisThrottler(rates=("2/0.2s", KEEP), redis=client, key="o", prefix=prefix)
+    first = await throttler.open_entry()
+    second = await throttler.open_entry()
+    assert isinstance(first, EntryLike)
+    assert throttler.statistics().open == 2
+    waiter = asyncio.ensure_future(other.acquire())  # another "process": polls, then enters
+    await asyncio.sleep(0.4)  # two periods: a plain stamp would have expired by now
+    assert not waiter.done()
+    settled_at = await server_time(client)
+    first.settle()
+    second.close()
+    first.close()
+    await asyncio.wait_for(waiter, 2)
+    times = sorted(await stamps(client, throttler))
+    assert len(times) == 3
+    assert times[2] >= min(times[:2]) + 0.2 - 1e-6  # waited a full period after the settle
+    assert min(times[:2]) >= settled_at - 0.05
+    assert throttler.statistics().open == 0
+    assert throttler.statistics().in_flight == 0
+    await throttler.aclose()
+    await other.aclose()
+
+
+async def test_unsettled_entry_expires_after_hold_timeout(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """An entry a crashed process never settles stops blocking hold_timeout + period later."""
+    crashed = RedisThrottler(1, 0.2, redis=client, key="h", prefix=prefix, hold_timeout=0.3)
+    await crashed.open_entry()  # never settled
+    survivor = RedisThrottler(1, 0.2, redis=client, key="h", prefix=prefix, hold_timeout=0.3)
+    start = time.monotonic()
+    await asyncio.wait_for(survivor.acquire(), 3)
+    assert time.monotonic() - start >= 0.3
+    await survivor.aclose()
+
+
+async def test_timeout_takes_nothing(client: aioredis.Redis, prefix: str) -> None:
+    """acquire(timeout=...) on a full window raises ThrottlerTimeoutError and stamps nothing."""
+    throttler = RedisThrottler(rates=("1/5s", KEEP), redis=client, key="t", prefix=prefix)
+    await throttler.acquire()
+    with pytest.raises(ThrottlerTimeoutError):
+        await throttler.acquire(timeout=0.1)
+    await asyncio.sleep(0.05)  # let a possible late admission be forgotten
+    assert len(await stamps(client, throttler)) == 1
+    assert throttler.statistics().waiting == 0
+    await throttler.aclose()
+
+
+async def test_cancelled_waiters_leave_nothing(client: aioredis.Redis, prefix: str) -> None:
+    """Cancelling queued open_entry() callers frees their slots and leaves no member behind."""
+    throttler = RedisThrottler(
+        rates=("3/5s", KEEP), redis=client, key="x", prefix=prefix, max_concurrency=5
+    )
+    tasks = [asyncio.ensure_future(throttler.open_entry()) for _ in range(6)]
+    await asyncio.sleep(0.1)
+    entries = [t.result() for t in tasks if t.done()]
+    assert len(entries) == 3
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for entry in entries:
+        entry.close()
+    await throttler.aclose()
+    stats = throttler.statistics()
+    assert (stats.waiting, stats.open, stats.in_flight) == (0, 0, 0)
+    assert len(await stamps(client, throttler)) == 3
+
+
+async def test_max_concurrency_is_per_process(client: aioredis.Redis, prefix: str) -> None:
+    """With max_concurrency=2, a third caller waits for a release, not for the window."""
+    throttler = RedisThrottler(100, redis=client, key="m", prefix=prefix, max_concurrency=2)
+    await throttler.acquire()
+    await throttler.acquire()
+    third = asyncio.ensure_future(throttler.acquire())
+    await asyncio.sleep(0.1)
+    assert not third.done()
+    throttler.release()
+    await asyncio.wait_for(third, 1)
+    assert throttler.statistics().in_flight == 2
+    await throttler.aclose()
+
+
+async def test_pause_is_shared(client: aioredis.Redis, prefix: str) -> None:
+    """A pause set in one process holds back another using the same key, until resumed."""
+    one = RedisThrottler(100, redis=client, key="p", prefix=prefix)
+    two = RedisThrottler(100, redis=client, key="p", prefix=prefix)
+    one.pause(0.3)
+    assert one.paused_for > 0.25
+    await asyncio.sleep(0.05)  # the shared pause is sent in the background
+    start = time.monotonic()
+    await two.acquire()
+    assert time.monotonic() - start >= 0.2
+    one.pause(5)
+    await asyncio.sleep(0.05)
+    waiter = asyncio.ensure_future(two.acquire())
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    one.resume()
+    await asyncio.sleep(0.05)
+    two.resume()
+    await asyncio.wait_for(waiter, 1)
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_try_acquire_async(client: aioredis.Redis, prefix: str) -> None:
+    """try_acquire_async admits while the window has room and never waits."""
+    throttler = RedisThrottler(2, 5.0, redis=client, key="n", prefix=prefix)
+    results = [await throttler.try_acquire_async() for _ in range(3)]
+    assert results == [True, True, False]
+    assert throttler.try_acquire() is False  # a sync call cannot ask Redis
+    await throttler.aclose()
+
+
+async def test_keys_expire_when_idle(client: aioredis.Redis, prefix: str) -> None:
+    """Every key expires on its own once idle: nothing is left behind."""
+    throttler = RedisThrottler(
+        5, 0.1, redis=client, key="e", prefix=prefix, burst=1, hold_timeout=0.1
+    )
+    entry = await throttler.open_entry()
+    entry.close()
+    await throttler.acquire()
+    throttler.pause(0.1)
+    await throttler.aclose()  # sends the pending settle and pause
+    ttls = [await client.pttl(k) for k in throttler.redis_keys]
+    assert all(0 < ttl <= 1300 for ttl in ttls), ttls
+    await asyncio.sleep(1.4)
+    assert await client.exists(*throttler.redis_keys) == 0
+
+
+async def test_script_cache_flush(client: aioredis.Redis, prefix: str) -> None:
+    """After SCRIPT FLUSH the scripts are sent again transparently, costing one extra call."""
+    throttler = RedisThrottler(rates=("10/s", KEEP), redis=client, key="f", prefix=prefix)
+    await throttler.acquire()
+    await client.script_flush()
+    before = throttler.redis_statistics().round_trips
+    await throttler.acquire()
+    assert throttler.redis_statistics().round_trips == before + 2
+    await throttler.acquire()
+    assert throttler.redis_statistics().round_trips == before + 3
+    assert len(await stamps(client, throttler)) == 3
+    await throttler.aclose()
+
+
+async def test_statistics_and_repr(client: aioredis.Redis, prefix: str) -> None:
+    """statistics() is a ThrottlerStatistics, so ThrottlerMap.stats() can show it."""
+    throttler = RedisThrottler(3, redis=client, key="s", prefix=prefix)
+    await throttler.acquire()
+    stats = throttler.statistics()
+    assert isinstance(stats, ThrottlerStatistics)
+    assert stats.in_window == 1
+    assert "RedisThrottler 's' 3/s" in repr(throttler)
+    assert throttler.is_idle()
+    await throttler.aclose()
+
+
+# -- across processes ---------------------------------------------------------------------
+
+WORKER = """
+import asyncio, sys, time
+from throttled_http import ThrottlerTimeoutError
+from throttled_http.redis import RedisThrottler
+
+url, prefix, start, duration, tasks = sys.argv[1:]
+
+async def main():
+    throttler = RedisThrottler(rates=("20/0.25s", "1000000/60s"), redis=url, key="shared",
+                               prefix=prefix)
+    await asyncio.sleep(max(0.0, float(start) - time.time()))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + float(duration)
+    async def worker():
+        while loop.time() < end:
+            try:
+                await throttler.acquire(timeout=max(0.0, end - loop.time()))
+            except ThrottlerTimeoutError:
+                return
+    await asyncio.gather(*(worker() for _ in range(int(tasks))))
+    print(throttler.redis_statistics().admitted)
+    await throttler.aclose()
+
+asyncio.run(main())
+"""
+
+
+async def test_four_processes_share_one_limit(client: aioredis.Redis, prefix: str) -> None:
+    """4 processes x 20 tasks never exceed 20 per 0.25 s and use >= 95% of the quota."""
+    start = time.time() + 2.0  # let every interpreter start before the race begins
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            URL,
+            prefix,
+            repr(start),
+            "1.5",
+            "20",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outputs = [await proc.communicate() for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    admitted = [int(out.decode()) for out, _ in outputs]
+    probe = RedisThrottler(rates=("20/0.25s", KEEP), redis=client, key="shared", prefix=prefix)
+    times = sorted(await stamps(client, probe))
+    assert len(times) == sum(admitted)
+    assert max_in_window(times, 0.25) == 20
+    full = int((times[-1] - times[0]) / 0.25)
+    used = sum(1 for t in times if t < times[0] + full * 0.25)
+    assert full >= 4
+    assert used >= 0.95 * full * 20, (used, full)
+
+
+MAP_WORKER = """
+import asyncio, sys
+from throttled_http.aiohttp import ThrottledClientSession
+from throttled_http.redis import RedisBackend
+
+url, prefix, first, second = sys.argv[1:]
+
+async def main():
+    backend = RedisBackend(url, prefix)
+    async with ThrottledClientSession(5, 0.3, backend=backend) as session:
+        async def fetch(target):
+            async with session.get(target) as response:
+                await response.read()
+        await asyncio.gather(*(fetch(u) for u in [first, second] * 8))
+    await backend.aclose()
+
+asyncio.run(main())
+"""
+
+
+async def test_per_host_limits_across_processes(prefix: str) -> None:
+    """Two processes with ThrottledClientSession + RedisBackend share each host's limit."""
+    from throttled_http.testing import RecordingServer
+
+    async with RecordingServer() as server:
+        first, second = server.url("/", host=0), server.url("/", host=1)
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", MAP_WORKER, URL, prefix, first, second
+            )
+            for _ in range(2)
+        ]
+        for proc in procs:
+            await proc.wait()
+        assert all(proc.returncode == 0 for proc in procs)
+        assert len(server.arrivals) == 32
+        for host in (0, 1):
+            assert server.max_in_window(0.3, host=host) == 5
+    sync = redis_sync.Redis.from_url(URL)
+    keys = {k.decode() for k in sync.scan_iter(match=f"{prefix}*")}
+    sync.close()
+    assert f"{prefix}{{{escape_key(host_key(first))}}}:s" in keys
+
+
+async def test_backend_builds_shared_throttlers(client: aioredis.Redis, prefix: str) -> None:
+    """RedisBackend gives a map one RedisThrottler per host, keyed by the escaped host key."""
+    backend = RedisBackend(client, prefix)
+    hosts = ThrottlerMap(rates="2/0.3s; 1000000/60s", backend=backend)
+    limiter = hosts.throttler_for("http://Example.COM/a")
+    assert isinstance(limiter, RedisThrottler)
+    assert limiter.redis_keys[0] == f"{prefix}{{http%3A%2F%2Fexample.com%3A80}}:s"
+    for _ in range(4):
+        async with hosts.limit("http://example.com/b"):
+            pass
+    assert max_in_window(await stamps(client, limiter), 0.3) == 2
+    await limiter.aclose()
+    await backend.aclose()
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, which the test may kill and restart."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        executable = shutil.which("redis-server")
+        assert executable is not None, "redis-server must be on PATH"
+        self.proc = subprocess.Popen(
+            [
+                executable,
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def client(self) -> aioredis.Redis:
+        """A client that fails fast: no retries, short socket timeouts."""
+        return aioredis.Redis.from_url(
+            self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A private redis-server, started now and killed at the end."""
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_outage_raises_then_recovers(private_redis: PrivateRedis) -> None:
+    """on_error="raise": a dead Redis raises ThrottlerBackendError; a restarted one works."""
+    client = private_redis.client()
+    throttler = RedisThrottler(100, redis=client, key="r", command_timeout=1.0)
+    await throttler.acquire()
+    private_redis.stop()
+    with pytest.raises(ThrottlerBackendError, match=r"admit\.lua") as info:
+        await asyncio.wait_for(throttler.acquire(), 5)
+    assert info.value.__cause__ is not None
+    private_redis.start()  # empty script cache: NOSCRIPT, then EVAL
+    await asyncio.wait_for(throttler.acquire(), 5)
+    assert throttler.redis_statistics().admitted == 2
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_outage_falls_back_to_local(private_redis: PrivateRedis) -> None:
+    """on_error="local": during an outage a local throttler keeps the rate; Redis resumes."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        5, 0.2, redis=client, key="l", on_error="local", command_timeout=1.0, recover_after=0.3
+    )
+    await throttler.acquire()
+    private_redis.stop()
+    loop = asyncio.get_running_loop()
+    times = []
+    for _ in range(10):
+        await asyncio.wait_for(throttler.acquire(), 5)
+        times.append(loop.time())
+    assert max_in_window(times, 0.2) <= 5
+    assert throttler.redis_statistics().degraded or throttler.redis_statistics().backend_errors
+    private_redis.start()
+    await asyncio.sleep(0.35)
+    before = throttler.redis_statistics().admitted
+    await asyncio.wait_for(throttler.acquire(), 5)
+    assert throttler.redis_statistics().admitted == before + 1
+    assert not throttler.redis_statistics().degraded
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_outage_allows_then_recovers(private_redis: PrivateRedis) -> None:
+    """on_error="allow": an outage admits at once (open entries too); Redis resumes after."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        1, 10.0, redis=client, key="a", on_error="allow", command_timeout=1.0, recover_after=0.2
+    )
+    await throttler.acquire()
+    private_redis.stop()
+    await asyncio.wait_for(throttler.acquire(), 5)
+    entry = await asyncio.wait_for(throttler.open_entry(), 5)
+    entry.close()
+    assert throttler.statistics().in_flight == 0
+    private_redis.start()
+    await asyncio.sleep(0.25)
+    await asyncio.wait_for(throttler.acquire(), 5)  # fresh Redis: the window is empty
+    with pytest.raises(ThrottlerTimeoutError):
+        await throttler.acquire(timeout=0.2)  # and enforced again
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_hung_redis_times_out(private_redis: PrivateRedis) -> None:
+    """A Redis that stops answering (SIGSTOP) fails the call after command_timeout."""
+    client = aioredis.Redis.from_url(private_redis.url, retry=Retry(NoBackoff(), 0))
+    throttler = RedisThrottler(100, redis=client, key="z", command_timeout=0.3)
+    await throttler.acquire()
+    assert private_redis.proc is not None
+    private_redis.proc.send_signal(19)  # SIGSTOP
+    try:
+        start = time.monotonic()
+        with pytest.raises(ThrottlerBackendError, match=r"command_timeout=0\.3"):
+            await asyncio.wait_for(throttler.acquire(), 5)
+        assert time.monotonic() - start < 2
+    finally:
+        private_redis.proc.send_signal(18)  # SIGCONT
+    await throttler.aclose()
+    with contextlib.suppress(Exception):
+        await client.aclose()
