@@ -364,6 +364,33 @@ async def test_limit_settle_early_and_timeout() -> None:
 
 
 @pytest.mark.looptime
+async def test_cancel_while_waiting_in_limit() -> None:
+    """A task cancelled while waiting in limit() takes nothing; the next one gets in."""
+    hosts = ThrottlerMap(1, 10.0, max_concurrency=1)
+    url = "http://a.example/"
+    entered: list[str] = []
+
+    async def fetch(name: str) -> None:
+        async with hosts.limit(url):
+            entered.append(name)
+            await asyncio.sleep(1.0)
+
+    first = asyncio.create_task(fetch("first"))
+    await asyncio.sleep(0.1)
+    cancelled = asyncio.create_task(fetch("cancelled"))
+    third = asyncio.create_task(fetch("third"))
+    await asyncio.sleep(0.1)
+    cancelled.cancel()
+    await asyncio.gather(first, third, return_exceptions=True)
+    assert cancelled.cancelled()
+    assert entered == ["first", "third"]
+    limiter = hosts.throttler_for(url)
+    assert isinstance(limiter, Throttler)
+    stats = limiter.statistics()
+    assert (stats.waiting, stats.open, stats.in_flight) == (0, 0, 0)
+
+
+@pytest.mark.looptime
 async def test_max_concurrency_per_key() -> None:
     """max_concurrency caps requests in flight per key, not across keys."""
     hosts = ThrottlerMap(100, 1.0, max_concurrency=2)

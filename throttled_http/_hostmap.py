@@ -97,7 +97,8 @@ class KeyStatistics:
         key: the key (``"https://api.example.com:443"`` with the default scope).
         rates: the limits in force for it.
         paused_for: seconds left of a pause (a server asked to slow down), 0 if none.
-        statistics: the throttler's own snapshot, or ``None`` when its backend offers none.
+        statistics: the throttler's own snapshot when it is an in-memory
+            :class:`~throttled_http.Throttler`'s, else ``None``.
     """
 
     key: str
