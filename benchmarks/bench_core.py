@@ -299,18 +299,15 @@ async def _gc_paused(run: Callable[[], Any]) -> float:
 # -- report ----------------------------------------------------------------------------
 
 
-def report(
+def report_saturation(
     sat: dict[str, dict[str, Any]],
-    cpu: dict[str, float],
-    unc: dict[str, dict[str, float]],
     *,
     limit: int,
     period: float,
     workers: int,
     seconds: float,
-    tasks: int,
     repeats: int,
-) -> list[tuple[str, str, str, bool]]:
+) -> None:
     t = Table("Limiter", f"Max in any {period:g} s window", "Over the limit", "Utilization", "CPU")
     for name in PEERS:
         s = sat[name]
@@ -339,39 +336,63 @@ def report(
         )
     t.print(
         "5. Admission lateness after a slot frees (same runs; median of per-run "
-        "percentiles, worst of all)"
+        "percentiles, worst and earliest of all)"
     )
 
+
+def report_cpu(cpu: dict[str, float], *, tasks: int, repeats: int) -> None:
     t = Table("Limiter", "CPU (share of one core)")
     for name in (EVENT, *PEERS):
         t.add_row(name, fmt_pct(cpu[name], 2))
     t.print(f"3. CPU while {tasks:,} tasks wait on a full limiter (median of {repeats})")
 
+
+def report_uncontended(unc: dict[str, dict[str, float]]) -> None:
     t = Table("Limiter", "ns per entry", "Overhead vs no-op", "Ratio to no-op")
     for name in (NOOP, *PEERS, ENTRY):
         u = unc[name]
         t.add_row(name, fmt_ns(u["ns"]), fmt_ns(u["overhead_ns"]), fmt_ratio(u["ratio"]))
     t.print("4. Uncontended `async with` (limit never binds; median of interleaved repeats)")
 
-    ours = sat[OURS]
-    peer_ratio = min(unc[ASYNCIO_THROTTLE]["ratio"], unc[AIOLIMITER]["ratio"])
-    checks = [
-        (
-            "zero window violations",
-            f"max {ours['max_in_window']} / {limit}",
-            "== limit",
-            ours["max_in_window"] <= limit,
-        ),
-        ("utilization", f"{ours['utilization']:.4f}", ">= 0.99", ours["utilization"] >= 0.99),
-        ("CPU while 10,000 wait", fmt_pct(cpu[OURS], 2), "<= 2%", cpu[OURS] <= 0.02),
-        (
-            "uncontended cost",
-            fmt_ratio(unc[OURS]["ratio"]),
-            f"< {fmt_ratio(peer_ratio)} (best peer)",
-            unc[OURS]["ratio"] < peer_ratio,
-        ),
-        ("lateness p99", fmt_ms(ours["late_p99"]), "<= 2 ms", ours["late_p99"] <= 0.002),
-    ]
+
+def targets(
+    sat: dict[str, dict[str, Any]] | None,
+    cpu: dict[str, float] | None,
+    unc: dict[str, dict[str, float]] | None,
+    *,
+    limit: int,
+    tasks: int,
+) -> list[tuple[str, str, str, bool]]:
+    """Check throttled_http against its targets, for the figures measured; print them."""
+    checks: list[tuple[str, str, str, bool]] = []
+    if sat is not None:
+        ours = sat[OURS]
+        checks += [
+            (
+                "zero window violations",
+                f"max {ours['max_in_window']} / {limit}",
+                "<= limit",
+                ours["max_in_window"] <= limit,
+            ),
+            ("utilization", f"{ours['utilization']:.4f}", ">= 0.99", ours["utilization"] >= 0.99),
+        ]
+    if cpu is not None:
+        checks.append(
+            (f"CPU while {tasks:,} wait", fmt_pct(cpu[OURS], 2), "<= 2%", cpu[OURS] <= 0.02)
+        )
+    if unc is not None:
+        peer = min(unc[ASYNCIO_THROTTLE]["ratio"], unc[AIOLIMITER]["ratio"])
+        checks.append(
+            (
+                "uncontended cost",
+                fmt_ratio(unc[OURS]["ratio"]),
+                f"< {fmt_ratio(peer)} (best peer)",
+                unc[OURS]["ratio"] < peer,
+            )
+        )
+    if sat is not None:
+        p99 = sat[OURS]["late_p99"]
+        checks.append(("lateness p99", fmt_ms(p99), "<= 2 ms", p99 <= 0.002))
     t = Table("Target for throttled_http", "Measured", "Target", "Met")
     for what, measured, target, ok in checks:
         t.add_row(what, measured, target, "yes" if ok else "NO")
@@ -379,31 +400,39 @@ def report(
     return checks
 
 
+FIGURES = ("saturation", "cpu", "uncontended")
+
+
 async def run(args: Any) -> dict[str, Any]:
+    only = set(args.only or FIGURES)
     seconds = args.seconds if args.seconds is not None else (1.5 if args.quick else 3.0)
     cpu_seconds = 1.0
     iterations = 20_000 if args.quick else 100_000
     unc_repeats = max(3, args.repeats * 2 + 1)
-    sat = await bench_saturation(
-        limit=args.limit,
-        period=args.period,
-        workers=args.workers,
-        seconds=seconds,
-        repeats=args.repeats,
-    )
-    cpu = await bench_cpu(tasks=args.tasks, seconds=cpu_seconds, repeats=args.repeats)
-    unc = await bench_uncontended(iterations=iterations, repeats=unc_repeats)
-    checks = report(
-        sat,
-        cpu,
-        unc,
-        limit=args.limit,
-        period=args.period,
-        workers=args.workers,
-        seconds=seconds,
-        tasks=args.tasks,
-        repeats=args.repeats,
-    )
+    sat = cpu = unc = None
+    if "saturation" in only:
+        sat = await bench_saturation(
+            limit=args.limit,
+            period=args.period,
+            workers=args.workers,
+            seconds=seconds,
+            repeats=args.repeats,
+        )
+        report_saturation(
+            sat,
+            limit=args.limit,
+            period=args.period,
+            workers=args.workers,
+            seconds=seconds,
+            repeats=args.repeats,
+        )
+    if "cpu" in only:
+        cpu = await bench_cpu(tasks=args.tasks, seconds=cpu_seconds, repeats=args.repeats)
+        report_cpu(cpu, tasks=args.tasks, repeats=args.repeats)
+    if "uncontended" in only:
+        unc = await bench_uncontended(iterations=iterations, repeats=unc_repeats)
+        report_uncontended(unc)
+    checks = targets(sat, cpu, unc, limit=args.limit, tasks=args.tasks)
     return {
         "config": {
             "limit": args.limit,
@@ -432,7 +461,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--seconds", type=float, default=None, help="per saturated run (default 3, 1.5 quick)"
     )
     p.add_argument("--tasks", type=int, default=10_000, help="waiting tasks (default 10,000)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=FIGURES,
+        help="measure only these figures (repeatable): saturation = 1, 2 and 5, "
+        "cpu = 3, uncontended = 4",
+    )
     args = parse(p, argv)
+    for name in ("limit", "workers", "tasks"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if not args.period > 0 or (args.seconds is not None and not args.seconds > args.period):
+        p.error(
+            f"--period must be > 0 and --seconds longer than it, got --period {args.period} "
+            f"--seconds {args.seconds}"
+        )
     env = print_header(
         "bench_core: throttled_http.Throttler vs asyncio-throttle vs aiolimiter",
         "throttled_http",
