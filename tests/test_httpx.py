@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
+import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -765,3 +768,30 @@ def test_sync_works_under_respx() -> None:
         respx.get("https://api.example.com/").respond(200, text="hi")
         with httpx.Client(transport=SyncThrottledTransport(5, 1.0)) as client:
             assert client.get("https://api.example.com/").text == "hi"
+
+
+# -- the documentation ------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "httpx.md"
+SNIPPETS = re.findall(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+
+
+_RUN_SNIPPETS = """
+import sys
+for index, code in enumerate(sys.argv[1:]):
+    exec(compile(code, f"docs/httpx.md snippet {index}", "exec"), {"__name__": "__main__"})
+"""
+
+
+@pytest.mark.realclock
+def test_docs_snippets_run() -> None:
+    """Every Python block in docs/httpx.md is a complete script that runs offline."""
+    assert len(SNIPPETS) >= 5
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _RUN_SNIPPETS, *SNIPPETS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
