@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._hostmap import ThrottlerMap
+    from .testing import RecordingServer
 
 __all__ = ["Board", "max_in_window", "print_table", "run_demo"]
 
@@ -115,6 +116,11 @@ class Board:
         if now - self._last >= self.interval:
             self._last = now
             self._print_status()
+
+    def note(self, key: str, text: str) -> None:
+        """Set the trailing text of bar ``key`` (shown with rich only)."""
+        if self._progress is not None:
+            self._progress.update(self._tasks[key], note=text)
 
     def _print_status(self) -> None:
         state = tuple(self._done[key] for key in self._order)
@@ -305,8 +311,13 @@ async def _drive(
     tmap: ThrottlerMap,
     board: Board,
     results: dict[str, _HostResult],
+    rejected: Callable[[str], int],
 ) -> None:
-    """Send every request of ``plans`` through ``send`` at once and tally the answers."""
+    """Send every request of ``plans`` through ``send`` at once and tally the answers.
+
+    While they run, each host's bar shows the 429s its server answered so far and the
+    seconds its throttler has been paused by Retry-After.
+    """
     meters = {plan.address: _PauseMeter() for plan in plans}
     loop = asyncio.get_running_loop()
 
@@ -324,7 +335,7 @@ async def _drive(
             else:
                 result.errors += 1
                 result.last_error = f"HTTP {status}"
-        board.advance(f"{client} {plan.address}", note=_note(status))
+        board.advance(f"{client} {plan.address}")
 
     async def watch() -> None:
         while True:
@@ -333,6 +344,10 @@ async def _drive(
                 limiter = tmap.throttler_for(urls[plan.address])
                 if limiter is not None:
                     meters[plan.address].observe(now, limiter.paused_for)
+                board.note(
+                    f"{client} {plan.address}",
+                    f"429s {rejected(plan.address)}  paused {meters[plan.address].total:.1f} s",
+                )
             await asyncio.sleep(0.05)
 
     watcher = asyncio.ensure_future(watch())
@@ -344,10 +359,6 @@ async def _drive(
             await watcher
     for plan in plans:
         results[plan.address].paused = meters[plan.address].total
-
-
-def _note(status: int) -> str:
-    return "" if 200 <= status < 300 else f"last: {status or 'error'}"
 
 
 def run_demo(*, quick: bool = False, plot: str | None = None, plain: bool = False) -> int:
@@ -415,12 +426,13 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
             all_results[name] = results
             for p in plans:
                 board.add(f"{name} {p.address}", p.requests)
-            jobs.append((name, urls, tmap, results))
+            rejected = _rejected_counter(open_server, strict_server)
+            jobs.append((name, urls, rejected, tmap, results))
         with board:
             await asyncio.gather(
                 *(
-                    _run_client(name, plans, urls, tmap, board, results)
-                    for name, urls, tmap, results in jobs
+                    _run_client(name, plans, urls, rejected, tmap, board, results)
+                    for name, urls, rejected, tmap, results in jobs
                 )
             )
     finally:
@@ -443,10 +455,20 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
     return _report(all_results, elapsed, plot, plain)
 
 
+def _rejected_counter(*servers: RecordingServer) -> Callable[[str], int]:
+    """A function giving the 429s answered so far on one address, over ``servers``."""
+
+    def rejected(address: str) -> int:
+        return sum(server.rejected.get(address, 0) for server in servers)
+
+    return rejected
+
+
 async def _run_client(
     name: str,
     plans: Sequence[_HostPlan],
     urls: dict[str, str],
+    rejected: Callable[[str], int],
     tmap: ThrottlerMap,
     board: Board,
     results: dict[str, _HostResult],
@@ -461,7 +483,7 @@ async def _run_client(
                     await response.read()
                     return int(response.status)
 
-            await _drive(name, plans, urls, send, tmap, board, results)
+            await _drive(name, plans, urls, send, tmap, board, results, rejected)
     else:
         import httpx
 
@@ -474,7 +496,7 @@ async def _run_client(
                 response = await client.get(url)
                 return int(response.status_code)
 
-            await _drive(name, plans, urls, send, tmap, board, results)
+            await _drive(name, plans, urls, send, tmap, board, results, rejected)
 
 
 def _report(
