@@ -28,6 +28,7 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 from conftest import max_in_window
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -45,6 +46,7 @@ from throttled_http.redis import RedisBackend, RedisThrottler, escape_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.realclock
 
@@ -502,7 +504,7 @@ class PrivateRedis:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         executable = shutil.which("redis-server")
         assert executable is not None, "redis-server must be on PATH"
         self.proc = subprocess.Popen(
@@ -510,6 +512,7 @@ class PrivateRedis:
                 executable,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+                *options,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -624,3 +627,36 @@ async def test_hung_redis_times_out(private_redis: PrivateRedis) -> None:
     await throttler.aclose()
     with contextlib.suppress(Exception):
         await client.aclose()
+
+
+async def test_redis_cluster(tmp_path: Path) -> None:
+    """On a (one-node) Redis Cluster every key of a throttler is in one slot and works."""
+    server = PrivateRedis()
+    config = tmp_path / "nodes.conf"
+    server.start("--cluster-enabled", "yes", "--cluster-config-file", str(config))
+    try:
+        admin = aioredis.Redis(port=server.port)
+        command: Any = admin.execute_command
+        await command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 5
+        while b"cluster_state:ok" not in await command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the one-node cluster never came up"
+            await asyncio.sleep(0.02)
+        await admin.aclose()
+        cluster = RedisCluster(host="127.0.0.1", port=server.port)
+        throttler = RedisThrottler(
+            rates=("3/0.2s", KEEP), redis=cluster, key="https://api.example.com:443"
+        )
+        await asyncio.gather(*(throttler.acquire() for _ in range(7)))
+        await cluster.script_flush()
+        entry = await throttler.open_entry()
+        entry.close()
+        throttler.pause(0.05)
+        await throttler.aclose()
+        rows = await cluster.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+        times = [float(row[1]) / 1e6 for row in rows]
+        assert len(times) == 8
+        assert max_in_window(times, 0.2) <= 3
+        await cluster.aclose()
+    finally:
+        server.stop()
