@@ -159,9 +159,10 @@ def _replayable(request: aiohttp.ClientRequest) -> bool:
 class _Prepaid:
     """An entry :class:`ThrottledClientSession` opened for a request's first hop."""
 
-    __slots__ = ("entry", "key", "limiter")
+    __slots__ = ("entry", "key", "limiter", "url")
 
-    def __init__(self, limiter: AsyncLimiter, key: str, entry: EntryLike) -> None:
+    def __init__(self, url: URL, limiter: AsyncLimiter, key: str, entry: EntryLike) -> None:
+        self.url = url
         self.limiter = limiter
         self.key = key
         self.entry: EntryLike | None = entry
@@ -185,6 +186,17 @@ def _take_prepaid(limiter: AsyncLimiter) -> EntryLike | None:
         entry.close()
         return None
     return entry
+
+
+# Header names (lower case) that may carry server feedback; see throttled_http._headers.
+_FEEDBACK_PREFIXES: Final = ("retry-after", "ratelimit", "x-ratelimit", "x-rate-limit")
+
+
+def _may_carry_feedback(policy: FeedbackPolicy, response: aiohttp.ClientResponse) -> bool:
+    """Whether ``policy.observe`` could act on this response (a cheap pre-check)."""
+    if response.status >= 400 or policy.adapt:
+        return True
+    return any(name.lower().startswith(_FEEDBACK_PREFIXES) for name in response.headers)
 
 
 # -- the middleware ----------------------------------------------------------------------
@@ -229,12 +241,18 @@ class ThrottleMiddleware:
     ) -> aiohttp.ClientResponse:
         attempt = 0
         while True:
-            key, limiter = resolve_limiter(self._limiter, request.url)
-            entry = None
-            if limiter is not None:
-                entry = _take_prepaid(limiter)
-                if entry is None:
-                    entry = await limiter.open_entry(1, timeout=self._throttle_timeout)
+            prepaid = _PREPAID.get()
+            entry: EntryLike | None = None
+            limiter: AsyncLimiter | None
+            if prepaid is not None and prepaid.entry is not None and prepaid.url == request.url:
+                # The first hop, admitted by ThrottledClientSession before aiohttp ran.
+                key, limiter, entry = prepaid.key, prepaid.limiter, prepaid.take()
+            else:
+                key, limiter = resolve_limiter(self._limiter, request.url)
+                if limiter is not None:
+                    entry = _take_prepaid(limiter)
+                    if entry is None:
+                        entry = await limiter.open_entry(1, timeout=self._throttle_timeout)
             try:
                 response = await handler(request)
             except BaseException:
@@ -244,7 +262,7 @@ class ThrottleMiddleware:
             if entry is not None:
                 _hold_until_released(entry, response, key, self._hold_timeout)
             policy = self._feedback
-            if policy is None:
+            if policy is None or not _may_carry_feedback(policy, response):
                 return response
             attempt += 1
             delay = _retry_delay(
@@ -677,7 +695,7 @@ class ThrottledClientSession:
         if limiter is None:
             return None
         entry = await limiter.open_entry(1, timeout=self._middleware._throttle_timeout)
-        return _Prepaid(limiter, key, entry)
+        return _Prepaid(target, limiter, key, entry)
 
     async def _request(self, method: str, url: Any, **kwargs: Any) -> aiohttp.ClientResponse:
         middlewares = kwargs.get("middlewares")
@@ -702,7 +720,7 @@ class ThrottledClientSession:
             middleware = self._middleware
             _hold_until_released(unused, response, prepaid.key, middleware._hold_timeout)
             policy = middleware._feedback
-            if policy is None:
+            if policy is None or not _may_carry_feedback(policy, response):
                 return response
             attempt += 1
             data = kwargs.get("data")
