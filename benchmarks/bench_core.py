@@ -407,8 +407,9 @@ async def run(args: Any) -> dict[str, Any]:
     only = set(args.only or FIGURES)
     seconds = args.seconds if args.seconds is not None else (1.5 if args.quick else 3.0)
     cpu_seconds = 1.0
-    iterations = 20_000 if args.quick else 100_000
-    unc_repeats = max(3, args.repeats * 2 + 1)
+    # Many short repeats: a burst of noise from another process spoils one, not the median.
+    iterations = 10_000 if args.quick else 30_000
+    unc_repeats = 5 * args.repeats
     sat = cpu = unc = None
     if "saturation" in only:
         sat = await bench_saturation(
