@@ -49,6 +49,7 @@ import math
 import random
 import secrets
 import sys
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, final
@@ -930,9 +931,10 @@ class RedisThrottler:
                         # The entries stay open in Redis until hold_timeout: counted longer
                         # than needed, never less.
                         logger.warning(
-                            "throttled_http: could not settle %d entries of %r: %s",
-                            len(settles) + len(forgets),
+                            "throttled_http: could not settle entries of %r (%d left open "
+                            "in Redis until hold_timeout): %s",
                             self._key,
+                            len(settles) + len(forgets),
                             exc,
                         )
                 if pause is not None:
@@ -1211,7 +1213,7 @@ class RedisBackend:
             :class:`RedisThrottler`.
     """
 
-    __slots__ = ("_client", "_options", "_owns_client", "_prefix")
+    __slots__ = ("_client", "_made", "_options", "_owns_client", "_prefix")
 
     def __init__(
         self,
@@ -1231,6 +1233,7 @@ class RedisBackend:
             "recover_after": positive_float("recover_after", recover_after),
         }
         self._client, self._owns_client = _check_client(redis)
+        self._made: weakref.WeakSet[RedisThrottler] = weakref.WeakSet()
 
     @property
     def prefix(self) -> str:
@@ -1246,7 +1249,7 @@ class RedisBackend:
         max_concurrency: int | None,
     ) -> RedisThrottler:
         """A :class:`RedisThrottler` for ``key`` (a host key such as ``https://h:443``)."""
-        return RedisThrottler(
+        throttler = RedisThrottler(
             rates=rates,
             redis=self._client,
             key=key,
@@ -1255,9 +1258,14 @@ class RedisBackend:
             prefix=self._prefix,
             **self._options,
         )
+        self._made.add(throttler)
+        return throttler
 
     async def aclose(self) -> None:
-        """Close the client if it was made from a URL."""
+        """Close every throttler made here (sending their pending settles), then the client
+        if it was made from a URL."""
+        for throttler in list(self._made):
+            await throttler.aclose()
         if self._owns_client:
             await self._client.aclose()
 
