@@ -60,7 +60,7 @@ from ._rates import Rate
 from ._validate import non_negative_float, positive_float
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
     from types import TracebackType
 
 __all__ = ["Arrival", "RecordingServer", "aioresponses_compat", "mock_aiohttp"]
@@ -121,6 +121,8 @@ class RecordingServer:
             ``"5/s"``); ``None``: no limit.
         leaky_bucket: minimum seconds between accepted arrivals on one host, enforced
             with 429; ``None``: no minimum.
+        routes: more routes to serve (``aiohttp.web.get("/page/{n}", handler)``...); their
+            requests are recorded with the status the handler returns.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
@@ -133,6 +135,7 @@ class RecordingServer:
         "_in_flight",
         "_last_accepted",
         "_port",
+        "_routes",
         "_visits",
         "_window",
         "arrivals",
@@ -151,6 +154,7 @@ class RecordingServer:
         latency: float = 0.0,
         server_limit: Rate | str | None = None,
         leaky_bucket: float | None = None,
+        routes: Iterable[web.AbstractRouteDef] = (),
     ) -> None:
         if isinstance(hosts, str) or not hosts or not all(isinstance(h, str) for h in hosts):
             raise TypeError(f"hosts must be a non-empty tuple of addresses, got {hosts!r}")
@@ -164,11 +168,12 @@ class RecordingServer:
         self.leaky_bucket = (
             None if leaky_bucket is None else positive_float("leaky_bucket", leaky_bucket)
         )
+        self._routes = tuple(routes)
         self._clock: Callable[[], float] = time.monotonic
         self._app_runner: web.AppRunner | None = None
         self._port = 0
         self.arrivals: list[Arrival] = []
-        """Every request, in order of arrival."""
+        """Every request, in the order its status was chosen (at arrival on built-in routes)."""
         self.max_in_flight: dict[str, int] = defaultdict(int)
         """The most requests each host was handling at once."""
         self.rejected: dict[str, int] = defaultdict(int)
@@ -199,6 +204,7 @@ class RecordingServer:
         app.router.add_route("*", "/status/{code}", self._status)
         app.router.add_route("*", "/drop/{name}", self._drop)
         app.router.add_route("GET", "/ws", self._websocket)
+        app.router.add_routes(self._routes)
         runner = web.AppRunner(
             app,
             handle_signals=False,
@@ -331,7 +337,9 @@ class RecordingServer:
                     status=429, text="rate limited", headers={"Retry-After": str(retry_after)}
                 )
             try:
-                return await handler(request)
+                response = await handler(request)
+                self._record(request, response.status)  # for routes added by the caller
+                return response
             except web.HTTPException as exc:
                 self._record(request, exc.status)
                 raise
