@@ -405,16 +405,25 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
     limited = tuple(p.address for p in plans if p.server is not None)
     all_results: dict[str, dict[str, _HostResult]] = {}
     started = time.monotonic()
-    servers: list[Any] = []
+    servers: list[tuple[str, RecordingServer]] = []
     try:
         board = Board(plain=plain)
         jobs = []
         for name in runnable:
             open_server = RecordingServer(hosts=free)
             strict_server = RecordingServer(hosts=limited, server_limit=SERVER_RATE)
-            await open_server.start()
-            await strict_server.start()
-            servers += [(name, open_server), (name, strict_server)]
+            for server in (open_server, strict_server):
+                try:
+                    await server.start()
+                except OSError as exc:
+                    print(
+                        f"error: cannot listen on {', '.join(server.hosts)}: {exc} (on "
+                        "macOS, add loopback aliases first: sudo ifconfig lo0 alias "
+                        "127.0.0.2 up; and the same for 127.0.0.3)",
+                        file=sys.stderr,
+                    )
+                    return 1
+                servers.append((name, server))
             urls = {a: open_server.url("/", host=a) for a in free}
             urls.update({a: strict_server.url("/", host=a) for a in limited})
             tmap = ThrottlerMap(
