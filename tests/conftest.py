@@ -6,13 +6,35 @@ the most entries any half-open window ``[t, t + period)`` holds, given their tim
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import warnings
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
+
+
+@pytest.fixture(autouse=True)
+def _current_event_loop() -> Iterator[None]:
+    """Give each test a current (not running) loop, closed afterwards.
+
+    pytest-asyncio 1.5 asks ``asyncio.get_event_loop()`` for the loop to restore after an
+    async test; with none set, that call creates one that nobody closes, and under
+    ``-W error`` its ResourceWarning fails a later test (pytest-asyncio issue #724).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+    loop = asyncio.new_event_loop()
+    policy.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        policy.set_event_loop(None)
+        loop.close()
 
 
 def max_in_window(times: Iterable[float], period: float, costs: Iterable[int] | None = None) -> int:

@@ -1,0 +1,73 @@
+"""The public surface: one sorted ``__all__``, every name real, public reprs."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import throttled_http
+
+
+def test_all_is_sorted_and_unique() -> None:
+    """__all__ lists each name once, in plain sorted() order."""
+    names = throttled_http.__all__
+    assert len(names) == len(set(names))
+    assert names == sorted(names)
+
+
+def test_every_name_is_importable() -> None:
+    """Every name in __all__ exists, and star-import brings exactly those."""
+    for name in throttled_http.__all__:
+        assert hasattr(throttled_http, name), name
+    namespace: dict[str, object] = {}
+    exec("from throttled_http import *", namespace)
+    namespace.pop("__builtins__")
+    assert set(namespace) == set(throttled_http.__all__)
+
+
+def test_public_classes_report_the_package_module() -> None:
+    """Public classes say throttled_http.X, not the private module they live in."""
+    for name in throttled_http.__all__:
+        obj = getattr(throttled_http, name)
+        if inspect.isclass(obj):
+            assert obj.__module__ == "throttled_http", name
+
+
+def test_no_public_name_left_out() -> None:
+    """Every public class defined in a private core module is exported."""
+    exported = set(throttled_http.__all__)
+    for module_name in ("_throttler", "_rates", "_exceptions", "_protocols"):
+        module = importlib.import_module(f"throttled_http.{module_name}")
+        for name in getattr(module, "__all__", ()):
+            obj = getattr(module, name)
+            if inspect.isclass(obj):
+                assert name in exported, f"{module_name}.{name}"
+
+
+def test_version() -> None:
+    """__version__ is a non-empty string."""
+    assert isinstance(throttled_http.__version__, str)
+    assert throttled_http.__version__
+
+
+def test_exception_tree() -> None:
+    """Errors mix in the builtins users already catch."""
+    assert issubclass(throttled_http.ThrottlerTimeoutError, TimeoutError)
+    assert issubclass(throttled_http.InvalidRateError, ValueError)
+    assert issubclass(throttled_http.InvalidURLError, ValueError)
+    for name in (
+        "ThrottlerTimeoutError",
+        "ThrottlerBackendError",
+        "InvalidRateError",
+        "InvalidURLError",
+    ):
+        assert issubclass(getattr(throttled_http, name), throttled_http.ThrottledHTTPError)
+
+
+async def test_throttler_satisfies_the_limiter_protocol() -> None:
+    """The in-memory Throttler is an AsyncLimiter; its Entry is an EntryLike."""
+    throttler = throttled_http.Throttler(10, 1.0)
+    assert isinstance(throttler, throttled_http.AsyncLimiter)
+    entry = await throttler.open_entry()
+    assert isinstance(entry, throttled_http.EntryLike)
+    entry.close()
