@@ -368,6 +368,35 @@ async def test_statistics_and_repr(client: aioredis.Redis, prefix: str) -> None:
     await throttler.aclose()
 
 
+async def test_set_rates_never_loosens_a_window_begun(client: aioredis.Redis, prefix: str) -> None:
+    """Tightening binds at once; loosening waits one old period, as in the core."""
+    throttler = RedisThrottler(10, 0.3, redis=client, key="r", prefix=prefix)
+    await throttler.acquire()
+    await throttler.acquire()
+    throttler.set_rates("2/0.3s")
+    with pytest.raises(ThrottlerTimeoutError):
+        await throttler.acquire(timeout=0.1)  # tightened: the window is full
+    throttler.set_rates("10/0.3s")
+    with pytest.raises(ThrottlerTimeoutError):
+        await throttler.acquire(timeout=0.05)  # the 2/0.3s window is still in force
+    await asyncio.sleep(0.35)
+    for _ in range(5):
+        await asyncio.wait_for(throttler.acquire(), 0.5)  # now loosened
+    assert throttler.rates[0].limit == 10
+    await throttler.aclose()
+
+
+async def test_client_that_decodes_responses(prefix: str) -> None:
+    """A client made with decode_responses=True works as well."""
+    client = aioredis.Redis.from_url(URL, decode_responses=True)
+    throttler = RedisThrottler(2, 0.2, redis=client, key="d", prefix=prefix)
+    await asyncio.gather(*(throttler.acquire() for _ in range(4)))
+    async with throttler.entry(2):
+        pass
+    await throttler.aclose()
+    await client.aclose()
+
+
 # -- across processes ---------------------------------------------------------------------
 
 WORKER = """
@@ -522,7 +551,7 @@ class PrivateRedis:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise
                 time.sleep(0.02)
 
@@ -633,7 +662,11 @@ async def test_redis_cluster(tmp_path: Path) -> None:
     """On a (one-node) Redis Cluster every key of a throttler is in one slot and works."""
     server = PrivateRedis()
     config = tmp_path / "nodes.conf"
-    server.start("--cluster-enabled", "yes", "--cluster-config-file", str(config))
+    bus = str(_free_port())  # the default bus port, port + 10000, may be taken or > 65535
+    server.start(
+        *("--cluster-enabled", "yes", "--cluster-port", bus),
+        *("--cluster-config-file", str(config)),
+    )
     try:
         admin = aioredis.Redis(port=server.port)
         command: Any = admin.execute_command

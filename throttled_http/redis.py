@@ -49,6 +49,7 @@ import math
 import random
 import secrets
 import sys
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -975,17 +976,25 @@ class RedisThrottler:
             self._round_trips += 1
             return await client.eval(script.source, len(keys), *keys, *args)
 
+    def _all_rates(self) -> list[Rate]:
+        """The rates in force plus old ones still retiring (see :meth:`set_rates`)."""
+        if not self._retiring:
+            return list(self._rates)
+        now = self._now()
+        self._retiring = [(r, until) for r, until in self._retiring if until > now]
+        return list(self._rates) + [r for r, _ in self._retiring if r not in self._rates]
+
+    def _ttl_ms(self, rates: Sequence[Rate]) -> str:
+        """How long keys must live: the longest period plus ``hold_timeout``, plus 1 s."""
+        return str(math.ceil((max(r.period for r in rates) + self._hold) * 1000) + 1000)
+
     def _admit_args(self, batch: list[_Waiter]) -> list[str]:
-        loop_now = self._now()
-        if self._retiring:
-            self._retiring = [(r, until) for r, until in self._retiring if until > loop_now]
-        rates = list(self._rates) + [r for r, _ in self._retiring if r not in self._rates]
-        longest = max(r.period for r in rates)
+        rates = self._all_rates()
         args = [
             str(round(self._hold * 1e6)),
             str(self._burst or 0),
             repr(self._interval_us()),
-            str(math.ceil((longest + self._hold) * 1000) + 1000),
+            self._ttl_ms(rates),
             str(len(rates)),
         ]
         for rate in rates:
@@ -998,11 +1007,10 @@ class RedisThrottler:
     def _settle_args(
         self, settles: list[tuple[int, str]], forgets: list[tuple[int, str]]
     ) -> list[str]:
-        longest = max(r.period for r in self._rates)
         args = [
             str(self._burst or 0),
             repr(self._interval_us()),
-            str(math.ceil((longest + self._hold) * 1000) + 1000),
+            self._ttl_ms(self._all_rates()),
             str(len(settles)),
         ]
         for cost, member in settles:
@@ -1057,7 +1065,7 @@ class RedisThrottler:
             return asyncio.get_running_loop().time()
         except RuntimeError:
             loop = self._loop
-            return loop.time() if loop is not None and not loop.is_closed() else -math.inf
+            return loop.time() if loop is not None and not loop.is_closed() else time.monotonic()
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         old = self._loop
