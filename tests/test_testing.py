@@ -7,6 +7,7 @@ import dataclasses
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from throttled_http import Rate
 from throttled_http.testing import Arrival, RecordingServer, aioresponses_compat
@@ -117,3 +118,28 @@ async def test_aioresponses_compat_builds_responses() -> None:
         mocked.get("http://api.test/items", payload=[1, 2])
         async with aiohttp.ClientSession() as session, session.get("http://api.test/items") as r:
             assert await r.json() == [1, 2]
+
+
+async def test_extra_routes_are_served_and_recorded() -> None:
+    """Routes passed with routes= are served and their arrivals recorded with their status."""
+
+    async def teapot(request: web.Request) -> web.Response:
+        return web.Response(status=418, text="short and stout")
+
+    async with (
+        RecordingServer(routes=[web.get("/teapot", teapot)]) as server,
+        aiohttp.ClientSession() as session,
+        session.get(server.url("/teapot", host=1)) as response,
+    ):
+        assert response.status == 418
+    assert [(a.host, a.path, a.status) for a in server.arrivals] == [("127.0.0.2", "/teapot", 418)]
+
+
+async def test_drop_closes_the_first_connection_only() -> None:
+    """/drop/{name} drops the first arrival's connection and answers later ones."""
+    async with RecordingServer() as server, aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.post(server.url("/drop/x"))  # POST is not resent by aiohttp
+        async with session.post(server.url("/drop/x")) as response:
+            assert response.status == 200
+    assert [a.status for a in server.arrivals] == [0, 200]
