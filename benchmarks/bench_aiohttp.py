@@ -48,8 +48,8 @@ def serve() -> None:
     asyncio.run(main())
 
 
-async def run(url: str, requests: int, concurrency: int, throttled: bool) -> float:
-    """Requests per second for one run."""
+async def run(url: str, requests: int, concurrency: int, throttled: bool) -> tuple[float, float]:
+    """Requests per second, and client CPU microseconds per request, for one run."""
     connector = aiohttp.TCPConnector(limit=concurrency)
     session: aiohttp.ClientSession | ThrottledClientSession
     if throttled:
@@ -71,9 +71,11 @@ async def run(url: str, requests: int, concurrency: int, throttled: bool) -> flo
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         remaining = requests
         start = time.perf_counter()
+        cpu = time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu = time.process_time() - cpu
         elapsed = time.perf_counter() - start
-    return requests / elapsed
+    return requests / elapsed, cpu / requests * 1e6
 
 
 def main() -> None:
@@ -94,26 +96,35 @@ def main() -> None:
         url = f"http://127.0.0.1:{int(child.stdout.readline())}/"
         plain: list[float] = []
         throttled: list[float] = []
+        plain_cpu: list[float] = []
+        throttled_cpu: list[float] = []
         for round_ in range(args.rounds):
             order = (False, True) if round_ % 2 == 0 else (True, False)
             for is_throttled in order:
-                rate = asyncio.run(run(url, args.requests, args.concurrency, is_throttled))
+                rate, cpu = asyncio.run(run(url, args.requests, args.concurrency, is_throttled))
                 (throttled if is_throttled else plain).append(rate)
+                (throttled_cpu if is_throttled else plain_cpu).append(cpu)
                 label = "ThrottledClientSession" if is_throttled else "ClientSession"
-                print(f"round {round_ + 1}: {label:<22} {rate:8.0f} req/s", flush=True)
+                print(
+                    f"round {round_ + 1}: {label:<22} {rate:8.0f} req/s "
+                    f"{cpu:6.1f} us client CPU/request",
+                    flush=True,
+                )
     finally:
         child.terminate()
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
     p, t = statistics.median(plain), statistics.median(throttled)
+    pc, tc = statistics.median(plain_cpu), statistics.median(throttled_cpu)
     print(
         f"\n{args.requests} GETs at concurrency {args.concurrency}, "
         f"median of {args.rounds} interleaved rounds:"
     )
-    print(f"  aiohttp.ClientSession        {p:8.0f} req/s")
-    print(f"  ThrottledClientSession       {t:8.0f} req/s")
+    print(f"  aiohttp.ClientSession        {p:8.0f} req/s {pc:6.1f} us client CPU/request")
+    print(f"  ThrottledClientSession       {t:8.0f} req/s {tc:6.1f} us client CPU/request")
     print(f"  throughput ratio             {t / p:8.3f}")
+    print(f"  added client CPU/request     {tc - pc:8.1f} us")
 
 
 if __name__ == "__main__":
