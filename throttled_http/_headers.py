@@ -268,17 +268,18 @@ def parse_http_date(value: str, *, now: float | None = None) -> float | None:
 def _parse(status: int, headers: HeadersLike, now: float, cap: float | None) -> Feedback:
     fields = _collect(headers)
     throttled = status in THROTTLE_STATUSES
-    if not fields:
+    if not fields or fields.keys() == {"date"}:
         return Feedback(throttled=True) if throttled else _EMPTY
 
-    server_now = None
-    for value in fields.get("date", ()):
-        server_now = parse_http_date(value, now=now)
-        break
+    dates = fields.get("date")
+    server: list[float | None] = []  # the server's clock, read on first need
 
     def until(when: float) -> float:
         """Seconds to an absolute time, the later reading of the two clocks."""
+        if not server:
+            server.append(parse_http_date(dates[0], now=now) if dates else None)
         delay = when - now
+        server_now = server[0]
         if server_now is not None and when - server_now > delay:
             delay = when - server_now
         return _non_negative(delay)
