@@ -450,10 +450,10 @@ async def test_four_processes_share_one_limit(client: aioredis.Redis, prefix: st
     times = sorted(await stamps(client, probe))
     assert len(times) == sum(admitted)
     assert max_in_window(times, 0.25) == 20
-    full = int((times[-1] - times[0]) / 0.25)
-    used = sum(1 for t in times if t < times[0] + full * 0.25)
-    assert full >= 4
-    assert used >= 0.95 * full * 20, (used, full)
+    # Utilization: the steady rate after the first (instant) window, against 20 per 0.25 s.
+    span = times[-1] - times[0]
+    assert span >= 1.0
+    assert (len(times) - 20) / span >= 0.95 * 20 / 0.25, (len(times), span)
 
 
 MAP_WORKER = """

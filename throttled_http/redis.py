@@ -315,6 +315,7 @@ class RedisThrottler:
         "_rates",
         "_recover_after",
         "_retiring",
+        "_retry_at",
         "_round_trips",
         "_settles",
         "_token",
@@ -372,6 +373,7 @@ class RedisThrottler:
         self._errors = 0
         self._last_in_window = 0
         self._last_wait = 0.0
+        self._retry_at = -math.inf
 
     # -- configuration ---------------------------------------------------------------
 
@@ -783,8 +785,11 @@ class RedisThrottler:
     async def _ask(self, batch: list[_Waiter]) -> tuple[int, int]:
         """One admit round trip; returns how many of ``batch`` were admitted, and when."""
         loop = asyncio.get_running_loop()
+        sent = loop.time()
         reply = await self._call(_ADMIT, self._keys, self._admit_args(batch))
         admitted, wait_us, blocked, now_us, in_window = (int(x) for x in reply)
+        # The server's "now" was about half a round trip after sending: aim from there.
+        decided = (sent + loop.time()) / 2
         if self._down_until != -math.inf:
             self._down_until = -math.inf
             logger.warning("throttled_http: Redis answers again for %r", self._key)
@@ -797,13 +802,16 @@ class RedisThrottler:
             elif blocked == _BLOCKED_OPEN:
                 wait = max(wait, self._poll_interval())
             self._last_wait = wait
+            self._retry_at = decided + wait
         else:
             self._last_wait = 0.0
         return admitted, now_us
 
     def _delay(self) -> float:
+        """Seconds until the refused head asks again: when the server said, plus jitter."""
         wait = self._last_wait
-        return wait + random.random() * min(0.0005 + 0.02 * wait, 0.005)
+        jitter = random.random() * min(0.0002 + 0.01 * wait, 0.002)
+        return max(0.0, self._retry_at - self._now()) + jitter
 
     def _poll_interval(self) -> float:
         return min(max(min(r.interval for r in self._rates), 0.005), 0.25)
