@@ -138,6 +138,23 @@ async def test_construction_errors_name_the_argument(
         RedisThrottler(**arguments)
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        pytest.param(("ftp://h",), {}, ValueError, "redis must be a redis://", id="url"),
+        pytest.param((object(),), {}, TypeError, "redis must be", id="client"),
+        pytest.param((URL, "a}"), {}, ValueError, "prefix must not contain", id="prefix"),
+        pytest.param((URL,), {"on_error": "drop"}, ValueError, "on_error must", id="on-error"),
+    ],
+)
+async def test_backend_construction_errors(
+    args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """RedisBackend validates its client, prefix and options at construction."""
+    with pytest.raises(error, match=message):
+        RedisBackend(*args, **kwargs)
+
+
 async def test_keys_are_escaped_and_share_one_slot() -> None:
     """A hostile key cannot close the hash tag or reach another key; all keys share a slot."""
     plain = RedisThrottler(1, redis=URL, key="a", prefix="p:")
@@ -608,6 +625,9 @@ async def test_outage_falls_back_to_local(private_redis: PrivateRedis) -> None:
         times.append(loop.time())
     assert max_in_window(times, 0.2) <= 5
     assert throttler.redis_statistics().degraded or throttler.redis_statistics().backend_errors
+    entry = await asyncio.wait_for(throttler.open_entry(), 5)  # a local entry meanwhile
+    entry.close()
+    assert throttler.statistics().in_flight == 0
     private_redis.start()
     await asyncio.sleep(0.35)
     before = throttler.redis_statistics().admitted
