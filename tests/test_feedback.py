@@ -185,10 +185,25 @@ async def test_adapt_follows_a_changing_quota_but_stays_under_the_configured() -
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy(adapt=True)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=2;w=1'})
+    await asyncio.sleep(1.0)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=5;w=1'})
     assert throttler.rates == (Rate(10, 1.0), Rate(5, 1.0))
+    await asyncio.sleep(1.0)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=50;w=1'})
     assert list(throttler.rates) == [Rate(10, 1.0)]
+
+
+@pytest.mark.looptime
+async def test_adapt_changes_at_most_once_per_window() -> None:
+    """A server flipping its quota on every response retunes once per longest window."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    for n in range(100):
+        quota = f'"d";q={3 + n % 2};w=1'
+        policy.observe(throttler, "k", 200, {"RateLimit-Policy": quota})
+        await asyncio.sleep(0.05)
+    assert policy.stats().adoptions == 5  # 5 s of flipping, one change per second
+    assert all(rate.limit <= 10 for rate in throttler.rates)
 
 
 @pytest.mark.looptime

@@ -147,7 +147,16 @@ class _Counters:
 class _Tuning:
     """The adaptive state of one limiter (``adapt=True``)."""
 
-    __slots__ = ("advertised", "applied", "burst", "configured", "factor", "last_cut", "quiet")
+    __slots__ = (
+        "advertised",
+        "applied",
+        "burst",
+        "configured",
+        "factor",
+        "last_adopt",
+        "last_cut",
+        "quiet",
+    )
 
     def __init__(self, configured: tuple[Rate, ...], burst: int | None, now: float) -> None:
         self.configured = configured  # the rates to recover to, never exceeded
@@ -156,6 +165,7 @@ class _Tuning:
         self.advertised: tuple[Rate, ...] = ()  # the server's latest usable quota
         self.applied = configured  # the rates we last put in force
         self.last_cut = -math.inf
+        self.last_adopt = -math.inf
         self.quiet = now  # start of the current period without a 429
 
     def effective(self) -> tuple[Rate, ...]:
@@ -204,7 +214,9 @@ class FeedbackPolicy:
     :meth:`~throttled_http.Throttler.set_rates`, so an entry needs room in both: the
     limit becomes stricter, never looser. A later advertisement replaces it. Windows
     longer than ``max_retry_after`` are not adopted (they could hold a request longer than
-    the cap); their ``Remaining: 0`` still pauses.
+    the cap); their ``Remaining: 0`` still pauses. The adopted quota changes at most once
+    per longest window in force, so a server that flips its advertisement on every
+    response cannot make the throttler keep ever more retiring windows.
 
     When a host answers 429 with no usable header, every configured limit is multiplied by
     ``decrease`` (at least 1 entry per window remains); a second cut needs another 429 at
@@ -509,8 +521,12 @@ class FeedbackPolicy:
         if feedback.quota:
             bound = _ADOPT_WITHOUT_CAP if self._max_retry_after is None else self._max_retry_after
             usable = tuple(r for r in feedback.quota if r.period <= bound)
-            if usable and usable != state.advertised:
+            # One change per longest window in force: a server flipping its quota on every
+            # response cannot pile up retiring windows in the throttler.
+            settled = now - state.last_adopt >= max(r.period for r in state.applied)
+            if usable and usable != state.advertised and settled:
                 state.advertised = usable
+                state.last_adopt = now
                 adopted = True
         if status == 429:
             bare = feedback.delay is None
