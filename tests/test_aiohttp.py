@@ -437,6 +437,20 @@ async def test_wrapped_session_stays_open_and_keeps_its_middlewares(
     assert seen == ["/redirect/1", "/redirect/0"]
 
 
+async def test_another_throttle_middleware_does_not_take_our_entry(
+    server: RecordingServer,
+) -> None:
+    """A second throttle middleware passed per request charges its own limiter, and we ours."""
+    other = Throttler(10, 60.0)
+    async with ThrottledClientSession(10, 60.0) as session:
+        url = server.url("/")
+        async with session.get(url, middlewares=[throttle_middleware(other)]) as response:
+            assert response.status == 200
+        assert other.statistics().in_window == 1
+        assert stats_for(session, url).statistics().in_window == 1
+        assert stats_for(session, url).statistics().open == 0
+
+
 def test_constructor_arguments_are_checked() -> None:
     """Conflicting or invalid arguments raise at construction, naming the argument."""
     with pytest.raises(ValueError, match="do not pass rates, burst"):

@@ -159,9 +159,12 @@ def _replayable(request: aiohttp.ClientRequest) -> bool:
 class _Prepaid:
     """An entry :class:`ThrottledClientSession` opened for a request's first hop."""
 
-    __slots__ = ("entry", "key", "limiter", "url")
+    __slots__ = ("entry", "key", "limiter", "owner", "url")
 
-    def __init__(self, url: URL, limiter: AsyncLimiter, key: str, entry: EntryLike) -> None:
+    def __init__(
+        self, owner: ThrottleMiddleware, url: URL, limiter: AsyncLimiter, key: str, entry: EntryLike
+    ) -> None:
+        self.owner = owner
         self.url = url
         self.limiter = limiter
         self.key = key
@@ -175,9 +178,9 @@ class _Prepaid:
 _PREPAID: ContextVar[_Prepaid | None] = ContextVar("throttled_http_aiohttp_prepaid", default=None)
 
 
-def _take_prepaid(limiter: AsyncLimiter) -> EntryLike | None:
+def _take_prepaid(owner: ThrottleMiddleware, limiter: AsyncLimiter) -> EntryLike | None:
     prepaid = _PREPAID.get()
-    if prepaid is None or prepaid.entry is None:
+    if prepaid is None or prepaid.entry is None or prepaid.owner is not owner:
         return None
     entry = prepaid.take()
     if prepaid.limiter is not limiter and entry is not None:
@@ -244,13 +247,18 @@ class ThrottleMiddleware:
             prepaid = _PREPAID.get()
             entry: EntryLike | None = None
             limiter: AsyncLimiter | None
-            if prepaid is not None and prepaid.entry is not None and prepaid.url == request.url:
+            if (
+                prepaid is not None
+                and prepaid.owner is self
+                and prepaid.entry is not None
+                and prepaid.url == request.url
+            ):
                 # The first hop, admitted by ThrottledClientSession before aiohttp ran.
                 key, limiter, entry = prepaid.key, prepaid.limiter, prepaid.take()
             else:
                 key, limiter = resolve_limiter(self._limiter, request.url)
                 if limiter is not None:
-                    entry = _take_prepaid(limiter)
+                    entry = _take_prepaid(self, limiter)
                     if entry is None:
                         entry = await limiter.open_entry(1, timeout=self._throttle_timeout)
             try:
@@ -695,7 +703,7 @@ class ThrottledClientSession:
         if limiter is None:
             return None
         entry = await limiter.open_entry(1, timeout=self._middleware._throttle_timeout)
-        return _Prepaid(target, limiter, key, entry)
+        return _Prepaid(self._middleware, target, limiter, key, entry)
 
     async def _request(self, method: str, url: Any, **kwargs: Any) -> aiohttp.ClientResponse:
         middlewares = kwargs.get("middlewares")
