@@ -239,9 +239,9 @@ class FeedbackPolicy:
 
     Args:
         max_retry_after: longest pause, in seconds (a finite number >= 0), and longest
-            adopted window. ``None`` ignores every time servers give: no pause,
-            retries wait for the backoff only, and with ``adapt`` every 429 counts as one
-            without a usable header.
+            adopted window (300 s when ``None``). ``None`` ignores every time servers
+            give: no pause, retries wait for the backoff only, and with ``adapt`` every 429
+            counts as one without a usable header.
         adapt: follow advertised quotas and cut the rate after a bare 429.
         retries: re-sends allowed per request, an int from 0 to 100.
         retry_methods: methods that may be re-sent (upper-cased); the default is the
