@@ -18,7 +18,7 @@ import httpx
 import pytest
 import respx
 
-from throttled_http import Rate, SyncThrottler, Throttler, ThrottlerMap
+from throttled_http import Rate, SyncThrottler, Throttler, ThrottlerMap, ThrottlerTimeoutError
 from throttled_http.httpx import (
     BYPASS_EXTENSION,
     COST_EXTENSION,
@@ -391,6 +391,39 @@ async def test_cancel_while_the_request_is_in_flight_frees_the_slot() -> None:
 
 
 @pytest.mark.looptime
+async def test_throttle_timeout_gives_up_and_sends_nothing() -> None:
+    """throttle_timeout bounds the wait for a turn; the request is not sent."""
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    transport = ThrottledTransport(
+        1, 60.0, throttle_timeout=5.0, transport=httpx.MockTransport(record)
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get("http://a.example/")
+        with pytest.raises(ThrottlerTimeoutError):
+            await client.get("http://a.example/")
+    assert len(sent) == 1
+
+
+@pytest.mark.looptime
+async def test_hold_timeout_none_keeps_the_slot_until_close() -> None:
+    """With hold_timeout=None an unclosed response keeps its slot until it is closed."""
+    transport = ThrottledTransport(
+        10, 1.0, max_concurrency=1, transport=streaming(SlowBody()), hold_timeout=None
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.send(client.build_request("GET", "http://a.example/"), stream=True)
+        await asyncio.sleep(3600)
+        assert in_flight(transport, "http://a.example/") == 1
+        await response.aclose()
+        assert in_flight(transport, "http://a.example/") == 0
+
+
+@pytest.mark.looptime
 async def test_transport_error_before_headers_frees_the_slot() -> None:
     """A connection error settles the entry and frees its slot."""
 
@@ -727,10 +760,24 @@ def test_sync_unclosed_response_gives_its_slot_back_after_hold_timeout(
     assert "not closed within hold_timeout=0.1 seconds" in caplog.text
 
 
-def test_sync_client_close_frees_open_slots() -> None:
+def test_sync_throttle_timeout() -> None:
+    """The sync transport gives up after throttle_timeout seconds, sending nothing."""
+    transport = SyncThrottledTransport(
+        1, 60.0, throttle_timeout=0.05, transport=httpx.MockTransport(ok)
+    )
+    with httpx.Client(transport=transport) as client:
+        client.get("http://a.example/")
+        with pytest.raises(ThrottlerTimeoutError):
+            client.get("http://a.example/")
+
+
+@pytest.mark.parametrize("hold_timeout", [300.0, None], ids=["hold300", "holdNone"])
+def test_sync_client_close_frees_open_slots(hold_timeout: float | None) -> None:
     """Closing the sync client gives back slots of responses left open."""
     inner = httpx.MockTransport(lambda request: httpx.Response(200, stream=SyncBody()))
-    transport = SyncThrottledTransport(10, 1.0, max_concurrency=1, transport=inner)
+    transport = SyncThrottledTransport(
+        10, 1.0, max_concurrency=1, transport=inner, hold_timeout=hold_timeout
+    )
     client = httpx.Client(transport=transport)
     client.send(client.build_request("GET", "http://a.example/"), stream=True)
     assert in_flight(transport, "http://a.example/") == 1

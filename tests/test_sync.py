@@ -224,17 +224,31 @@ def test_open_entry_counts_until_settled() -> None:
     assert repr(entry) == "<SyncEntry cost=1 closed>"
 
 
-def test_waiting_threads_do_not_spin() -> None:
-    """Eight threads blocked for 0.3 s use almost no CPU (no fixed-interval polling)."""
-    throttler = SyncThrottler(1, 0.3)
-    throttler.acquire()
+def test_waiting_threads_do_not_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads blocked for 0.3 s each wake about once: no fixed-interval polling."""
+    waits = 0
+    lock = threading.Lock()
+
+    class CountingCondition(threading.Condition):
+        def wait(self, timeout: float | None = None) -> bool:
+            nonlocal waits
+            with lock:
+                waits += 1
+            return super().wait(timeout)
+
+    monkeypatch.setattr("throttled_http._sync.threading.Condition", CountingCondition)
+    throttler = SyncThrottler(8, 0.3)
+    throttler.acquire(8)
     cpu = time.process_time()
     threads = [threading.Thread(target=throttler.acquire) for _ in range(8)]
     for t in threads:
         t.start()
+    wait_for(lambda: throttler.statistics().waiting == 8)
     for t in threads:
         t.join()
-    assert time.process_time() - cpu < 0.5
+    assert time.process_time() - cpu < 0.2
+    assert throttler.statistics().in_window == 8
+    assert waits <= 2 * 8  # a 10 ms poll would wait about 30 times per thread
 
 
 def test_smooth_mode_spaces_entries() -> None:

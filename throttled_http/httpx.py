@@ -55,9 +55,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._feedback import FeedbackPolicy
 from ._hostmap import ThrottlerMap, resolve_limiter
+from ._ledger import INF
 from ._protocols import AsyncLimiter
 from ._sync import SyncThrottler
-from ._validate import positive_float, positive_int
+from ._validate import non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Mapping
@@ -101,8 +102,12 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
-def _hold_timeout(value: object) -> float:
-    return positive_float("hold_timeout", value)
+def _hold_timeout(value: object) -> float | None:
+    return None if value is None else positive_float("hold_timeout", value)
+
+
+def _throttle_timeout(value: object) -> float | None:
+    return None if value is None else non_negative_float("throttle_timeout", value)
 
 
 def _make_policy(
@@ -136,7 +141,7 @@ def _consult(
     )
 
 
-def _warn_unclosed(key: str, hold_timeout: float) -> None:
+def _warn_unclosed(key: str, hold_timeout: float | None) -> None:
     logger.warning(
         "a response from %s was not closed within hold_timeout=%s seconds; its "
         "concurrency slot was given back (close responses, or use 'with client.stream()')",
@@ -157,15 +162,17 @@ class _AsyncReleasingStream(httpx.AsyncByteStream):
         entry: EntryLike,
         owner: ThrottledTransport,
         key: str,
-        hold_timeout: float,
+        hold_timeout: float | None,
     ) -> None:
         self._stream = stream
         self._entry = entry
         self._owner = owner
         self._key = key
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            hold_timeout, self._expire, hold_timeout
-        )
+        self._timer: asyncio.TimerHandle | None = None
+        if hold_timeout is not None:
+            self._timer = asyncio.get_running_loop().call_later(
+                hold_timeout, self._expire, hold_timeout
+            )
         owner._live.add(self)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -313,13 +320,24 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         retries: times a refused request is sent again at most, an int >= 0.
         feedback: a ``FeedbackPolicy`` to use instead of the three options above.
         hold_timeout: seconds after its headers arrived that a response nobody closes
-            gives back its slot, a finite number > 0 (default 300).
+            gives back its slot, a finite number > 0 (default 300); ``None`` keeps the
+            slot until the response is closed or the transport is.
+        throttle_timeout: seconds a hop may wait for its turn at most, then
+            :class:`~throttled_http.ThrottlerTimeoutError` (a ``TimeoutError``) is raised
+            and nothing is sent (``None``: wait as long as it takes).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
     """
 
-    __slots__ = ("_hold_timeout", "_limiter", "_live", "_policy", "_transport")
+    __slots__ = (
+        "_hold_timeout",
+        "_limiter",
+        "_live",
+        "_policy",
+        "_throttle_timeout",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -338,7 +356,8 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         adapt: bool = False,
         retries: int = 0,
         feedback: FeedbackPolicy | None = None,
-        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
+        hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
+        throttle_timeout: float | None = None,
     ) -> None:
         _check_exclusive(
             throttler,
@@ -373,6 +392,7 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         self._transport = transport
         self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
         self._hold_timeout = _hold_timeout(hold_timeout)
+        self._throttle_timeout = _throttle_timeout(throttle_timeout)
         self._live: set[_AsyncReleasingStream] = set()
 
     @property
@@ -397,7 +417,7 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         policy = self._policy
         attempt = 0
         while True:
-            entry = await limiter.open_entry(cost)
+            entry = await limiter.open_entry(cost, timeout=self._throttle_timeout)
             try:
                 response = await inner.handle_async_request(request)
             except BaseException:
@@ -470,15 +490,19 @@ class _Holds:
 
     __slots__ = ("_cond", "_deadlines", "_hold_timeout", "_running")
 
-    def __init__(self, hold_timeout: float) -> None:
+    def __init__(self, hold_timeout: float | None) -> None:
         self._hold_timeout = hold_timeout
         self._cond = threading.Condition(threading.Lock())
         self._deadlines: dict[_SyncReleasingStream, float] = {}
         self._running = False
 
     def add(self, stream: _SyncReleasingStream) -> None:
+        hold_timeout = self._hold_timeout
         with self._cond:
-            self._deadlines[stream] = time.monotonic() + self._hold_timeout
+            if hold_timeout is None:  # kept only so that close() can give the slot back
+                self._deadlines[stream] = INF
+                return
+            self._deadlines[stream] = time.monotonic() + hold_timeout
             if not self._running:
                 self._running = True
                 threading.Thread(
@@ -550,13 +574,23 @@ class SyncThrottledTransport(httpx.BaseTransport):
         adapt: follow the rate-limit headers the server sends.
         retries: times a refused request is sent again at most, an int >= 0.
         feedback: a ``FeedbackPolicy`` to use instead of the three options above.
-        hold_timeout: seconds after which a response nobody closes gives back its slot.
+        hold_timeout: seconds after which a response nobody closes gives back its slot
+            (``None``: only when it, or the transport, is closed).
+        throttle_timeout: seconds a request may wait for its turn at most, then
+            :class:`~throttled_http.ThrottlerTimeoutError` is raised and nothing is sent.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
     """
 
-    __slots__ = ("_holds", "_limiter", "_map_lock", "_policy", "_transport")
+    __slots__ = (
+        "_holds",
+        "_limiter",
+        "_map_lock",
+        "_policy",
+        "_throttle_timeout",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -574,7 +608,8 @@ class SyncThrottledTransport(httpx.BaseTransport):
         adapt: bool = False,
         retries: int = 0,
         feedback: FeedbackPolicy | None = None,
-        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
+        hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
+        throttle_timeout: float | None = None,
     ) -> None:
         _check_exclusive(
             throttler,
@@ -607,6 +642,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
         self._map_lock = threading.Lock()
         self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
         self._holds = _Holds(_hold_timeout(hold_timeout))
+        self._throttle_timeout = _throttle_timeout(throttle_timeout)
 
     @property
     def throttler(self) -> SyncThrottler | ThrottlerMap:
@@ -659,7 +695,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
     ) -> tuple[str, SyncThrottler, SyncEntry] | None:
         hosts = self._limiter
         if isinstance(hosts, SyncThrottler):
-            return "*", hosts, hosts.open_entry(cost)
+            return "*", hosts, hosts.open_entry(cost, timeout=self._throttle_timeout)
         target = _target(request)
         lock = self._map_lock
         while True:
@@ -668,7 +704,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
             if limiter is None:
                 return None
             throttler = cast("SyncThrottler", limiter)
-            entry = throttler.open_entry(cost)
+            entry = throttler.open_entry(cost, timeout=self._throttle_timeout)
             # Another thread may have evicted the (then idle) throttler while this one was
             # about to queue; an entry must count in the throttler the map holds.
             with lock:
