@@ -191,15 +191,23 @@ def _take_prepaid(owner: ThrottleMiddleware, limiter: AsyncLimiter) -> EntryLike
     return entry
 
 
-# Header names (lower case) that may carry server feedback; see throttled_http._headers.
-_FEEDBACK_PREFIXES: Final = ("retry-after", "ratelimit", "x-ratelimit", "x-rate-limit")
+# What can make FeedbackPolicy.observe act on a response below 400 when adapt is off: a
+# "remaining: 0" that pauses the host (throttled_http._headers reads these families). Any
+# status >= 400, and every response with adapt=True, is always observed.
+_PAUSING_FIELDS: Final = (
+    "x-ratelimit-remaining",
+    "ratelimit-remaining",
+    "x-rate-limit-remaining",
+    "ratelimit",
+)
 
 
 def _may_carry_feedback(policy: FeedbackPolicy, response: aiohttp.ClientResponse) -> bool:
     """Whether ``policy.observe`` could act on this response (a cheap pre-check)."""
     if response.status >= 400 or policy.adapt:
         return True
-    return any(name.lower().startswith(_FEEDBACK_PREFIXES) for name in response.headers)
+    headers = response.headers
+    return any(name in headers for name in _PAUSING_FIELDS)
 
 
 # -- the middleware ----------------------------------------------------------------------
@@ -714,7 +722,8 @@ class ThrottledClientSession:
             prepaid = await self._prepay(url)
             token = _PREPAID.set(prepaid)
             try:
-                response = await self._session.request(method, url, **kwargs)
+                # _request, not request(): one wrapper less on every resume of the task.
+                response = await self._session._request(method, url, **kwargs)
             except BaseException:
                 if prepaid is not None and (unused := prepaid.take()) is not None:
                     unused.close()
