@@ -311,6 +311,16 @@ async def test_429_with_retry_after_pauses_only_that_host(server: RecordingServe
             await fetch(session, server.url("/"))
 
 
+async def test_a_200_saying_nothing_remains_pauses_the_host(server: RecordingServer) -> None:
+    """X-RateLimit-Remaining: 0 with a reset, on a successful response, pauses its host."""
+    async with ThrottledClientSession(10, 1.0) as session:
+        url = server.url("/status/200?X-RateLimit-Remaining=0&X-RateLimit-Reset=30")
+        assert await fetch(session, url) == 200
+        assert stats_for(session, server.url()).paused_for > 20
+        assert await fetch(session, server.url("/status/200?X-RateLimit-Remaining=5", host=1))
+        assert stats_for(session, server.url(host=1)).paused_for == 0
+
+
 async def test_retries_deliver_200_after_the_servers_delay() -> None:
     """Refused requests are sent again through the throttler and end with 200."""
     async with (
