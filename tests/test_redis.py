@@ -1,8 +1,5 @@
 """Tests of throttled_http.redis against real Redis servers (never mocked).
 
-Every test is a coroutine, even those that never await: under looptime, a synchronous test
-leaves an event loop unclosed that a later test's garbage collection reports.
-
 The shared server at 127.0.0.1:6379 serves most tests, each under its own key prefix
 (deleted afterwards). Outage and restart tests start a private ``redis-server`` on a free
 port. Redis's clock cannot be driven by virtual time, so these tests run on the real clock
@@ -90,20 +87,20 @@ async def server_time(client: aioredis.Redis) -> float:
 # -- construction -------------------------------------------------------------------------
 
 
-async def test_bad_url_names_redis() -> None:
+def test_bad_url_names_redis() -> None:
     """A URL of another scheme is refused at construction, naming ``redis``."""
     with pytest.raises(ValueError, match=r"redis must be a redis://.*scheme 'http'"):
         RedisThrottler(1, redis="http://user:secret@127.0.0.1:6379", key="k")
 
 
-async def test_bad_url_does_not_leak_password() -> None:
+def test_bad_url_does_not_leak_password() -> None:
     """The error for a bad URL never quotes the URL, which may hold a password."""
     with pytest.raises(ValueError, match="redis") as info:
         RedisThrottler(1, redis="http://user:hunter2@127.0.0.1:6379", key="k")
     assert "hunter2" not in str(info.value)
 
 
-async def test_sync_client_is_refused() -> None:
+def test_sync_client_is_refused() -> None:
     """A synchronous redis-py client is refused with a pointer to redis.asyncio."""
     sync = redis_sync.Redis()
     with pytest.raises(TypeError, match=r"redis must be an asyncio client.*synchronous"):
@@ -128,7 +125,7 @@ async def test_sync_client_is_refused() -> None:
         pytest.param({"max_concurrency": 0}, ValueError, "max_concurrency must be", id="conc"),
     ],
 )
-async def test_construction_errors_name_the_argument(
+def test_construction_errors_name_the_argument(
     kwargs: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     """Every bad argument is refused at construction with its name and allowed range."""
@@ -147,7 +144,7 @@ async def test_construction_errors_name_the_argument(
         pytest.param((URL,), {"on_error": "drop"}, ValueError, "on_error must", id="on-error"),
     ],
 )
-async def test_backend_construction_errors(
+def test_backend_construction_errors(
     args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     """RedisBackend validates its client, prefix and options at construction."""
@@ -155,7 +152,7 @@ async def test_backend_construction_errors(
         RedisBackend(*args, **kwargs)
 
 
-async def test_keys_are_escaped_and_share_one_slot() -> None:
+def test_keys_are_escaped_and_share_one_slot() -> None:
     """A hostile key cannot close the hash tag or reach another key; all keys share a slot."""
     plain = RedisThrottler(1, redis=URL, key="a", prefix="p:")
     hostile = RedisThrottler(1, redis=URL, key="a}:s", prefix="p:")
@@ -167,7 +164,7 @@ async def test_keys_are_escaped_and_share_one_slot() -> None:
     assert escape_key("https://bücher.de:443") == "https%3A%2F%2Fb%C3%BCcher.de%3A443"
 
 
-async def test_is_an_async_limiter() -> None:
+def test_is_an_async_limiter() -> None:
     """RedisThrottler satisfies the AsyncLimiter protocol the integrations use."""
     throttler = RedisThrottler("5/s; 100/min", redis=URL, key="k")
     assert isinstance(throttler, AsyncLimiter)
@@ -176,7 +173,7 @@ async def test_is_an_async_limiter() -> None:
     assert len(throttler.rates) == 2
 
 
-async def test_cost_above_the_limit_is_refused() -> None:
+def test_cost_above_the_limit_is_refused() -> None:
     """A cost that could never be admitted raises at once rather than waiting forever."""
     throttler = RedisThrottler(rates="5/s; 3/min", redis=URL, key="k")
     with pytest.raises(ValueError, match=r"smallest limit \(3\), got 4"):
