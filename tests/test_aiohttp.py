@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -459,6 +461,17 @@ async def test_another_throttle_middleware_does_not_take_our_entry(
         assert other.statistics().in_window == 1
         assert stats_for(session, url).statistics().in_window == 1
         assert stats_for(session, url).statistics().open == 0
+
+
+@pytest.mark.parametrize("module", ["throttled_http.aiohttp", "throttled_http.testing"])
+def test_import_error_names_the_extra(module: str) -> None:
+    """Without aiohttp, importing the integration says which extra to install."""
+    code = f"import sys; sys.modules['aiohttp'] = None; import {module}"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert "pip install throttled_http[aiohttp]" in result.stderr
 
 
 def test_constructor_arguments_are_checked() -> None:
