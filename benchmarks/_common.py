@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import bisect
 import gc
+import importlib
 import json
 import math
 import os
@@ -116,7 +117,13 @@ def versions(*distributions: str) -> dict[str, str]:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            found[name] = "missing"
+            # Importable without metadata (a source tree on sys.path): ask the module.
+            try:
+                module = importlib.import_module(name.replace("-", "_"))
+            except ImportError:
+                found[name] = "missing"
+            else:
+                found[name] = str(getattr(module, "__version__", "unknown")) + " (no metadata)"
     return found
 
 
