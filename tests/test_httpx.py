@@ -29,7 +29,7 @@ from throttled_http.httpx import (
 from throttled_http.testing import RecordingServer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Generator, Iterator
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -391,6 +391,56 @@ async def test_cancel_while_the_request_is_in_flight_frees_the_slot() -> None:
 
 
 @pytest.mark.looptime
+async def test_cancel_while_reading_the_body_frees_the_slot() -> None:
+    """A task cancelled while it streams the body gives the slot back."""
+    transport = ThrottledTransport(
+        10, 1.0, max_concurrency=1, transport=streaming(SlowBody(chunks=1000))
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+
+        async def read() -> None:
+            async with client.stream("GET", "http://a.example/") as response:
+                async for _ in response.aiter_bytes():
+                    pass
+
+        task = asyncio.ensure_future(read())
+        await asyncio.sleep(0.5)
+        assert in_flight(transport, "http://a.example/") == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert in_flight(transport, "http://a.example/") == 0
+
+
+class TwoRounds(httpx.Auth):
+    """An auth flow that needs a second round trip, as digest auth does."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = "Token secret"
+            yield request
+
+
+@pytest.mark.looptime
+async def test_every_auth_round_is_throttled() -> None:
+    """Each authentication round trip waits its turn like any request."""
+    loop = asyncio.get_running_loop()
+
+    def challenge(request: httpx.Request) -> httpx.Response:
+        if "Authorization" not in request.headers:
+            return httpx.Response(401)
+        return httpx.Response(200)
+
+    transport = ThrottledTransport(1, 10.0, transport=httpx.MockTransport(challenge))
+    async with httpx.AsyncClient(transport=transport, auth=TwoRounds()) as client:
+        start = loop.time()
+        response = await client.get("http://a.example/")
+        assert response.status_code == 200
+        assert loop.time() - start >= 10
+
+
+@pytest.mark.looptime
 async def test_throttle_timeout_gives_up_and_sends_nothing() -> None:
     """throttle_timeout bounds the wait for a turn; the request is not sent."""
     sent: list[httpx.Request] = []
@@ -723,6 +773,17 @@ def test_sync_max_concurrency_holds_at_the_server(thread_server: RecordingServer
         with ThreadPoolExecutor(6) as pool:
             assert list(pool.map(work, range(6))) == [200] * 6
     assert thread_server.max_in_flight["127.0.0.1"] <= 2
+
+
+@pytest.mark.realclock
+def test_sync_redirect_hops_are_each_throttled(thread_server: RecordingServer) -> None:
+    """The sync transport charges each redirect hop: 3 hops at 1 per 0.15 s are spaced."""
+    transport = SyncThrottledTransport(1, 0.15)
+    with httpx.Client(transport=transport, follow_redirects=True) as client:
+        response = client.get(thread_server.url("/redirect/2"))
+    assert response.status_code == 200
+    assert len(thread_server.arrivals) == 3
+    assert thread_server.max_in_window(0.15) == 1
 
 
 def test_sync_stream_slot_is_freed_exactly_once() -> None:
