@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -345,3 +346,35 @@ def test_cost_larger_than_the_limit_is_rejected() -> None:
         throttler.acquire(4)
     with pytest.raises(ValueError, match="timeout must be"):
         throttler.acquire(timeout=-1)
+
+
+def test_mixed_costs_timeouts_and_entries_under_contention() -> None:
+    """Random costs, timeouts and latency-proof entries from 8 threads keep every promise."""
+    throttler = SyncThrottler(6, 0.1, max_concurrency=4)
+    stamps: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(8):
+            cost = rng.randint(1, 3)
+            try:
+                entry = throttler.open_entry(cost, timeout=rng.choice([None, 0.0, 0.02]))
+            except ThrottlerTimeoutError:
+                continue
+            with lock:
+                stamps.append((time.monotonic(), cost))
+            entry.settle()
+            time.sleep(rng.random() * 0.01)
+            entry.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(work, seed) for seed in range(8)]:
+            future.result()
+    times = sorted(stamps)
+    worst = 0
+    for i, (start, _) in enumerate(times):
+        worst = max(worst, sum(c for t, c in times[i:] if t < start + 0.1))
+    assert worst <= 6
+    stats = throttler.statistics()
+    assert (stats.waiting, stats.open, stats.in_flight) == (0, 0, 0)
