@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import shutil
 import socket
 import subprocess
@@ -39,7 +40,7 @@ from throttled_http import (
     ThrottlerTimeoutError,
 )
 from throttled_http._keys import host_key
-from throttled_http.redis import RedisBackend, RedisThrottler, escape_key
+from throttled_http.redis import OnError, RedisBackend, RedisThrottler, escape_key
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -710,3 +711,49 @@ async def test_redis_cluster(tmp_path: Path) -> None:
         await cluster.aclose()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("on_error", ["raise", "local", "allow"])
+async def test_restart_mid_run(private_redis: PrivateRedis, on_error: OnError) -> None:
+    """Ten busy tasks ride out a Redis kill and restart: none hangs, and Redis is used again."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        rates=("20/0.1s", KEEP),
+        redis=client,
+        key="mid",
+        on_error=on_error,
+        command_timeout=0.5,
+        recover_after=0.1,
+    )
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 1.0
+    errors = 0
+    restarted_at = math.inf
+    after_restart = 0
+
+    async def worker() -> None:
+        nonlocal errors, after_restart
+        while loop.time() < end:
+            try:
+                await throttler.acquire()
+            except ThrottlerBackendError:
+                errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            if loop.time() > restarted_at:
+                after_restart += 1
+
+    tasks = asyncio.gather(*(worker() for _ in range(10)))
+    await asyncio.sleep(0.2)
+    private_redis.stop()
+    await asyncio.sleep(0.3)
+    private_redis.start()
+    restarted_at = loop.time()
+    await asyncio.wait_for(tasks, 5)
+    assert after_restart > 0
+    assert (errors > 0) == (on_error == "raise")
+    admitted_before = throttler.redis_statistics().admitted
+    await throttler.acquire()
+    assert throttler.redis_statistics().admitted == admitted_before + 1  # Redis decides again
+    await throttler.aclose()
+    await client.aclose()

@@ -77,7 +77,14 @@ if TYPE_CHECKING:
 
     from ._protocols import EntryLike
 
-__all__ = ["RedisBackend", "RedisEntry", "RedisStatistics", "RedisThrottler", "escape_key"]
+__all__ = [
+    "OnError",
+    "RedisBackend",
+    "RedisEntry",
+    "RedisStatistics",
+    "RedisThrottler",
+    "escape_key",
+]
 
 logger = logging.getLogger("throttled_http")
 
