@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from throttled_http import Throttler, ThrottlerMap, ThrottlerTimeoutError
+from throttled_http import Rate, Throttler, ThrottlerMap, ThrottlerTimeoutError
 from throttled_http.aiohttp import (
     ThrottledClientSession,
     ThrottleMiddleware,
@@ -472,6 +472,27 @@ def test_import_error_names_the_extra(module: str) -> None:
     )
     assert result.returncode != 0
     assert "pip install throttled_http[aiohttp]" in result.stderr
+
+
+async def test_backend_makes_each_hosts_throttler(server: RecordingServer) -> None:
+    """backend= is handed to the ThrottlerMap: it builds the throttler of every host."""
+    created: list[str] = []
+
+    class Recording:
+        def create(
+            self,
+            key: str,
+            rates: tuple[Rate, ...],
+            *,
+            burst: int | None,
+            max_concurrency: int | None,
+        ) -> Throttler:
+            created.append(key)
+            return Throttler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+
+    async with ThrottledClientSession(5, 1.0, backend=Recording()) as session:
+        assert await fetch(session, server.url("/to/127.0.0.2/")) == 200
+    assert created == [f"http://127.0.0.1:{server.port}", f"http://127.0.0.2:{server.port}"]
 
 
 def test_constructor_arguments_are_checked() -> None:
