@@ -246,9 +246,10 @@ class RedisThrottler:
     admission (one round trip). An entry from :meth:`open_entry` or :meth:`entry` counts
     from admission until it is settled and for ``period`` after the server's time of
     settling, so no window at a remote HTTP server sees more either, whatever the latency.
-    An entry never settled counts until ``hold_timeout`` after admission and then as if
-    stamped at that deadline (so a crashed process blocks nothing for long); settle within
-    ``hold_timeout`` for the guarantee to hold at a remote server.
+    An entry not settled within ``hold_timeout`` of admission counts from then on as if
+    stamped at that deadline (so a crashed process blocks nothing for long), until it is
+    settled; the guarantee at a remote server therefore needs each request to *reach* the
+    server within ``hold_timeout`` of admission (its response may take longer).
 
     **Fairness.** Within a process, entries are admitted first come, first served; across
     processes, whichever head asks first once an entry frees gets it.
