@@ -66,7 +66,7 @@ class SyncThrottler:
 
     **No busy-waiting.** Each waiting thread blocks on its own condition. Only the head of
     the queue has a timeout, set to the exact moment it may enter; the others sleep until
-    they reach the head. 1,000 waiting threads cost no CPU while they wait.
+    they reach the head, so waiting threads cost no CPU.
 
     **Timeouts and interrupts.** A thread that gives up (``timeout``) or is interrupted
     while waiting takes no entry and no slot, and the queue behind it moves on.
