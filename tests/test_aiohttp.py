@@ -495,6 +495,22 @@ async def test_backend_makes_each_hosts_throttler(server: RecordingServer) -> No
     assert created == [f"http://127.0.0.1:{server.port}", f"http://127.0.0.2:{server.port}"]
 
 
+async def test_a_forgotten_host_is_looked_up_again(server: RecordingServer) -> None:
+    """After the map forgets an idle host, the session charges the map's new throttler."""
+    hosts = ThrottlerMap(5, 0.05, max_keys=1)
+    async with ThrottledClientSession(throttler=hosts) as session:
+        first = server.url("/", host=0)
+        assert await fetch(session, first) == 200
+        old = hosts.throttler_for(first)
+        await asyncio.sleep(0.1)  # idle: the next host may evict it
+        assert await fetch(session, server.url("/", host=1)) == 200
+        assert await fetch(session, first) == 200
+        new = hosts.throttler_for(first)
+        assert new is not old
+        assert isinstance(new, Throttler)
+        assert new.statistics().in_window == 1
+
+
 def test_constructor_arguments_are_checked() -> None:
     """Conflicting or invalid arguments raise at construction, naming the argument."""
     with pytest.raises(ValueError, match="do not pass rates, burst"):

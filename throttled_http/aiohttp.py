@@ -99,6 +99,9 @@ DEFAULT_HOLD_TIMEOUT: Final = 300.0
 
 _logger = logging.getLogger("throttled_http")
 
+_ORIGIN_SCOPES: Final = frozenset({"host", "domain", "global"})
+_ORIGIN_CACHE_SIZE: Final = 1024
+
 
 # -- holding an entry until the response is released -----------------------------------
 
@@ -518,6 +521,7 @@ class ThrottledClientSession:
         "_limiter",
         "_middleware",
         "_middlewares",
+        "_origins",
         "_per_request",
         "_session",
     )
@@ -609,6 +613,15 @@ class ThrottledClientSession:
         self._middleware = middleware
         self._middlewares = (*middlewares, middleware)
         self._per_request = per_request
+        # Origin -> (key, throttler), when the key depends on the origin only.
+        self._origins: dict[tuple[str, str | None, int | None], tuple[str, AsyncLimiter]] | None
+        self._origins = (
+            {}
+            if isinstance(limiter, ThrottlerMap)
+            and isinstance(limiter.scope, str)
+            and limiter.scope in _ORIGIN_SCOPES
+            else None
+        )
 
     # -- properties ------------------------------------------------------------------
 
@@ -707,7 +720,22 @@ class ThrottledClientSession:
         target = _absolute_url(session, url)
         if target is None:
             return None
-        key, limiter = resolve_limiter(self._limiter, target)
+        cache = self._origins
+        if cache is None:
+            key, limiter = resolve_limiter(self._limiter, target)
+        else:
+            origin = (target.scheme, target.raw_host, target.port)
+            hit = cache.get(origin)
+            if hit is not None and not hit[1].is_idle():
+                # A ThrottlerMap forgets a key only while its throttler is idle, so a busy
+                # one is still the map's: no need to look it up again.
+                key, limiter = hit
+            else:
+                key, limiter = resolve_limiter(self._limiter, target)
+                if limiter is not None:
+                    if len(cache) >= _ORIGIN_CACHE_SIZE:
+                        cache.clear()
+                    cache[origin] = (key, limiter)
         if limiter is None:
             return None
         entry = await limiter.open_entry(1, timeout=self._middleware._throttle_timeout)
