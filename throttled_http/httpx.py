@@ -411,12 +411,15 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         if request.extensions.get(BYPASS_EXTENSION):
             return await inner.handle_async_request(request)
         cost = _request_cost(request)
-        key, limiter = resolve_limiter(self._limiter, _target(request))
-        if limiter is None:
-            return await inner.handle_async_request(request)
+        target = _target(request)
         policy = self._policy
         attempt = 0
         while True:
+            # Resolved again for each attempt: the map may drop a limiter that went idle
+            # while a retry slept, and the entry must count in the one the map holds.
+            key, limiter = resolve_limiter(self._limiter, target)
+            if limiter is None:
+                return await inner.handle_async_request(request)
             entry = await limiter.open_entry(cost, timeout=self._throttle_timeout)
             try:
                 response = await inner.handle_async_request(request)
