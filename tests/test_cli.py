@@ -24,6 +24,7 @@ from throttled_http._demo import _HostPlan, _HostResult, _report, max_in_window,
 from throttled_http._fetch import (
     LOG_NAME,
     UsageError,
+    key_of,
     load_done,
     parse_urls,
     retry_after,
@@ -231,6 +232,13 @@ def test_load_done_ignores_torn_and_failed_lines(tmp_path: Path) -> None:
     assert load_done(tmp_path / "missing.jsonl") == set()
 
 
+def test_keys_for_progress() -> None:
+    """Progress bars group URLs by host, or by registered domain with ``--per domain``."""
+    assert key_of("https://News.BBC.co.uk/a", "host") == "news.bbc.co.uk"
+    assert key_of("https://news.bbc.co.uk/a", "domain") == "bbc.co.uk"
+    assert key_of("http://127.0.0.2:8080/", "domain") == "127.0.0.2"
+
+
 def test_retry_after_forms() -> None:
     """Delay-seconds and HTTP-dates are read and capped; anything else is ignored."""
     assert retry_after("2", 300.0) == 2.0
@@ -377,6 +385,7 @@ async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
         assert all(r["status"] == 200 for r in first)
         assert not list(out.glob("*.part"))
         done = {str(r["url"]) for r in first}
+        assert server.max_in_window(1.0) <= 2  # --rate 2/s held at the server
 
         run = await cli("fetch", str(listing), "--rate", "50/s", "--out", str(out))
         assert run.code == 0, run.out + run.err
