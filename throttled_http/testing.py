@@ -31,8 +31,9 @@ Routes (any method):
 
 The server can play a rate-limited API: ``server_limit=Rate(...)`` answers 429 with a
 ``Retry-After`` header (whole seconds, at least 1) to any arrival beyond the limit in a
-sliding window per host (refused arrivals do not count in the window), and ``leaky_bucket=s`` answers 429 to an arrival less than ``s``
-seconds after the previous accepted one on that host (nginx ``limit_req`` without burst).
+sliding window per host (refused arrivals do not count in the window), and
+``leaky_bucket=s`` answers 429 to an arrival less than ``s`` seconds after the previous
+accepted one on that host (nginx ``limit_req`` without burst).
 
 :func:`aioresponses_compat` (and the pytest fixture :func:`mock_aiohttp`) make
 ``aioresponses`` 0.7.9 work with aiohttp 3.14 (its issue #289).
