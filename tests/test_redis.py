@@ -281,6 +281,7 @@ async def test_cancelled_waiters_leave_nothing(client: aioredis.Redis, prefix: s
         rates=("3/5s", KEEP), redis=client, key="x", prefix=prefix, max_concurrency=5
     )
     tasks = [asyncio.ensure_future(throttler.open_entry()) for _ in range(6)]
+    await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
     await asyncio.sleep(0.1)
     entries = [t.result() for t in tasks if t.done()]
     assert len(entries) == 3
@@ -309,25 +310,34 @@ async def test_max_concurrency_is_per_process(client: aioredis.Redis, prefix: st
     await throttler.aclose()
 
 
+async def wait_for_key(client: aioredis.Redis, key: str, present: bool = True) -> None:
+    """Wait (at most 5 s) until ``key`` exists in Redis, or no longer does."""
+    deadline = time.monotonic() + 5
+    while bool(await client.exists(key)) != present:
+        assert time.monotonic() < deadline, f"{key} never {'appeared' if present else 'left'}"
+        await asyncio.sleep(0.01)
+
+
 async def test_pause_is_shared(client: aioredis.Redis, prefix: str) -> None:
     """A pause set in one process holds back another using the same key, until resumed."""
     one = RedisThrottler(100, redis=client, key="p", prefix=prefix)
     two = RedisThrottler(100, redis=client, key="p", prefix=prefix)
+    pause_key = one.redis_keys[2]
     one.pause(0.3)
     assert one.paused_for > 0.25
-    await asyncio.sleep(0.05)  # the shared pause is sent in the background
-    start = time.monotonic()
+    await wait_for_key(client, pause_key)  # the shared pause is sent in the background
+    until = int(await client.get(pause_key) or 0) / 1e6
     await two.acquire()
-    assert time.monotonic() - start >= 0.2
-    one.pause(5)
-    await asyncio.sleep(0.05)
+    assert await server_time(client) >= until  # held back until the server's pause ended
+    one.pause(30)
+    await wait_for_key(client, pause_key)
     waiter = asyncio.ensure_future(two.acquire())
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     assert not waiter.done()
-    one.resume()
-    await asyncio.sleep(0.05)
-    two.resume()
-    await asyncio.wait_for(waiter, 1)
+    assert two.paused_for > 20  # learned from Redis
+    one.resume()  # only the other process resumes: two notices within about a second
+    await asyncio.wait_for(waiter, 3)
+    assert two.paused_for == 0
     await one.aclose()
     await two.aclose()
 
@@ -352,7 +362,9 @@ async def test_keys_expire_when_idle(client: aioredis.Redis, prefix: str) -> Non
     throttler.pause(0.1)
     await throttler.aclose()  # sends the pending settle and pause
     ttls = [await client.pttl(k) for k in throttler.redis_keys]
-    assert all(0 < ttl <= 1300 for ttl in ttls), ttls
+    # Each key expires (pttl -2: already gone; -1 would mean "never expires").
+    assert all(ttl == -2 or 0 < ttl <= 1300 for ttl in ttls), ttls
+    assert ttls[0] > 0
     await asyncio.sleep(1.4)
     assert await client.exists(*throttler.redis_keys) == 0
 
@@ -689,7 +701,7 @@ async def test_redis_cluster(tmp_path: Path) -> None:
         admin = aioredis.Redis(port=server.port)
         command: Any = admin.execute_command
         await command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while b"cluster_state:ok" not in await command("CLUSTER", "INFO"):
             assert time.monotonic() < deadline, "the one-node cluster never came up"
             await asyncio.sleep(0.02)

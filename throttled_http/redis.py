@@ -99,6 +99,7 @@ _LOCAL: Final = 1  # Redis failed: use the local fallback throttler
 _ALLOW: Final = 2  # Redis failed: admit
 _BLOCKED_OPEN: Final = 1
 _BLOCKED_PAUSE: Final = 2
+_PAUSE_RECHECK: Final = 1.0  # seconds between asks while another process's pause holds
 _ST_OPEN: Final = 0
 _ST_SETTLED: Final = 1
 _ST_CLOSED: Final = 2
@@ -257,7 +258,10 @@ class RedisThrottler:
     **Concurrency** (``max_concurrency``) and :meth:`release` are per process.
 
     **Pause.** :meth:`pause` takes effect at once in this process and is shared through
-    Redis with every process using the key; :meth:`resume` ends it everywhere.
+    Redis (on the server's clock) with every process using the key, which learns of it at
+    its next round trip; :meth:`resume` ends it everywhere. A head held back by another
+    process's pause asks again at least every second, so such a resume takes effect
+    within about a second.
 
     **Retuning.** :meth:`set_rates` changes this process's rates only (every process sharing
     a key must use the same rates: they are sent with each call). The old rates keep being
@@ -326,6 +330,7 @@ class RedisThrottler:
         "_retry_at",
         "_round_trips",
         "_settles",
+        "_shared_pause_until",
         "_token",
         "_waiters",
     )
@@ -371,6 +376,7 @@ class RedisThrottler:
         self._forgets: list[tuple[int, str]] = []
         self._pause_op: float | None = None  # ms to pause (0: resume), not yet sent
         self._paused_until = -math.inf
+        self._shared_pause_until = -math.inf  # learned from Redis (loop time)
         self._down_until = -math.inf
         self._fallback: Throttler | None = None
         self._in_flight = 0
@@ -592,6 +598,7 @@ class RedisThrottler:
     def resume(self) -> None:
         """End a pause now, in this process and (soon) in every process sharing the key."""
         self._paused_until = -math.inf
+        self._shared_pause_until = -math.inf
         self._pause_op = 0.0
         self._schedule_flush(self._running_loop())
         self._poke()
@@ -599,9 +606,10 @@ class RedisThrottler:
     @property
     def paused_for(self) -> float:
         """Seconds left of the pause this process knows about (0 when not paused)."""
-        if self._paused_until == -math.inf:
+        until = max(self._paused_until, self._shared_pause_until)
+        if until == -math.inf:
             return 0.0
-        return max(0.0, self._paused_until - self._now())
+        return max(0.0, until - self._now())
 
     def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
         """Retune this process's limits (see "Retuning" above).
@@ -803,10 +811,15 @@ class RedisThrottler:
             logger.warning("throttled_http: Redis answers again for %r", self._key)
         self._last_in_window = in_window
         self._admitted += admitted
+        if blocked != _BLOCKED_PAUSE:
+            self._shared_pause_until = -math.inf  # no pause in Redis any more
         if admitted < len(batch):
             wait = wait_us / 1e6
             if blocked == _BLOCKED_PAUSE:
-                self._paused_until = max(self._paused_until, loop.time() + wait)
+                # Shared by another process: report it, but ask again at least every
+                # second so that a resume() elsewhere is noticed.
+                self._shared_pause_until = decided + wait
+                wait = min(wait, _PAUSE_RECHECK)
             elif blocked == _BLOCKED_OPEN:
                 wait = max(wait, self._poll_interval())
             self._last_wait = wait

@@ -11,11 +11,12 @@
 --       nentries, (cost, mode, member) x nentries; mode 0 = stamp now, 1 = open.
 --       A cost c > 1 is stored as c members "<member>.1" .. "<member>.c".
 --
--- Returns {admitted, wait_us, open_blocked, now_us, in_window}: the first `admitted`
+-- Returns {admitted, wait_us, blocked, now_us, in_window}: the first `admitted`
 -- entries were admitted in order (FIFO: the first refusal stops the batch); when some were
--- refused, nothing can change for them before `wait_us` (pause, windows, spacing), and
--- open_blocked = 1 says the head also waits for entries still open (their settling time
--- is unknown). in_window is the cost counted in the first rate's window after this call.
+-- refused, nothing can change for them before `wait_us` (pause, windows, spacing);
+-- blocked = 1 says the head also waits for entries still open (their settling time is
+-- unknown), blocked = 2 that a shared pause holds everything until `wait_us` from now.
+-- in_window is the cost counted in the first rate's window after this call.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
 local stamps, tat_key, pause_key = KEYS[1], KEYS[2], KEYS[3]
@@ -94,7 +95,7 @@ local pos = 6 + 2 * nrates
 local nentries = tonumber(ARGV[pos])
 local admitted, wait, blocked = 0, 0, 0
 if paused > now then
-  wait = paused - now
+  wait, blocked = paused - now, 2
 else
   for k = 1, nentries do
     local base = pos + 3 * (k - 1)
