@@ -153,6 +153,16 @@ def test_backend_construction_errors(
         RedisBackend(*args, **kwargs)
 
 
+def test_missing_redis_names_the_extra() -> None:
+    """Without redis-py installed, importing throttled_http.redis says which extra to add."""
+    code = "import sys; sys.modules['redis'] = None; import throttled_http.redis"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode != 0
+    assert "pip install throttled_http[redis]" in result.stderr
+
+
 def test_keys_are_escaped_and_share_one_slot() -> None:
     """A hostile key cannot close the hash tag or reach another key; all keys share a slot."""
     plain = RedisThrottler(1, redis=URL, key="a", prefix="p:")
@@ -198,6 +208,24 @@ async def test_window_holds_for_many_tasks(client: aioredis.Redis, prefix: str) 
     assert max_in_window(times, 0.3) == 10
     # Only the head talks to Redis, and it asks for the whole queue at once.
     assert throttler.redis_statistics().round_trips < 60
+    await throttler.aclose()
+
+
+async def test_fifo_within_a_process(client: aioredis.Redis, prefix: str) -> None:
+    """Tasks of one process are admitted in the order they asked, whatever their cost."""
+    throttler = RedisThrottler(3, 0.2, redis=client, key="q", prefix=prefix)
+    order: list[int] = []
+
+    async def ask(index: int, cost: int) -> None:
+        await throttler.acquire(cost)
+        order.append(index)
+
+    tasks = []
+    for index, cost in enumerate([2, 3, 1, 1, 2, 3, 1]):
+        tasks.append(asyncio.ensure_future(ask(index, cost)))
+        await asyncio.sleep(0)  # queue them in this order
+    await asyncio.gather(*tasks)
+    assert order == list(range(7))
     await throttler.aclose()
 
 
