@@ -34,6 +34,7 @@ from redis.crc import key_slot
 from throttled_http import (
     AsyncLimiter,
     EntryLike,
+    ThrottlerBackend,
     ThrottlerBackendError,
     ThrottlerMap,
     ThrottlerStatistics,
@@ -176,9 +177,12 @@ def test_keys_are_escaped_and_share_one_slot() -> None:
 
 
 def test_is_an_async_limiter() -> None:
-    """RedisThrottler satisfies the AsyncLimiter protocol the integrations use."""
-    throttler = RedisThrottler("5/s; 100/min", redis=URL, key="k")
+    """RedisThrottler and RedisBackend satisfy the protocols the map and integrations use."""
+    throttler: AsyncLimiter = RedisThrottler("5/s; 100/min", redis=URL, key="k")
+    backend: ThrottlerBackend = RedisBackend(URL)
     assert isinstance(throttler, AsyncLimiter)
+    assert isinstance(backend, ThrottlerBackend)
+    assert isinstance(throttler, RedisThrottler)
     assert throttler.rate_limit == 5
     assert throttler.period == 1.0
     assert len(throttler.rates) == 2
