@@ -464,6 +464,12 @@ class Throttler:
                 f"{self!r} is in use by another event loop; a throttler may move to a new "
                 "loop only when it has no waiters and no open entries"
             )
+        if old is not None and old.is_closed():
+            # Tasks still queued on a closed loop can never run again: forget them, or
+            # they would block the queue (and their futures could not even be resolved).
+            self._waiters.clear()
+            self._timer = None
+            self._timer_at = INF
         self._loop = loop
 
     async def _wait(
