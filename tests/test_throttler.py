@@ -801,6 +801,25 @@ async def _try(throttler: Throttler) -> bool:
     return throttler.try_acquire()
 
 
+@pytest.mark.looptime(False)
+def test_waiters_of_a_closed_loop_do_not_block_the_next_loop() -> None:
+    """Tasks stranded on a loop closed under them neither block nor break a new loop."""
+    throttler = Throttler(1, 0.01)
+    first = asyncio.new_event_loop()
+    first.set_exception_handler(lambda loop, context: None)  # "Task was destroyed" noise
+    first.run_until_complete(throttler.acquire())
+    stranded = first.create_task(throttler.acquire(timeout=60))
+    first.run_until_complete(asyncio.sleep(0))
+    first.close()  # without cancelling the stranded task
+    second = asyncio.new_event_loop()
+    try:
+        second.run_until_complete(asyncio.wait_for(throttler.acquire(), 5))
+        assert throttler.statistics().waiting == 0
+    finally:
+        second.close()
+    del stranded
+
+
 # -- memory ------------------------------------------------------------------------------
 
 
