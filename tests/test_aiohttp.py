@@ -313,6 +313,22 @@ async def test_429_with_retry_after_pauses_only_that_host(server: RecordingServe
             await fetch(session, server.url("/"))
 
 
+async def test_a_queued_hop_does_not_slip_through_before_the_pause(
+    server: RecordingServer,
+) -> None:
+    """The pause applies before the refused response frees its slot for the next in line."""
+    async with ThrottledClientSession(100, 1.0, max_concurrency=1) as session:
+        refused = asyncio.ensure_future(fetch(session, server.url("/status/429?retry_after=30")))
+        queued = asyncio.ensure_future(fetch(session, server.url("/queued")))
+        assert await refused == 429
+        await asyncio.sleep(0.3)
+        assert not queued.done()
+        assert [a.path for a in server.arrivals] == ["/status/429"]
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+
+
 async def test_a_200_saying_nothing_remains_pauses_the_host(server: RecordingServer) -> None:
     """X-RateLimit-Remaining: 0 with a reset, on a successful response, pauses its host."""
     async with ThrottledClientSession(10, 1.0) as session:

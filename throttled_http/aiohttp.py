@@ -279,14 +279,19 @@ class ThrottleMiddleware:
                     entry.close()
                 raise
             if entry is not None:
-                _hold_until_released(entry, response, key, self._hold_timeout)
+                entry.settle()
+            # Apply the server's feedback (a pause) before the slot can free: a complete
+            # body releases the connection at once, and a queued hop must not slip through
+            # ahead of the Retry-After pause.
             policy = self._feedback
-            if policy is None or not _may_carry_feedback(policy, response):
-                return response
-            attempt += 1
-            delay = _retry_delay(
-                policy, limiter, key, request.method, response, attempt, _replayable(request)
-            )
+            delay = None
+            if policy is not None and _may_carry_feedback(policy, response):
+                attempt += 1
+                delay = _retry_delay(
+                    policy, limiter, key, request.method, response, attempt, _replayable(request)
+                )
+            if entry is not None:
+                _hold_until_released(entry, response, key, self._hold_timeout)
             if delay is None:
                 return response
             response.release()
@@ -763,16 +768,17 @@ class ThrottledClientSession:
             # No middleware ran: aioresponses (or another mock) replaced _request. Do here
             # what the middleware does, for the one entry this call took.
             middleware = self._middleware
-            _hold_until_released(unused, response, prepaid.key, middleware._hold_timeout)
+            unused.settle()
             policy = middleware._feedback
-            if policy is None or not _may_carry_feedback(policy, response):
-                return response
-            attempt += 1
-            data = kwargs.get("data")
-            replayable = not (hasattr(data, "__aiter__") or hasattr(data, "read"))
-            delay = _retry_delay(
-                policy, prepaid.limiter, prepaid.key, method, response, attempt, replayable
-            )
+            delay = None
+            if policy is not None and _may_carry_feedback(policy, response):
+                attempt += 1
+                data = kwargs.get("data")
+                replayable = not (hasattr(data, "__aiter__") or hasattr(data, "read"))
+                delay = _retry_delay(
+                    policy, prepaid.limiter, prepaid.key, method, response, attempt, replayable
+                )
+            _hold_until_released(unused, response, prepaid.key, middleware._hold_timeout)
             if delay is None:
                 return response
             response.release()
