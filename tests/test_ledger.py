@@ -297,6 +297,13 @@ def test_property_strict_for_any_true_time(
         for times in (sim.admitted, sim.settled, true_times):
             assert max_in_window(times, rate.period, sim.costs) <= rate.limit
     assert sim.admitted == sorted(sim.admitted)  # FIFO: admission order is arrival order
+    if burst is not None and max(sim.costs) <= burst:
+        # Smooth mode: k units of cost, wherever in [admission, settle] they truly landed,
+        # span at least (k - burst) intervals. (A cost above burst goes alone, at once.)
+        units = sorted(t for t, c in zip(true_times, sim.costs, strict=True) for _ in range(c))
+        for i in range(len(units)):
+            for j in range(i + burst, len(units)):
+                assert units[j] - units[i] >= (j - i + 1 - burst) * slowest.interval - 1e-9
 
 
 @settings(max_examples=100, deadline=None)
@@ -376,3 +383,13 @@ def test_property_set_rates_keeps_old_guarantee(
     new_times = sim.settled[switch:]
     for rate in after:
         assert max_in_window(new_times, rate.period, sim.costs[switch:]) <= rate.limit
+    remembered = max(r.period for r in before)
+    for rate in after:
+        if rate.period > remembered:
+            continue  # the ledger cannot count entries older than its longest window
+        # Tightening takes effect at once: a window holding a new entry counts old ones too.
+        for times in (sim.admitted, sim.settled):
+            for start in times:
+                inside = [i for i, t in enumerate(times) if start <= t < start + rate.period]
+                if any(i >= switch for i in inside):
+                    assert sum(sim.costs[i] for i in inside) <= rate.limit
