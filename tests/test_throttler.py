@@ -1014,11 +1014,13 @@ def run_virtual(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 @given(
     rate=st.integers(min_value=1, max_value=8),
     period=st.sampled_from([0.1, 1.0, 2.0]),
+    second=st.none() | st.tuples(st.integers(min_value=2, max_value=12), st.sampled_from([3.0])),
     plan=st.lists(
         st.tuples(
             st.sampled_from([0.0, 0.0, 0.05, 0.3]),  # arrival gap
             st.integers(min_value=1, max_value=3),  # cost
             st.none() | st.sampled_from([0.0, 0.01, 0.5, 3.0]),  # cancel after
+            st.sampled_from(["acquire", "with", "entry"]),  # how it enters
         ),
         min_size=1,
         max_size=40,
@@ -1028,18 +1030,35 @@ def run_virtual(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def test_property_strict_fifo_cancel_safe(
     rate: int,
     period: float,
-    plan: list[tuple[float, int, float | None]],
+    second: tuple[int, float] | None,
+    plan: list[tuple[float, int, float | None, str]],
     concurrency: int | None,
 ) -> None:
-    """Any mix of arrivals, costs and cancellations: windows hold, order is kept, no leaks."""
+    """Any mix of arrivals, costs, rates, entries, cancellations: windows hold, FIFO, no leak."""
+    rates = [Rate(rate, period)] + ([Rate(*second)] if second else [])
+    smallest = min(r.limit for r in rates)
 
     async def main() -> None:
-        throttler = Throttler(rate, period, max_concurrency=concurrency)
-        entered: list[tuple[int, float, int]] = []
+        throttler = Throttler.from_rates(rates, max_concurrency=concurrency)
+        entered: list[tuple[int, float, int]] = []  # (arrival index, admitted at, cost)
+        settled: dict[int, float] = {}  # arrival index -> settled at, for entries
         tasks: list[asyncio.Task[None]] = []
         cancellers: list[asyncio.Handle] = []
 
-        async def worker(i: int, cost: int) -> None:
+        async def worker(i: int, cost: int, how: str) -> None:
+            if how == "entry":
+                async with throttler.entry(cost) as entry:
+                    entered.append((i, now(), cost))
+                    await asyncio.sleep(0.15)  # the request's latency
+                    entry.settle()
+                    settled[i] = now()
+                    await asyncio.sleep(0.05)
+                return
+            if how == "with":
+                async with throttler:
+                    entered.append((i, now(), 1))
+                    await asyncio.sleep(0.2)
+                return
             await throttler.acquire(cost)
             entered.append((i, now(), cost))
             try:
@@ -1048,14 +1067,18 @@ def test_property_strict_fifo_cancel_safe(
                 throttler.release()
 
         loop = asyncio.get_running_loop()
-        for i, (gap, cost, cancel_after) in enumerate(plan):
+        for i, (gap, cost, cancel_after, how) in enumerate(plan):
             await asyncio.sleep(gap)
-            task = asyncio.create_task(worker(i, min(cost, rate)))
+            task = asyncio.create_task(worker(i, min(cost, smallest), how))
             tasks.append(task)
             if cancel_after is not None:
                 cancellers.append(loop.call_later(cancel_after, task.cancel))
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert max_in_window([t for _, t, _ in entered], period, [c for *_, c in entered]) <= rate
+        costs = [c for *_, c in entered]
+        at_settle = [settled.get(i, t) for i, t, _ in entered]
+        for r in rates:
+            assert max_in_window([t for _, t, _ in entered], r.period, costs) <= r.limit
+            assert max_in_window(at_settle, r.period, costs) <= r.limit
         # FIFO: no later arrival enters at an earlier time. (Two admitted at the same moment
         # may resume in either order: the one woken first may run after a later fast path.)
         by_arrival = [t for _, t, _ in sorted(entered)]
@@ -1063,7 +1086,7 @@ def test_property_strict_fifo_cancel_safe(
         assert all(task.cancelled() or task.exception() is None for task in tasks)
         stats = throttler.statistics()
         assert (stats.waiting, stats.open, stats.in_flight) == (0, 0, 0)
-        survivors = [i for i, (_, _, cancel) in enumerate(plan) if cancel is None]
+        survivors = [i for i, (_, _, cancel, _) in enumerate(plan) if cancel is None]
         assert set(survivors) <= {i for i, _, _ in entered}
 
     run_virtual(main)
