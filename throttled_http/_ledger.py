@@ -27,7 +27,8 @@ server sees no two entries closer than ``interval`` when ``burst == 1``.
 
 Retuning (:meth:`Ledger.set_rates`) never loosens a guarantee already given: the old
 windows keep counting every entry until no entry admitted under them can share a window
-with a new one, and only then retire.
+with a new one, and only then retire. The new windows start with the recent stamps, so a
+tighter limit counts the entries already made.
 """
 
 from __future__ import annotations
