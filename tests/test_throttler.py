@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import math
 import random
+import time
 from typing import TYPE_CHECKING
 
 import looptime
@@ -445,6 +446,23 @@ async def test_entries_are_stamped_when_the_task_resumes(monkeypatch: pytest.Mon
     # Worker 3 was woken at 1.0 with worker 2 but only ran at 1.5, after the stall.
     assert times[:4] == [0.0, 0.0, 1.0, 1.5]
     assert max_in_window(times, 1.0) == 2
+
+
+@pytest.mark.realclock
+@pytest.mark.looptime(False)
+async def test_real_clock_with_a_blocking_stall() -> None:
+    """On the real clock, with a task blocking the loop mid-batch, no window overflows."""
+    throttler = Throttler(3, 0.1)
+    times: list[float] = []
+
+    async def worker(i: int) -> None:
+        async with throttler:
+            times.append(now())
+            if i % 4 == 3:
+                time.sleep(0.03)  # noqa: ASYNC251 - a blocking call stalls the woken batch
+
+    await asyncio.gather(*(worker(i) for i in range(12)))
+    assert max_in_window(times, 0.1) <= 3
 
 
 # -- latency-proof entries ---------------------------------------------------------------
