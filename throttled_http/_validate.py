@@ -27,7 +27,7 @@ def positive_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite real number > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    result = float(value)
+    result = _as_float(value)
     if not (math.isfinite(result) and result > 0):
         raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
     return result
@@ -37,7 +37,15 @@ def non_negative_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite real number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    result = float(value)
+    result = _as_float(value)
     if not (math.isfinite(result) and result >= 0):
         raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
     return result
+
+
+def _as_float(value: float) -> float:
+    """``float(value)``, with an int too large for a float mapped to infinity."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
