@@ -739,6 +739,8 @@ async def test_repr_shows_live_state() -> None:
         ({"period": math.nan}, ValueError, "period must be a finite number of seconds > 0"),
         ({"period": "1"}, TypeError, "period must be a finite number of seconds > 0"),
         ({"period": False}, TypeError, "period must be a finite number"),
+        ({"period": 10**400}, ValueError, "period must be a finite number of seconds > 0"),
+        ({"retry_interval": 10**400}, ValueError, "retry_interval must be a finite number"),
         ({"retry_interval": -0.1}, ValueError, "retry_interval must be a finite number"),
         ({"max_concurrency": 0}, ValueError, "max_concurrency must be an integer from 1"),
         ({"max_concurrency": True}, TypeError, "max_concurrency must be an integer from 1"),
