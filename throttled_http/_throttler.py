@@ -126,6 +126,7 @@ class Throttler:
         "_timer",
         "_timer_at",
         "_waiters",
+        "_woken",
     )
 
     def __init__(
@@ -149,6 +150,8 @@ class Throttler:
         burst = _check_burst(burst, rates)
         self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
         self._waiters: deque[_Waiter] = deque()
+        # Admitted waiters that have not resumed yet: their reservations are open.
+        self._woken: dict[asyncio.Future[int], _Waiter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
@@ -466,10 +469,14 @@ class Throttler:
             )
         if old is not None and old.is_closed():
             # Tasks still queued on a closed loop can never run again: forget them, or
-            # they would block the queue (and their futures could not even be resolved).
+            # they would block the queue (and their futures could not even be resolved),
+            # and give back what was reserved for those admitted but never resumed.
             self._waiters.clear()
             self._timer = None
             self._timer_at = INF
+            for fut, (_, cost, hold) in self._woken.items():
+                self._ledger.unreserve(cost, hold, fut.result())
+            self._woken.clear()
         self._loop = loop
 
     async def _wait(
@@ -492,7 +499,7 @@ class Throttler:
         try:
             return await fut
         except BaseException:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
+            if self._woken.pop(fut, None) is not None:
                 # Admitted, then cancelled before resuming: the entry never happened.
                 self._ledger.unreserve(cost, hold, fut.result())
                 if waiters:
@@ -502,6 +509,7 @@ class Throttler:
                 self._wake()
             raise
         finally:
+            self._woken.pop(fut, None)
             if timer is not None:
                 timer.cancel()
 
@@ -514,7 +522,8 @@ class Throttler:
         waiters = self._waiters
         ledger = self._ledger
         while waiters:
-            fut, cost, hold = waiters[0]
+            head = waiters[0]
+            fut, cost, hold = head
             if fut.done():
                 waiters.popleft()
                 continue
@@ -522,6 +531,7 @@ class Throttler:
             if at <= now:
                 waiters.popleft()
                 fut.set_result(ledger.reserve(cost, hold))
+                self._woken[fut] = head
                 continue
             if at == INF and not ledger.fits(cost):
                 # set_rates shrank a limit below this cost: it could never be admitted.
