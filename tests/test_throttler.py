@@ -840,6 +840,32 @@ def test_waiters_of_a_closed_loop_do_not_block_the_next_loop() -> None:
     del stranded
 
 
+@pytest.mark.looptime(False)
+def test_woken_task_of_a_closed_loop_gives_its_entry_back() -> None:
+    """A task admitted but never resumed before its loop closed holds nothing afterwards."""
+    throttler = Throttler(1, 0.01, max_concurrency=1)
+    first = asyncio.new_event_loop()
+    first.set_exception_handler(lambda loop, context: None)  # "Task was destroyed" noise
+    first.run_until_complete(asyncio.sleep(0))
+    throttler.pause(100)
+    woken = first.create_task(throttler.acquire())
+    first.run_until_complete(asyncio.sleep(0))
+    first.call_soon(throttler.resume)  # admits `woken`, which the loop never runs
+    first.call_soon(first.stop)
+    first.run_forever()
+    first.close()
+    assert throttler.statistics().open == 1
+    second = asyncio.new_event_loop()
+    try:
+        second.run_until_complete(asyncio.wait_for(throttler.acquire(), 5))
+        stats = throttler.statistics()
+        assert (stats.open, stats.in_flight) == (0, 1)
+        throttler.release()
+    finally:
+        second.close()
+    del woken
+
+
 # -- memory ------------------------------------------------------------------------------
 
 
