@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TypeAlias, final
 
 from ._exceptions import InvalidRateError
@@ -131,16 +132,22 @@ class Rate:
         if seconds is None:
             raise InvalidRateError(f"unknown unit {match['unit']!r} in rate {text!r}: {_FORMS}")
         limit_text = match["limit"]
-        if not limit_text.isdigit():
+        count = float(match["count"]) if match["count"] else 1.0
+        if not limit_text.isdigit() and Fraction(limit_text) > 0:
+            scaled = _scaled(limit_text, count, seconds)
+            example = (
+                f"{scaled!r} rather than {text.strip()!r}"
+                if scaled is not None
+                else "for example '3/2s' rather than '1.5/s'"
+            )
             raise InvalidRateError(
                 f"the limit in rate {text!r} must be a whole number; "
-                f"scale both sides instead (for example '3/2s' rather than '1.5/s')"
+                f"scale both sides instead: {example}"
             )
-        count = float(match["count"]) if match["count"] else 1.0
         period = count * seconds
         if not (math.isfinite(period) and period > 0):
             raise InvalidRateError(f"the period in rate {text!r} must be finite and > 0")
-        if int(limit_text) < 1:
+        if not limit_text.isdigit() or int(limit_text) < 1:
             raise InvalidRateError(f"the limit in rate {text!r} must be at least 1")
         return cls(int(limit_text), period)
 
@@ -157,6 +164,17 @@ class Rate:
         if not parts:
             raise InvalidRateError(f"no rate in {text!r}: expected {_FORMS}")
         return tuple(cls.parse(part) for part in parts)
+
+
+def _scaled(limit_text: str, count: float, seconds: float) -> str | None:
+    """The whole-number form of a fractional rate (``1.5/s`` -> ``3/2s``), if it has one."""
+    ratio = Fraction(limit_text).limit_denominator(10**6)
+    if ratio <= 0:
+        return None
+    try:
+        return f"{ratio.numerator}/{str(Rate(1, count * seconds * ratio.denominator))[2:]}"
+    except (ValueError, OverflowError):
+        return None
 
 
 RateLike: TypeAlias = "Rate | str"
