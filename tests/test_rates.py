@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -55,6 +56,24 @@ def test_parse_fractional_limit_suggests_scaling() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        ("2.5/min", "'5/2min'"),
+        ("0.5 per second", "'1/2s'"),
+        ("0.25/15min", "'1/h'"),
+        (".5/h", "'1/2h'"),
+        ("1e3/s", "'1000/s'"),
+        ("1e-400/s", "for example '3/2s'"),
+    ],
+    ids=repr,
+)
+def test_parse_fractional_limit_suggestion_fits_the_input(text: str, suggestion: str) -> None:
+    """The suggested whole-number form means the same rate as the fractional input."""
+    with pytest.raises(InvalidRateError, match=re.escape(suggestion)):
+        Rate.parse(text)
+
+
+@pytest.mark.parametrize(
     "text",
     ["", "   ", "fast", "10", "10/", "/s", "10/fortnight", "10/month", "-1/s", "ten/s", "10//s"],
     ids=repr,
@@ -69,7 +88,7 @@ def test_parse_rejects_garbage(text: str) -> None:
     assert "unit" in message
 
 
-@pytest.mark.parametrize("text", ["0/s", "10/0s", "1/0.0s"], ids=repr)
+@pytest.mark.parametrize("text", ["0/s", "10/0s", "1/0.0s", "0.0/s", "0e5/s"], ids=repr)
 def test_parse_rejects_zero(text: str) -> None:
     """A zero limit or a zero period is refused, quoting the text."""
     with pytest.raises(InvalidRateError, match=repr(text)):
