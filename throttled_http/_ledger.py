@@ -87,6 +87,8 @@ class Ledger:
         "_interval",
         "_max_concurrency",
         "_retiring",
+        "_single",
+        "_smallest",
         "_tat",
         "_windows",
         "generation",
@@ -114,6 +116,11 @@ class Ledger:
         self.in_flight = 0  # slots held (entered and not yet released)
         self.paused_until = -INF
         self.generation = 0
+        # The one window when it is the only rule (no smoothing, nothing retiring): the
+        # async throttler checks it inline on its uncontended path.
+        self._single: _Window | None = None
+        self._smallest = 0
+        self._refresh_single()
 
     # -- questions -------------------------------------------------------------------
 
@@ -157,7 +164,7 @@ class Ledger:
 
     def fits(self, cost: int) -> bool:
         """Whether ``cost`` can ever be admitted (it is not larger than every window)."""
-        return all(cost <= w.limit for w in self._windows)
+        return cost <= self._smallest
 
     def in_window(self, now: float) -> int:
         """Cost counted in the first window now, open entries included."""
@@ -177,6 +184,13 @@ class Ledger:
         return not self._retiring
 
     # -- transitions -----------------------------------------------------------------
+
+    def try_take(self, now: float, cost: int, hold: bool) -> bool:
+        """Admit and stamp ``cost`` at ``now`` if it fits now (:meth:`earliest` + :meth:`take`)."""
+        if self.earliest(now, cost, hold) > now:
+            return False
+        self.take(now, cost, hold)
+        return True
 
     def reserve(self, cost: int, hold: bool) -> int:
         """Admit ``cost`` as an open entry; returns the generation to settle it with."""
@@ -259,6 +273,7 @@ class Ledger:
         self.rates = tuple(rates)
         self._burst = burst
         self._interval = max(r.interval for r in rates) if burst is not None else 0.0
+        self._refresh_single()
 
     # -- internals -------------------------------------------------------------------
 
@@ -283,6 +298,12 @@ class Ledger:
 
     def _retire(self, now: float) -> None:
         self._retiring = [w for w in self._retiring if w.open_before > 0 or w.retire_at > now]
+        self._refresh_single()
+
+    def _refresh_single(self) -> None:
+        self._smallest = min(w.limit for w in self._windows)
+        simple = len(self._windows) == 1 and not self._retiring and self._burst is None
+        self._single = self._windows[0] if simple else None
 
 
 def _dominated(window: _Window, new: Sequence[_Window]) -> bool:

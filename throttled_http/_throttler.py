@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
 
+_get_running_loop = asyncio.get_running_loop
+_monotonic = time.monotonic
+_BASE_TIME = asyncio.BaseEventLoop.time
+
 _OPEN: Final = 0
 _SETTLED: Final = 1
 _CLOSED: Final = 2
@@ -101,8 +105,11 @@ class Throttler:
     **Loops.** No loop is captured at construction: a throttler built at import time works
     under ``asyncio.run`` later. While it has waiters, a pending timer or open entries it
     belongs to the loop that made them; using it from another loop meanwhile raises
-    :class:`RuntimeError` rather than corrupting state. It is not thread-safe: use
-    :class:`~throttled_http.SyncThrottler` for threads.
+    :class:`RuntimeError` rather than corrupting state. Time is the loop's clock; every stock
+    asyncio loop reads ``time.monotonic()``, so an idle throttler moves freely between them.
+    Do not share one throttler between a stock loop and a loop with a clock of its own (such
+    as looptime's virtual time in tests): their stamps are not comparable. It is not
+    thread-safe: use :class:`~throttled_http.SyncThrottler` for threads.
 
     Args:
         rate_limit: entries allowed per window, an int >= 1.
@@ -120,8 +127,10 @@ class Throttler:
 
     __slots__ = (
         "__weakref__",
+        "_clock",
         "_ledger",
         "_loop",
+        "_monotonic",
         "_retry_interval",
         "_timer",
         "_timer_at",
@@ -153,6 +162,8 @@ class Throttler:
         # Admitted waiters that have not resumed yet: their reservations are open.
         self._woken: dict[asyncio.Future[int], _Waiter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock = time.monotonic
+        self._monotonic = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
 
@@ -217,13 +228,31 @@ class Throttler:
     # -- entering --------------------------------------------------------------------
 
     async def __aenter__(self) -> None:
-        loop = asyncio.get_running_loop()
+        # The uncontended path, inlined because it is most of what users pay: once bound to a
+        # stock loop (whose clock is time.monotonic(), shared by every stock loop) with one
+        # window, no cap, no pause and nobody waiting, check that window's room directly,
+        # with the very comparisons of Ledger.earliest.
+        ledger = self._ledger
+        window = ledger._single
+        if (
+            window is not None
+            and self._monotonic
+            and not self._waiters
+            and ledger._max_concurrency is None
+            and ledger.paused_until <= (now := _monotonic())
+        ):
+            stamps = window.stamps
+            period = window.period
+            while stamps and stamps[0] + period <= now:
+                stamps.popleft()
+            if len(stamps) + ledger.open < window.limit:
+                stamps.append(now)
+                ledger.in_flight += 1
+                return
+        loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
-        ledger = self._ledger
-        now = loop.time()
-        if not self._waiters and ledger.earliest(now, 1) <= now:
-            ledger.take(now, 1, True)
+        if not self._waiters and ledger.try_take(self._clock(), 1, True):
             return
         generation = await self._wait(loop, 1, True, None)
         ledger.settle(loop.time(), 1, generation)
@@ -235,8 +264,11 @@ class Throttler:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._ledger.release()
-        if self._waiters and self._ledger.max_concurrency is not None:
+        ledger = self._ledger
+        if ledger.in_flight <= 0:
+            raise RuntimeError("release() called more times than acquire()")
+        ledger.in_flight -= 1
+        if self._waiters and ledger.max_concurrency is not None:
             self._wake()
 
     async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
@@ -260,14 +292,13 @@ class Throttler:
         self._check_cost(cost)
         if timeout is not None:
             timeout = non_negative_float("timeout", timeout)
-        hold = self._ledger.max_concurrency is not None
-        loop = asyncio.get_running_loop()
+        ledger = self._ledger
+        hold = ledger.max_concurrency is not None
+        loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
-        now = loop.time()
-        ledger = self._ledger
-        if not self._waiters and ledger.earliest(now, cost, hold) <= now:
-            ledger.take(now, cost, hold)
+        now = self._clock()
+        if not self._waiters and ledger.try_take(now, cost, hold):
             return
         deadline = None if timeout is None else now + timeout
         generation = await self._wait(loop, cost, hold, deadline)
@@ -283,15 +314,13 @@ class Throttler:
             running event loop.
         """
         self._check_cost(cost)
-        hold = self._ledger.max_concurrency is not None
-        loop = asyncio.get_running_loop()
+        ledger = self._ledger
+        loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
-        now = loop.time()
-        if not self._waiters and self._ledger.earliest(now, cost, hold) <= now:
-            self._ledger.take(now, cost, hold)
-            return True
-        return False
+        return not self._waiters and ledger.try_take(
+            self._clock(), cost, ledger.max_concurrency is not None
+        )
 
     def release(self) -> None:
         """Give back the slot an :meth:`acquire` took when ``max_concurrency`` is set.
@@ -333,10 +362,14 @@ class Throttler:
         self._check_cost(cost)
         if timeout is not None:
             timeout = non_negative_float("timeout", timeout)
-        loop = asyncio.get_running_loop()
+        return await self._open(cost, timeout)
+
+    async def _open(self, cost: int, timeout: float | None) -> Entry:
+        """:meth:`open_entry` with ``cost`` and ``timeout`` already validated."""
+        loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
-        now = loop.time()
+        now = self._clock()
         ledger = self._ledger
         if not self._waiters and ledger.earliest(now, cost) <= now:
             generation = ledger.reserve(cost, True)
@@ -445,6 +478,8 @@ class Throttler:
     # -- internals -------------------------------------------------------------------
 
     def _check_cost(self, value: object) -> None:
+        if value.__class__ is int and value == 1:
+            return  # every limit is at least 1
         cost = positive_int("cost", value)
         if not self._ledger.fits(cost):
             raise ValueError(_cost_message(self._ledger.rates, cost))
@@ -478,6 +513,10 @@ class Throttler:
                 self._ledger.unreserve(cost, hold, fut.result())
             self._woken.clear()
         self._loop = loop
+        # The stock loops read time.monotonic(): call it directly, saving a Python frame per
+        # entry; any other loop (uvloop, looptime's virtual clock) keeps its own time().
+        self._monotonic = type(loop).time is _BASE_TIME
+        self._clock = time.monotonic if self._monotonic else loop.time
 
     async def _wait(
         self,
@@ -561,7 +600,9 @@ class Throttler:
             self._wake()
 
     def _settle_entry(self, entry: Entry) -> None:
-        self._ledger.settle(self._now(), entry.cost, entry._generation)
+        loop = self._loop
+        now = self._clock() if loop is not None and not loop.is_closed() else self._now()
+        self._ledger.settle(now, entry.cost, entry._generation)
         self._after_settle()
 
     def _close_entry(self) -> None:
@@ -649,7 +690,7 @@ class _EntryContext:
         self._entry: Entry | None = None
 
     async def __aenter__(self) -> Entry:
-        self._entry = await self._throttler.open_entry(self._cost, timeout=self._timeout)
+        self._entry = await self._throttler._open(self._cost, self._timeout)
         return self._entry
 
     async def __aexit__(
