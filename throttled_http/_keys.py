@@ -102,6 +102,11 @@ def _split_with_urllib(text: str) -> tuple[str, str, int | None]:
         port = parts.port
     except ValueError as exc:
         raise InvalidURLError(f"cannot key a limit by URL {text!r}: {exc}") from None
+    if host and parts.netloc.rpartition("@")[2].startswith("[") and not _is_ipv6(host):
+        # Python 3.11+ checks this inside urlsplit; 3.10 accepts any text in brackets.
+        raise InvalidURLError(
+            f"cannot key a limit by URL {text!r}: {host!r} in brackets is not an IPv6 address"
+        )
     if not host:
         raise InvalidURLError(
             f"cannot key a limit by URL {text!r}: it has no host; "
@@ -117,6 +122,13 @@ def _split_with_urllib(text: str) -> tuple[str, str, int | None]:
     if port is None:
         port = DEFAULT_PORTS.get(scheme)
     return scheme, host, port
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def host_key(url: object) -> str:
