@@ -158,7 +158,8 @@ class Throttler:
             max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
         burst = _check_burst(burst, rates)
         self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
-        self._waiters: deque[_Waiter] = deque()
+        # Made on the first wait: most throttlers of a large ThrottlerMap never queue anyone.
+        self._waiters: deque[_Waiter] | None = None
         # Admitted waiters that have not resumed yet: their reservations are open.
         self._woken: dict[asyncio.Future[int], _Waiter] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -447,7 +448,7 @@ class Throttler:
             rates=ledger.rates,
             burst=ledger.burst,
             max_concurrency=ledger.max_concurrency,
-            waiting=sum(1 for fut, _, _ in self._waiters if not fut.done()),
+            waiting=sum(1 for fut, _, _ in self._waiters or () if not fut.done()),
             in_window=ledger.in_window(now),
             open=ledger.open,
             in_flight=ledger.in_flight,
@@ -506,7 +507,7 @@ class Throttler:
             # Tasks still queued on a closed loop can never run again: forget them, or
             # they would block the queue (and their futures could not even be resolved),
             # and give back what was reserved for those admitted but never resumed.
-            self._waiters.clear()
+            self._waiters = None
             self._timer = None
             self._timer_at = INF
             for fut, (_, cost, hold) in self._woken.items():
@@ -529,6 +530,8 @@ class Throttler:
         fut: asyncio.Future[int] = loop.create_future()
         waiter = (fut, cost, hold)
         waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = deque()
         waiters.append(waiter)
         if len(waiters) == 1:
             self._wake()
