@@ -288,6 +288,37 @@ def test_set_rates_tightening_applies_at_once() -> None:
     assert not throttler.try_acquire()
 
 
+def test_set_rates_below_a_waiting_cost_fails_that_waiter() -> None:
+    """A thread whose cost no longer fits any window fails; the one behind it goes on."""
+    throttler = SyncThrottler(10, 0.2)
+    throttler.acquire(10)
+    outcome: dict[str, object] = {}
+
+    def big() -> None:
+        try:
+            throttler.acquire(8, timeout=5)
+            outcome["big"] = "admitted"
+        except ValueError as exc:
+            outcome["big"] = exc
+
+    first = threading.Thread(target=big)
+    first.start()
+    while not throttler.statistics().waiting:
+        time.sleep(0.001)
+    second = threading.Thread(target=lambda: throttler.acquire(2, timeout=5))
+    second.start()
+    while throttler.statistics().waiting < 2:
+        time.sleep(0.001)
+    throttler.set_rates("5/0.2s")
+    first.join(5)
+    second.join(5)
+    assert isinstance(outcome["big"], ValueError)
+    assert "cost" in str(outcome["big"])
+    assert not first.is_alive()
+    assert not second.is_alive()
+    assert throttler.statistics().waiting == 0
+
+
 def test_from_rates_requires_every_rate() -> None:
     """from_rates() admits only what every limit allows."""
     throttler = SyncThrottler.from_rates("5/s", "2/10s")

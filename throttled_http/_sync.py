@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, final
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF, Ledger
 from ._rates import Rate, RatesLike, parse_rates
-from ._throttler import ThrottlerStatistics
+from ._throttler import ThrottlerStatistics, _cost_message
 from ._validate import int_in_range, non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
@@ -360,6 +360,9 @@ class SyncThrottler:
                             generation = self._enter(now, cost, hold, stamp)
                             self._notify_head()
                             return generation
+                        if at == INF and not ledger.fits(cost):
+                            # set_rates shrank a limit below this cost while it waited.
+                            raise ValueError(_cost_message(ledger.rates, cost))
                     else:
                         at = INF
                     if now >= deadline:
