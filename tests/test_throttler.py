@@ -1170,3 +1170,28 @@ def test_property_saturated_utilization(
         assert made >= 4 * rate - slack - 1
 
     run_virtual(main)
+
+
+def test_a_loop_clock_replaced_on_the_instance_is_the_clock_used() -> None:
+    """A simulated clock patched onto a stock loop drives every path, the fast one too."""
+    fake = [0.0]  # far from time.monotonic(), so a stamp on the wrong clock shows
+
+    async def scenario() -> None:
+        throttler = Throttler(1, 1.0)
+        async with throttler:
+            pass
+        assert not throttler.has_capacity()
+        fake[0] += 1.0
+        assert throttler.is_idle()
+        async with throttler:
+            pass
+        assert not throttler.has_capacity()
+        fake[0] += 1.0
+        assert throttler.is_idle()
+
+    loop = asyncio.SelectorEventLoop()
+    loop.time = lambda: fake[0]  # type: ignore[method-assign]
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()

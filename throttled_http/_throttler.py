@@ -516,7 +516,9 @@ class Throttler:
         self._loop = loop
         # The stock loops read time.monotonic(): call it directly, saving a Python frame per
         # entry; any other loop (uvloop, looptime's virtual clock) keeps its own time().
-        self._monotonic = type(loop).time is _BASE_TIME
+        # Look at the bound method, not the class: a loop whose time() was replaced on the
+        # instance (a simulated clock) must keep its own clock.
+        self._monotonic = getattr(loop.time, "__func__", None) is _BASE_TIME
         self._clock = time.monotonic if self._monotonic else loop.time
 
     async def _wait(
