@@ -17,13 +17,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ThrottlerTimeoutError
-from ._ledger import INF, Ledger
+from ._ledger import INF
 from ._rates import Rate, RatesLike, parse_rates
-from ._throttler import ThrottlerStatistics, _cost_message
-from ._validate import int_in_range, non_negative_float, positive_float, positive_int
+from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _LedgerFront
+from ._validate import non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from types import TracebackType
 
 __all__ = ["SyncEntry", "SyncThrottler"]
@@ -43,7 +42,7 @@ class _Waiter:
         self.hold = hold
 
 
-class SyncThrottler:
+class SyncThrottler(_LedgerFront):
     """Admit at most ``rate_limit`` entries in any window of ``period`` seconds, across threads.
 
     The synchronous twin of :class:`~throttled_http.Throttler`, for scripts, thread pools
@@ -90,7 +89,7 @@ class SyncThrottler:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
     """
 
-    __slots__ = ("__weakref__", "_ledger", "_lock", "_waiters")
+    __slots__ = ("__weakref__", "_lock", "_waiters")
 
     def __init__(
         self,
@@ -103,65 +102,9 @@ class SyncThrottler:
         rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
         self._init((rate,), max_concurrency=max_concurrency, burst=burst)
 
-    def _init(
-        self, rates: Sequence[Rate], *, max_concurrency: int | None, burst: int | None
-    ) -> None:
-        if max_concurrency is not None:
-            max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
-        burst = _check_burst(burst, rates)
-        self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
+    def _init_waiting(self) -> None:
         self._lock = threading.Lock()
         self._waiters: deque[_Waiter] = deque()
-
-    @classmethod
-    def from_rates(
-        cls,
-        *rates: RatesLike,
-        max_concurrency: int | None = None,
-        burst: int | None = None,
-    ) -> SyncThrottler:
-        """A throttler that admits an entry only when every one of ``rates`` allows it.
-
-        >>> SyncThrottler.from_rates("10/s", "1000/h").rates
-        (Rate(10/s), Rate(1000/h))
-
-        Args:
-            rates: :class:`~throttled_http.Rate` values or strings such as ``"10/s; 1000/h"``.
-            max_concurrency: as for the constructor.
-            burst: smooth mode; at most the slowest rate's limit.
-        """
-        self = cls.__new__(cls)
-        self._init(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
-        return self
-
-    # -- configuration ---------------------------------------------------------------
-
-    @property
-    def rate_limit(self) -> int:
-        """Entries allowed per window of the first rate."""
-        return self._ledger.rates[0].limit
-
-    @property
-    def period(self) -> float:
-        """The first rate's window, in seconds."""
-        return self._ledger.rates[0].period
-
-    @property
-    def rates(self) -> tuple[Rate, ...]:
-        """Every limit in force."""
-        return self._ledger.rates
-
-    @property
-    def burst(self) -> int | None:
-        """Smooth-mode burst, or ``None``."""
-        return self._ledger.burst
-
-    @property
-    def max_concurrency(self) -> int | None:
-        """The concurrency cap, or ``None``."""
-        return self._ledger.max_concurrency
-
-    # -- entering --------------------------------------------------------------------
 
     def __enter__(self) -> None:
         self._admit(1, True, None, stamp=True)
@@ -293,48 +236,14 @@ class SyncThrottler:
     def statistics(self) -> ThrottlerStatistics:
         """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
         with self._lock:
-            now = time.monotonic()
-            ledger = self._ledger
-            return ThrottlerStatistics(
-                rates=ledger.rates,
-                burst=ledger.burst,
-                max_concurrency=ledger.max_concurrency,
-                waiting=len(self._waiters),
-                in_window=ledger.in_window(now),
-                open=ledger.open,
-                in_flight=ledger.in_flight,
-                wait_time=ledger.earliest(now, 1) - now,
-                paused_for=max(0.0, ledger.paused_until - now),
-            )
+            return self._snapshot(time.monotonic(), len(self._waiters))
 
     def is_idle(self) -> bool:
         """Nothing in any window, nobody waiting, nothing open or in flight, no pause."""
         with self._lock:
             return not self._waiters and self._ledger.is_idle(time.monotonic())
 
-    def __repr__(self) -> str:
-        stats = self.statistics()
-        rates = ", ".join(str(r) for r in stats.rates)
-        extra = ""
-        if stats.burst is not None:
-            extra += f" burst={stats.burst}"
-        if stats.max_concurrency is not None:
-            extra += f" max_concurrency={stats.max_concurrency}"
-        return (
-            f"<SyncThrottler {rates}{extra} in_window={stats.in_window} open={stats.open} "
-            f"in_flight={stats.in_flight} waiting={stats.waiting}>"
-        )
-
     # -- internals -------------------------------------------------------------------
-
-    def _check_cost(self, value: object) -> None:
-        cost = positive_int("cost", value)
-        if not self._ledger.fits(cost):
-            smallest = min(r.limit for r in self._ledger.rates)
-            raise ValueError(
-                f"cost must be at most the smallest limit ({smallest}), got {cost}: "
-                "such an entry could never be admitted"
-            )
 
     def _admit(self, cost: int, hold: bool, timeout: float | None, *, stamp: bool) -> int:
         """Queue, block until admitted, then stamp (``stamp``) or reserve the entry.
@@ -400,13 +309,6 @@ class SyncThrottler:
         with self._lock:
             self._ledger.release()
             self._notify_head()
-
-
-def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
-    if burst is None:
-        return None
-    slowest = max(rates, key=lambda r: (r.interval, -r.limit))
-    return int_in_range("burst", burst, 1, slowest.limit)
 
 
 @final

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, TypeVar, final
 
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF, Ledger
@@ -67,7 +67,125 @@ class ThrottlerStatistics:
 _Waiter = tuple["asyncio.Future[int]", int, bool]
 
 
-class Throttler:
+_F = TypeVar("_F", bound="_LedgerFront")
+
+
+class _LedgerFront:
+    """What :class:`Throttler` and :class:`~throttled_http.SyncThrottler` share.
+
+    Both drive one :class:`~throttled_http._ledger.Ledger`; this holds the construction
+    checks, the configuration views, the cost check and the repr, so the two front ends
+    cannot drift apart. Subclasses set up their own waiting machinery in
+    :meth:`_init_waiting`.
+    """
+
+    __slots__ = ("_ledger",)
+
+    def _init(
+        self, rates: Sequence[Rate], *, max_concurrency: int | None, burst: int | None
+    ) -> None:
+        if max_concurrency is not None:
+            max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
+        burst = _check_burst(burst, rates)
+        self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
+        self._init_waiting()
+
+    def _init_waiting(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_rates(
+        cls: type[_F],
+        *rates: RatesLike,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> _F:
+        """A throttler that admits an entry only when every one of ``rates`` allows it.
+
+        >>> t = Throttler.from_rates("10/s", "1000/h")
+        >>> t.rates
+        (Rate(10/s), Rate(1000/h))
+
+        While an entry waits for one limit it holds nothing in another (waiting burns no
+        quota), and admission stays FIFO and cancellation-safe. ``rate_limit`` and
+        ``period`` report the first rate. ``burst`` spaces entries at the slowest rate's
+        interval and may be at most that rate's limit.
+
+        Args:
+            rates: :class:`Rate` values or strings such as ``"10/s; 1000/h"``.
+            max_concurrency: as for the constructor.
+            burst: smooth mode; at most the slowest rate's limit.
+        """
+        self = cls.__new__(cls)
+        self._init(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
+        return self
+
+    # -- configuration ---------------------------------------------------------------
+
+    @property
+    def rate_limit(self) -> int:
+        """Entries allowed per window of the first rate."""
+        return self._ledger.rates[0].limit
+
+    @property
+    def period(self) -> float:
+        """The first rate's window, in seconds."""
+        return self._ledger.rates[0].period
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """Every limit in force."""
+        return self._ledger.rates
+
+    @property
+    def burst(self) -> int | None:
+        """Smooth-mode burst, or ``None``."""
+        return self._ledger.burst
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """The concurrency cap, or ``None``."""
+        return self._ledger.max_concurrency
+
+    def statistics(self) -> ThrottlerStatistics:
+        raise NotImplementedError
+
+    def _snapshot(self, now: float, waiting: int) -> ThrottlerStatistics:
+        ledger = self._ledger
+        return ThrottlerStatistics(
+            rates=ledger.rates,
+            burst=ledger.burst,
+            max_concurrency=ledger.max_concurrency,
+            waiting=waiting,
+            in_window=ledger.in_window(now),
+            open=ledger.open,
+            in_flight=ledger.in_flight,
+            wait_time=ledger.earliest(now, 1) - now,
+            paused_for=max(0.0, ledger.paused_until - now),
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        rates = ", ".join(str(r) for r in stats.rates)
+        extra = ""
+        if stats.burst is not None:
+            extra += f" burst={stats.burst}"
+        if stats.max_concurrency is not None:
+            extra += f" max_concurrency={stats.max_concurrency}"
+        return (
+            f"<{type(self).__name__} {rates}{extra} in_window={stats.in_window} "
+            f"open={stats.open} in_flight={stats.in_flight} waiting={stats.waiting}>"
+        )
+
+    def _check_cost(self, value: object) -> None:
+        if value.__class__ is int and value == 1:
+            return  # every limit is at least 1
+        cost = positive_int("cost", value)
+        if not self._ledger.fits(cost):
+            raise ValueError(_cost_message(self._ledger.rates, cost))
+
+
+class Throttler(_LedgerFront):
     """Admit at most ``rate_limit`` entries in any window of ``period`` seconds.
 
     A drop-in for the ``asyncio-throttle`` package's ``Throttler`` that is exact, fair and
@@ -128,7 +246,6 @@ class Throttler:
     __slots__ = (
         "__weakref__",
         "_clock",
-        "_ledger",
         "_loop",
         "_monotonic",
         "_retry_interval",
@@ -148,16 +265,12 @@ class Throttler:
         burst: int | None = None,
     ) -> None:
         rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
-        self._retry_interval = non_negative_float("retry_interval", retry_interval)
+        interval = non_negative_float("retry_interval", retry_interval)
         self._init((rate,), max_concurrency=max_concurrency, burst=burst)
+        self._retry_interval = interval
 
-    def _init(
-        self, rates: Sequence[Rate], *, max_concurrency: int | None, burst: int | None
-    ) -> None:
-        if max_concurrency is not None:
-            max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
-        burst = _check_burst(burst, rates)
-        self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
+    def _init_waiting(self) -> None:
+        self._retry_interval = 0.01
         # Made on the first wait: most throttlers of a large ThrottlerMap never queue anyone.
         self._waiters: deque[_Waiter] | None = None
         # Admitted waiters that have not resumed yet: their reservations are open.
@@ -168,63 +281,12 @@ class Throttler:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
 
-    @classmethod
-    def from_rates(
-        cls,
-        *rates: RatesLike,
-        max_concurrency: int | None = None,
-        burst: int | None = None,
-    ) -> Throttler:
-        """A throttler that admits an entry only when every one of ``rates`` allows it.
-
-        >>> t = Throttler.from_rates("10/s", "1000/h")
-        >>> t.rates
-        (Rate(10/s), Rate(1000/h))
-
-        While an entry waits for one limit it holds nothing in another (waiting burns no
-        quota), and admission stays FIFO and cancellation-safe. ``rate_limit`` and
-        ``period`` report the first rate. ``burst`` spaces entries at the slowest rate's
-        interval and may be at most that rate's limit.
-
-        Args:
-            rates: :class:`Rate` values or strings such as ``"10/s; 1000/h"``.
-        """
-        self = cls.__new__(cls)
-        self._retry_interval = 0.01
-        self._init(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
-        return self
-
     # -- configuration ---------------------------------------------------------------
-
-    @property
-    def rate_limit(self) -> int:
-        """Entries allowed per window of the first rate."""
-        return self._ledger.rates[0].limit
-
-    @property
-    def period(self) -> float:
-        """The first rate's window, in seconds."""
-        return self._ledger.rates[0].period
-
-    @property
-    def rates(self) -> tuple[Rate, ...]:
-        """Every limit in force."""
-        return self._ledger.rates
 
     @property
     def retry_interval(self) -> float:
         """Kept for ``asyncio-throttle`` compatibility; unused, since nothing polls."""
         return self._retry_interval
-
-    @property
-    def burst(self) -> int | None:
-        """Smooth-mode burst, or ``None``."""
-        return self._ledger.burst
-
-    @property
-    def max_concurrency(self) -> int | None:
-        """The concurrency cap, or ``None``."""
-        return self._ledger.max_concurrency
 
     # -- entering --------------------------------------------------------------------
 
@@ -442,19 +504,8 @@ class Throttler:
 
     def statistics(self) -> ThrottlerStatistics:
         """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
-        now = self._now()
-        ledger = self._ledger
-        return ThrottlerStatistics(
-            rates=ledger.rates,
-            burst=ledger.burst,
-            max_concurrency=ledger.max_concurrency,
-            waiting=sum(1 for fut, _, _ in self._waiters or () if not fut.done()),
-            in_window=ledger.in_window(now),
-            open=ledger.open,
-            in_flight=ledger.in_flight,
-            wait_time=ledger.earliest(now, 1) - now,
-            paused_for=max(0.0, ledger.paused_until - now),
-        )
+        waiting = sum(1 for fut, _, _ in self._waiters or () if not fut.done())
+        return self._snapshot(self._now(), waiting)
 
     def is_idle(self) -> bool:
         """Nothing in any window, nobody waiting, nothing open or in flight, no pause.
@@ -463,27 +514,7 @@ class Throttler:
         """
         return not self._waiters and self._ledger.is_idle(self._now())
 
-    def __repr__(self) -> str:
-        stats = self.statistics()
-        rates = ", ".join(str(r) for r in stats.rates)
-        extra = ""
-        if stats.burst is not None:
-            extra += f" burst={stats.burst}"
-        if stats.max_concurrency is not None:
-            extra += f" max_concurrency={stats.max_concurrency}"
-        return (
-            f"<Throttler {rates}{extra} in_window={stats.in_window} open={stats.open} "
-            f"in_flight={stats.in_flight} waiting={stats.waiting}>"
-        )
-
     # -- internals -------------------------------------------------------------------
-
-    def _check_cost(self, value: object) -> None:
-        if value.__class__ is int and value == 1:
-            return  # every limit is at least 1
-        cost = positive_int("cost", value)
-        if not self._ledger.fits(cost):
-            raise ValueError(_cost_message(self._ledger.rates, cost))
 
     def _now(self) -> float:
         try:

@@ -68,7 +68,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-extras tes
 
 from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
-from ._throttler import Throttler, ThrottlerStatistics
+from ._throttler import Throttler, ThrottlerStatistics, _check_burst
 from ._validate import int_in_range, non_negative_float, positive_float
 
 if TYPE_CHECKING:
@@ -188,13 +188,6 @@ def _check_on_error(on_error: object) -> OnError:
     if on_error == "allow":
         return "allow"
     raise ValueError(f"on_error must be one of 'raise', 'local', 'allow', got {on_error!r}")
-
-
-def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
-    if burst is None:
-        return None
-    slowest = max(rates, key=lambda r: (r.interval, -r.limit))
-    return int_in_range("burst", burst, 1, slowest.limit)
 
 
 @final
