@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from throttled_http import Feedback, Rate, parse_feedback
-from throttled_http._headers import _parse, parse_http_date, parse_retry_after
+from throttled_http._headers import _parse, may_carry_feedback, parse_http_date, parse_retry_after
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z, a fixed "now" for absolute times
 
@@ -482,3 +483,83 @@ def test_fuzz_http_date(value: str, now: float) -> None:
     """parse_http_date never raises and returns a finite time or None."""
     when = parse_http_date(value, now=now)
     assert when is None or math.isfinite(when)
+
+
+# -- the cheap pre-check -----------------------------------------------------------------
+
+
+class CaseInsensitive(Mapping[str, str]):
+    """A minimal case-insensitive Mapping, as aiohttp's CIMultiDict and httpx's Headers are."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, name: str) -> str:
+        for key, value in self._pairs:
+            if key.lower() == name.lower():
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(key for key, _ in self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+@pytest.mark.parametrize(("status", "headers", "delay", "reason"), CASES)
+def test_every_table_pause_passes_the_pre_check(
+    status: int, headers: object, delay: float | None, reason: str | None
+) -> None:
+    """Every response of the table that asks for a pause passes may_carry_feedback."""
+    if delay is not None and delay > 0:
+        assert may_carry_feedback(status, headers)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        pytest.param(200, {"Content-Type": "text/html", "Date": "x"}, False, id="plain-200"),
+        pytest.param(404, {}, False, id="404-bare"),
+        pytest.param(500, [("Server", "x")], False, id="500-bare"),
+        pytest.param(403, {}, True, id="403-always"),
+        pytest.param(429, [], True, id="429-always"),
+        pytest.param(503, {}, True, id="503-always"),
+        pytest.param(200, {"X-RateLimit-Remaining": "5"}, True, id="dict-any-case"),
+        pytest.param(200, [(b"x-rate-limit-remaining", b"0")], True, id="bytes-pair"),
+        pytest.param(200, [(" RateLimit-Remaining\t", "0")], True, id="padded-name"),
+        pytest.param(200, [("RATELIMIT", "r=0")], True, id="ietf-field"),
+        pytest.param(200, [("RateLimit-Policy", "q=1;w=1")], False, id="policy-alone"),
+        pytest.param(200, CaseInsensitive([("X-Ratelimit-Remaining", "0")]), True, id="mapping"),
+        pytest.param(200, CaseInsensitive([("Server", "x")]), False, id="mapping-none"),
+        pytest.param(200, [("X", "1", "extra"), "junk", (1, 2)], False, id="odd-pairs"),
+        pytest.param(200, None, True, id="not-iterable"),
+    ],
+)
+def test_may_carry_feedback(status: int, headers: object, expected: bool) -> None:
+    """The pre-check looks at the status and the names of the pausing fields only."""
+    assert may_carry_feedback(status, headers) is expected  # type: ignore[arg-type]
+
+
+def test_pre_check_reads_as_far_as_the_parser() -> None:
+    """A pausing field beyond the first 1000 header lines is ignored by both."""
+    headers = [("X-Filler", "1")] * 1000 + [("X-RateLimit-Remaining", "0")]
+    headers.append(("X-RateLimit-Reset", "10"))
+    assert not may_carry_feedback(200, headers)
+    assert parse_feedback(200, headers, now=NOW).delay is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(status=STATUSES, headers=HEADERS, now=NOWS, cap=CAPS, form=st.sampled_from(range(3)))
+def test_fuzz_pre_check_never_misses_a_pause(
+    status: int, headers: list[tuple[str, str]], now: float, cap: float | None, form: int
+) -> None:
+    """When may_carry_feedback says no, parse_feedback gives no delay, in every headers form."""
+    given_headers: object = (
+        headers,
+        CaseInsensitive(headers),
+        [(name.encode("latin-1"), value.encode("latin-1", "replace")) for name, value in headers],
+    )[form]
+    if not may_carry_feedback(status, given_headers):  # type: ignore[arg-type]
+        feedback = parse_feedback(status, given_headers, now=now, max_retry_after=cap)  # type: ignore[arg-type]
+        assert feedback.delay is None

@@ -603,3 +603,36 @@ def test_eviction_never_breaks_a_limit(
     assert sum(len(v) for v in intervals.values()) == len(requests)
     for key, seen in intervals.items():
         assert occupancy_max(seen, period) <= limit, key
+
+
+def test_resolve_with_origin_gives_the_same_key_and_throttler() -> None:
+    """An origin only saves parsing: key and throttler are those of the URL alone."""
+    hosts = ThrottlerMap(10, 1.0, overrides={"api.example.com": "2/s", "*.local": None})
+    for text in ("HTTPS://API.Example.com/a", "http://x.local/", "http://[::1]:8080/p"):
+        for url in (yarl.URL(text), httpx.URL(text)):
+            origin = (url.scheme, url.raw_host, url.port)
+            assert hosts.resolve(url, origin=origin) == hosts.resolve(url)
+            assert hosts.resolve(url, origin=origin) == hosts.resolve(text)
+            assert resolve_limiter(hosts, url, origin=origin) == hosts.resolve(url)
+
+
+def test_origin_cache_survives_eviction_and_stays_bounded() -> None:
+    """A remembered origin still finds the throttler the map holds now, and at most 1024
+    origins are remembered."""
+    hosts = ThrottlerMap(10, 1.0, max_keys=1)
+    first = hosts.resolve("http://a.example/", origin="a")[1]
+    hosts.resolve("http://b.example/", origin="b")  # evicts idle a
+    again = hosts.resolve("http://a.example/", origin="a")[1]
+    assert again is not None
+    assert again is not first
+    assert again is hosts.throttler_for("http://a.example/")
+    for n in range(3000):
+        hosts.resolve(f"http://h{n}.example/", origin=n)
+    assert len(hosts._origins) <= 1024
+
+
+def test_callable_scope_ignores_the_origin() -> None:
+    """A callable scope sees every URL, even one whose origin the map has seen."""
+    hosts = ThrottlerMap(10, 1.0, scope=lambda url: str(url).rsplit("/", 1)[-1])
+    assert hosts.resolve("http://a.example/x", origin="o")[0] == "x"
+    assert hosts.resolve("http://a.example/y", origin="o")[0] == "y"

@@ -903,3 +903,34 @@ def test_docs_snippets_run() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.looptime
+async def test_each_unclosed_response_expires_at_its_own_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With one shared hold timer, responses opened at different times each give their slot
+    back hold_timeout seconds after their own headers, and a closed one is not warned about."""
+    transport = ThrottledTransport(
+        10, 1.0, max_concurrency=3, transport=streaming(SlowBody()), hold_timeout=30
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        request = client.build_request("GET", "http://a.example/")
+        first = await client.send(request, stream=True)
+        await asyncio.sleep(10)
+        second = await client.send(request, stream=True)
+        await asyncio.sleep(5)
+        third = await client.send(request, stream=True)
+        await third.aclose()
+        assert in_flight(transport, "http://a.example/") == 2
+        with caplog.at_level(logging.WARNING, logger="throttled_http"):
+            await asyncio.sleep(15.5)  # t = 30.5: only the first has expired
+            assert in_flight(transport, "http://a.example/") == 1
+            await asyncio.sleep(9)  # t = 39.5
+            assert in_flight(transport, "http://a.example/") == 1
+            await asyncio.sleep(1)  # t = 40.5
+            assert in_flight(transport, "http://a.example/") == 0
+        assert caplog.text.count("not closed within hold_timeout") == 2
+        await first.aclose()
+        await second.aclose()
+        assert in_flight(transport, "http://a.example/") == 0

@@ -43,6 +43,7 @@ __all__ = [
     "THROTTLE_STATUSES",
     "Feedback",
     "HeadersLike",
+    "may_carry_feedback",
     "parse_feedback",
     "parse_http_date",
     "parse_retry_after",
@@ -75,6 +76,13 @@ _NAMES: Final = frozenset(
     {"retry-after", "date", "ratelimit", "ratelimit-policy", "x-ratelimit-reset-after"}
     | {prefix + part for prefix in _FAMILIES for part in ("limit", "remaining", "reset")}
 )
+
+# The fields that can ask for a pause on a response whose status is not in
+# _RETRY_AFTER_STATUSES: a "Remaining" count of a family (whose Reset is then read) and the
+# IETF RateLimit field (whose r=0 pauses). may_carry_feedback looks for these only.
+_PAUSING_NAMES: Final = frozenset({prefix + "remaining" for prefix in _FAMILIES} | {"ratelimit"})
+_PAUSING_BYTES: Final = frozenset(name.encode("ascii") for name in _PAUSING_NAMES)
+_PAUSING_LOOKUPS: Final = tuple(sorted(_PAUSING_NAMES))
 
 _NUMBER_RE: Final = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 _MONTHS: Final = {
@@ -195,6 +203,65 @@ def parse_feedback(
         return _parse(status, headers, now, cap)
     except Exception:  # a last line of defence: feedback must never break a request
         return _EMPTY
+
+
+def may_carry_feedback(status: int, headers: HeadersLike) -> bool:
+    """Whether :func:`parse_feedback` could ask for a pause on this response: a cheap test.
+
+    ``False`` means that ``parse_feedback(status, headers, ...)`` returns no ``delay``
+    whatever ``now`` and ``max_retry_after`` are, so a client that only acts on pauses
+    may skip it. It is ``True`` for every 403, 429 and 503 (``Retry-After``, or a refusal
+    whose ``Reset`` applies whatever ``Remaining`` says) and for any response carrying a
+    ``Remaining`` count (``X-RateLimit-Remaining``, ``X-Rate-Limit-Remaining``,
+    ``RateLimit-Remaining``) or an IETF ``RateLimit`` field; the values are not read.
+    Advertised quotas (``RateLimit-Policy``, ``*-Limit``) are not looked for: a client
+    that follows them must parse every response.
+
+    >>> may_carry_feedback(200, {"Content-Type": "text/html"})
+    False
+    >>> may_carry_feedback(200, [(b"X-RateLimit-Remaining", b"0")])
+    True
+    >>> may_carry_feedback(429, {})
+    True
+
+    Args:
+        status: the HTTP status code.
+        headers: as for :func:`parse_feedback`. A Mapping other than a ``dict`` is asked
+            for the lower-case names, so it must be case-insensitive (aiohttp's
+            ``CIMultiDict`` and httpx's ``Headers`` are); a ``dict`` and ``(name, value)``
+            pairs are read name by name (at most the first 1000 pairs, as
+            :func:`parse_feedback` does).
+
+    Returns:
+        Whether the response may carry a pause; never raises on the headers.
+    """
+    if status in _RETRY_AFTER_STATUSES:
+        return True
+    try:
+        names: Iterable[object]
+        if isinstance(headers, Mapping):
+            if type(headers) is not dict:
+                return any(name in headers for name in _PAUSING_LOOKUPS)
+            names = headers.keys()
+        else:
+            pairs: Iterable[object] = headers  # typed pairs, but the input is untrusted
+            names = (
+                pair[0] if isinstance(pair, tuple) and len(pair) == 2 else None for pair in pairs
+            )
+        for count, name in enumerate(names):
+            if count >= _MAX_FIELDS:
+                return False
+            if isinstance(name, str):
+                found = name.strip(" \t").lower() in _PAUSING_NAMES
+            elif isinstance(name, (bytes, bytearray)):
+                found = bytes(name).strip(b" \t").lower() in _PAUSING_BYTES
+            else:
+                found = False
+            if found:
+                return True
+        return False
+    except Exception:  # hostile or odd input: let parse_feedback decide, it never raises
+        return True
 
 
 def parse_retry_after(value: str, *, now: float) -> float | None:

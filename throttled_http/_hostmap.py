@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, final, runtime_checkable
 
@@ -43,6 +43,8 @@ _SCOPES: Final = ("host", "domain", "global")
 # is either evicted (idle) or moved to the young end (busy), so the cost stays O(1).
 _SWEEP_ON_INSERT: Final = 4
 _SWEEP_ON_HIT: Final = 2
+# Origins whose key and rates are remembered (see ThrottlerMap.resolve); cleared when full.
+_MAX_ORIGINS: Final = 1024
 
 _Rule = tuple[str, "tuple[Rate, ...] | None"]  # (override key as written, rates or no limit)
 
@@ -212,6 +214,7 @@ class ThrottlerMap:
         "_limiters",
         "_max_concurrency",
         "_max_keys",
+        "_origins",
         "_patterns",
         "_rates",
         "_scope",
@@ -265,6 +268,9 @@ class ThrottlerMap:
         if overrides is not None:
             self._add_overrides(overrides)
         self._limiters: OrderedDict[str, AsyncLimiter] = OrderedDict()
+        # origin -> (key, rates): both depend only on the URL's scheme, host and port for
+        # the named scopes, and the configuration never changes, so entries never go stale.
+        self._origins: dict[Hashable, tuple[str, tuple[Rate, ...] | None]] = {}
         self._created = 0
         self._evictions = 0
 
@@ -322,10 +328,19 @@ class ThrottlerMap:
         """
         return self._key_and_rates(url)[0]
 
-    def resolve(self, url: object) -> tuple[str, AsyncLimiter | None]:
+    def resolve(
+        self, url: object, *, origin: Hashable | None = None
+    ) -> tuple[str, AsyncLimiter | None]:
         """The key and the throttler for one request (created on first use).
 
         The throttler is ``None`` when an override says "no limit" for the host.
+
+        ``origin`` lets a client skip parsing the URL again: any hashable value that
+        determines the URL's scheme, host and port exactly, such as ``(url.scheme,
+        url.raw_host, url.port)`` of a ``yarl.URL`` or an ``httpx.URL``. The map remembers
+        the key and rates of up to 1024 origins (forgetting them all when full): with a
+        named ``scope`` they depend on nothing else. A callable ``scope`` always gets the
+        URL, as it may look further.
 
         Warning:
             Use the throttler right away (``await limiter.open_entry()``): a throttler held
@@ -336,7 +351,17 @@ class ThrottlerMap:
         Raises:
             InvalidURLError: (a ValueError) for a URL without a scheme or host.
         """
-        key, rates = self._key_and_rates(url)
+        if origin is None or self._scope_fn is not None:
+            key, rates = self._key_and_rates(url)
+        else:
+            origins = self._origins
+            known = origins.get(origin)
+            if known is None:
+                known = self._key_and_rates(url)
+                if len(origins) >= _MAX_ORIGINS:
+                    origins.clear()
+                origins[origin] = known
+            key, rates = known
         if rates is None:
             return key, None
         limiters = self._limiters
@@ -542,18 +567,19 @@ class _Limit:
 
 
 def resolve_limiter(
-    limiter: AsyncLimiter | ThrottlerMap, url: object
+    limiter: AsyncLimiter | ThrottlerMap, url: object, *, origin: Hashable | None = None
 ) -> tuple[str, AsyncLimiter | None]:
     """The key and the limiter for one request, for the HTTP integrations.
 
     A :class:`ThrottlerMap` gives the URL's key and its throttler (``None`` when an
     override says "no limit"); any other limiter gives the key ``"*"`` and itself.
+    ``origin`` is passed on to :meth:`ThrottlerMap.resolve`.
 
     Raises:
         InvalidURLError: (a ValueError) when ``limiter`` is a map and ``url`` has no host.
     """
     if isinstance(limiter, ThrottlerMap):
-        return limiter.resolve(url)
+        return limiter.resolve(url, origin=origin)
     return "*", limiter
 
 

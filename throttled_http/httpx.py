@@ -54,6 +54,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._feedback import FeedbackPolicy
+from ._headers import may_carry_feedback
 from ._hostmap import ThrottlerMap, resolve_limiter
 from ._ledger import INF
 from ._protocols import AsyncLimiter
@@ -93,8 +94,8 @@ logger = logging.getLogger("throttled_http")
 
 
 def _request_cost(request: httpx.Request) -> int:
-    cost = request.extensions.get(COST_EXTENSION, 1)
-    return positive_int(COST_EXTENSION, cost)
+    cost = request.extensions.get(COST_EXTENSION)
+    return 1 if cost is None else positive_int(COST_EXTENSION, cost)
 
 
 def _replayable(request: httpx.Request) -> bool:
@@ -133,7 +134,12 @@ def _consult(
 ) -> float | None:
     """Apply the response's feedback; the seconds to wait before a retry, or ``None``."""
     status = response.status_code
-    delay = policy.observe(limiter, key, status, response.headers.multi_items())
+    headers = response.headers
+    # Most responses carry nothing to act on; skip parsing them (unless adapting, which
+    # reads advertised quotas on every response). .raw names are bytes, read as they are.
+    if not policy.adapt and not may_carry_feedback(status, headers.raw):
+        return None
+    delay = policy.observe(limiter, key, status, headers.multi_items())
     if status < 400:
         return None
     return policy.retry_delay(
@@ -154,26 +160,16 @@ def _warn_unclosed(key: str, hold_timeout: float | None) -> None:
 class _AsyncReleasingStream(httpx.AsyncByteStream):
     """The response body; closes the entry once: at its end, on error or on close."""
 
-    __slots__ = ("_entry", "_key", "_owner", "_stream", "_timer")
+    __slots__ = ("_entry", "_holds", "_stream", "key")
 
     def __init__(
-        self,
-        stream: httpx.AsyncByteStream,
-        entry: EntryLike,
-        owner: ThrottledTransport,
-        key: str,
-        hold_timeout: float | None,
+        self, stream: httpx.AsyncByteStream, entry: EntryLike, holds: _AsyncHolds, key: str
     ) -> None:
         self._stream = stream
         self._entry = entry
-        self._owner = owner
-        self._key = key
-        self._timer: asyncio.TimerHandle | None = None
-        if hold_timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(
-                hold_timeout, self._expire, hold_timeout
-            )
-        owner._live.add(self)
+        self._holds = holds
+        self.key = key
+        holds.add(self)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -191,17 +187,77 @@ class _AsyncReleasingStream(httpx.AsyncByteStream):
 
     def release(self) -> None:
         """Give the entry's slot back (idempotent)."""
+        self._holds.discard(self)
+        self._entry.close()
+
+    def expire(self, hold_timeout: float) -> None:
+        """Give the slot back after ``hold_timeout`` seconds, warning if still open."""
+        if not self._entry.closed:
+            _warn_unclosed(self.key, hold_timeout)
+        self._entry.close()
+
+
+@final
+class _AsyncHolds:
+    """Open response bodies, oldest first, and one timer for the oldest deadline.
+
+    Every body gets the same ``hold_timeout``, so insertion order is deadline order: one
+    timer, armed at the oldest deadline and moved on when it fires, gives each overlong
+    hold back exactly ``hold_timeout`` seconds after its headers arrived, without a timer
+    per response.
+    """
+
+    __slots__ = ("_deadlines", "_hold_timeout", "_loop", "_timer")
+
+    def __init__(self, hold_timeout: float | None) -> None:
+        self._hold_timeout = hold_timeout
+        self._deadlines: dict[_AsyncReleasingStream, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, stream: _AsyncReleasingStream) -> None:
+        hold_timeout = self._hold_timeout
+        if hold_timeout is None:  # kept only so that aclose() can give the slot back
+            self._deadlines[stream] = INF
+            return
+        loop = asyncio.get_running_loop()
+        self._deadlines[stream] = loop.time() + hold_timeout
+        if self._timer is None or self._loop is not loop:
+            self._arm(loop)
+
+    def discard(self, stream: _AsyncReleasingStream) -> None:
+        self._deadlines.pop(stream, None)
+
+    def pop_all(self) -> list[_AsyncReleasingStream]:
+        streams = list(self._deadlines)
+        self._deadlines.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._owner._live.discard(self)
-        self._entry.close()
+        return streams
 
-    def _expire(self, hold_timeout: float) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        oldest = next(iter(self._deadlines.values()))
+        self._loop = loop
+        self._timer = loop.call_at(oldest, self._sweep)
+
+    def _sweep(self) -> None:
         self._timer = None
-        if not self._entry.closed:
-            _warn_unclosed(self._key, hold_timeout)
-        self.release()
+        loop = self._loop
+        if loop is None:  # pragma: no cover - armed only with a loop
+            return
+        hold_timeout = cast("float", self._hold_timeout)
+        deadlines = self._deadlines
+        now = loop.time()
+        while deadlines:
+            stream, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._sweep)
+                return
+            del deadlines[stream]
+            stream.expire(hold_timeout)
 
 
 @final
@@ -331,9 +387,8 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
     """
 
     __slots__ = (
-        "_hold_timeout",
+        "_holds",
         "_limiter",
-        "_live",
         "_policy",
         "_throttle_timeout",
         "_transport",
@@ -391,9 +446,8 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         self._limiter: AsyncLimiter | ThrottlerMap = throttler
         self._transport = transport
         self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
-        self._hold_timeout = _hold_timeout(hold_timeout)
+        self._holds = _AsyncHolds(_hold_timeout(hold_timeout))
         self._throttle_timeout = _throttle_timeout(throttle_timeout)
-        self._live: set[_AsyncReleasingStream] = set()
 
     @property
     def throttler(self) -> AsyncLimiter | ThrottlerMap:
@@ -412,12 +466,16 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
             return await inner.handle_async_request(request)
         cost = _request_cost(request)
         target = _target(request)
+        origin = None
+        if target is request.url:
+            url = request.url
+            origin = (url.scheme, url.raw_host, url.port)  # the map keeps its key
         policy = self._policy
         attempt = 0
         while True:
             # Resolved again for each attempt: the map may drop a limiter that went idle
             # while a retry slept, and the entry must count in the one the map holds.
-            key, limiter = resolve_limiter(self._limiter, target)
+            key, limiter = resolve_limiter(self._limiter, target, origin=origin)
             if limiter is None:
                 return await inner.handle_async_request(request)
             entry = await limiter.open_entry(cost, timeout=self._throttle_timeout)
@@ -449,13 +507,13 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
             entry.close()  # the body is in memory already: nothing more to wait for
             return response
-        response.stream = _AsyncReleasingStream(stream, entry, self, key, self._hold_timeout)
+        response.stream = _AsyncReleasingStream(stream, entry, self._holds, key)
         return response
 
     async def aclose(self) -> None:
         """Give back the slots of responses still open, then close the wrapped transport."""
-        while self._live:
-            self._live.pop().release()
+        for stream in self._holds.pop_all():
+            stream.release()
         await self._transport.aclose()
 
     def __repr__(self) -> str:
