@@ -259,6 +259,28 @@ async def test_unreleased_response_gives_its_slot_back_after_hold_timeout(
         assert in_flight(session, server.url()) == 0
 
 
+async def test_each_unreleased_response_expires_at_its_own_deadline(
+    server: RecordingServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With one shared hold timer, responses opened at different times each free their slot
+    hold_timeout seconds after their own headers."""
+    async with ThrottledClientSession(100, 1.0, max_concurrency=3, hold_timeout=1.0) as session:
+        slow = server.url("/stream/1000?interval=0.05")
+        with caplog.at_level(logging.WARNING, logger="throttled_http"):
+            first = await session.get(slow)
+            await asyncio.sleep(0.5)
+            second = await session.get(slow)
+            assert in_flight(session, server.url()) == 2
+            await asyncio.sleep(0.75)  # the first has expired, the second has 0.25 s left
+            assert in_flight(session, server.url()) == 1
+            await asyncio.sleep(0.5)
+            assert in_flight(session, server.url()) == 0
+        assert caplog.text.count("hold_timeout=1.0") == 2
+        first.release()
+        second.release()
+        assert in_flight(session, server.url()) == 0
+
+
 # -- timeouts ----------------------------------------------------------------------------
 
 

@@ -241,7 +241,10 @@ def may_carry_feedback(status: int, headers: HeadersLike) -> bool:
         names: Iterable[object]
         if isinstance(headers, Mapping):
             if type(headers) is not dict:
-                return any(name in headers for name in _PAUSING_LOOKUPS)
+                for name in _PAUSING_LOOKUPS:  # noqa: SIM110 - a loop is 2x cheaper than any()
+                    if name in headers:
+                        return True
+                return False
             names = headers.keys()
         else:
             pairs: Iterable[object] = headers  # typed pairs, but the input is untrusted

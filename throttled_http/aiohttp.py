@@ -74,6 +74,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from yarl import URL
 
 from ._feedback import FeedbackPolicy
+from ._headers import may_carry_feedback
 from ._hostmap import ThrottlerMap, resolve_limiter
 from ._protocols import AsyncLimiter
 from ._validate import non_negative_float, positive_float
@@ -99,32 +100,26 @@ DEFAULT_HOLD_TIMEOUT: Final = 300.0
 
 _logger = logging.getLogger("throttled_http")
 
-_ORIGIN_SCOPES: Final = frozenset({"host", "domain", "global"})
-_ORIGIN_CACHE_SIZE: Final = 1024
-
 
 # -- holding an entry until the response is released -----------------------------------
 
 
 @final
 class _Hold:
-    """Closes an entry once, when the response's connection is released or on timeout."""
+    """Closes an entry once: when the response's connection is released, or on expiry."""
 
-    __slots__ = ("entry", "key", "timer")
+    __slots__ = ("entry", "holds", "key")
 
-    def __init__(self, entry: EntryLike, key: str) -> None:
+    def __init__(self, entry: EntryLike, key: str, holds: _Holds) -> None:
         self.entry = entry
         self.key = key
-        self.timer: asyncio.TimerHandle | None = None
+        self.holds = holds
 
     def release(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.holds.discard(self)
         self.entry.close()
 
     def expire(self, hold_timeout: float) -> None:
-        self.timer = None
         if not self.entry.closed:
             _logger.warning(
                 "a response from %s was not released within hold_timeout=%s seconds; its "
@@ -135,8 +130,58 @@ class _Hold:
             self.entry.close()
 
 
+@final
+class _Holds:
+    """Responses held open, oldest first, and one timer for the oldest deadline.
+
+    Every hold gets the same ``hold_timeout``, so insertion order is deadline order: one
+    timer, armed at the oldest deadline and moved on when it fires, ends each overlong
+    hold exactly ``hold_timeout`` seconds after its headers arrived, without a timer per
+    response.
+    """
+
+    __slots__ = ("_deadlines", "_hold_timeout", "_loop", "_timer")
+
+    def __init__(self, hold_timeout: float | None) -> None:
+        self._hold_timeout = hold_timeout
+        self._deadlines: dict[_Hold, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, hold: _Hold) -> None:
+        hold_timeout = self._hold_timeout
+        if hold_timeout is None:
+            return  # nothing to time: the connection callback alone closes the entry
+        loop = asyncio.get_running_loop()
+        self._deadlines[hold] = loop.time() + hold_timeout
+        if self._timer is None or self._loop is not loop:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._loop = loop
+            self._timer = loop.call_at(next(iter(self._deadlines.values())), self._sweep)
+
+    def discard(self, hold: _Hold) -> None:
+        self._deadlines.pop(hold, None)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        loop = self._loop
+        hold_timeout = self._hold_timeout
+        if loop is None or hold_timeout is None:  # pragma: no cover - armed only with both
+            return
+        deadlines = self._deadlines
+        now = loop.time()
+        while deadlines:
+            hold, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._sweep)
+                return
+            del deadlines[hold]
+            hold.expire(hold_timeout)
+
+
 def _hold_until_released(
-    entry: EntryLike, response: aiohttp.ClientResponse, key: str, hold_timeout: float | None
+    entry: EntryLike, response: aiohttp.ClientResponse, key: str, holds: _Holds
 ) -> None:
     """Settle ``entry`` now (headers arrived) and close it when ``response`` is released."""
     entry.settle()
@@ -144,10 +189,9 @@ def _hold_until_released(
     if connection is None or response.closed or response.status == 101:
         entry.close()
         return
-    hold = _Hold(entry, key)
+    hold = _Hold(entry, key, holds)
     connection.add_callback(hold.release)
-    if hold_timeout is not None:
-        hold.timer = asyncio.get_running_loop().call_later(hold_timeout, hold.expire, hold_timeout)
+    holds.add(hold)
 
 
 def _replayable(request: aiohttp.ClientRequest) -> bool:
@@ -194,23 +238,9 @@ def _take_prepaid(owner: ThrottleMiddleware, limiter: AsyncLimiter) -> EntryLike
     return entry
 
 
-# What can make FeedbackPolicy.observe act on a response below 400 when adapt is off: a
-# "remaining: 0" that pauses the host (throttled_http._headers reads these families). Any
-# status >= 400, and every response with adapt=True, is always observed.
-_PAUSING_FIELDS: Final = (
-    "x-ratelimit-remaining",
-    "ratelimit-remaining",
-    "x-rate-limit-remaining",
-    "ratelimit",
-)
-
-
 def _may_carry_feedback(policy: FeedbackPolicy, response: aiohttp.ClientResponse) -> bool:
     """Whether ``policy.observe`` could act on this response (a cheap pre-check)."""
-    if response.status >= 400 or policy.adapt:
-        return True
-    headers = response.headers
-    return any(name in headers for name in _PAUSING_FIELDS)
+    return policy.adapt or may_carry_feedback(response.status, response.headers)
 
 
 # -- the middleware ----------------------------------------------------------------------
@@ -226,7 +256,7 @@ class ThrottleMiddleware:
     the response headers arrive and closes it when the response is released.
     """
 
-    __slots__ = ("_feedback", "_hold_timeout", "_limiter", "_throttle_timeout")
+    __slots__ = ("_feedback", "_hold_timeout", "_holds", "_limiter", "_throttle_timeout")
 
     def __init__(
         self,
@@ -238,6 +268,7 @@ class ThrottleMiddleware:
     ) -> None:
         self._limiter = _check_limiter(limiter)
         self._hold_timeout = _check_hold_timeout(hold_timeout)
+        self._holds = _Holds(self._hold_timeout)
         self._throttle_timeout = _check_throttle_timeout(throttle_timeout)
         if feedback is not None and not isinstance(feedback, FeedbackPolicy):
             raise TypeError(f"feedback must be a FeedbackPolicy or None, got {feedback!r}")
@@ -262,12 +293,16 @@ class ThrottleMiddleware:
                 prepaid is not None
                 and prepaid.owner is self
                 and prepaid.entry is not None
-                and prepaid.url == request.url
+                # aiohttp passes on the URL object it built, the one the session built
+                and (prepaid.url is request.url or prepaid.url == request.url)
             ):
                 # The first hop, admitted by ThrottledClientSession before aiohttp ran.
                 key, limiter, entry = prepaid.key, prepaid.limiter, prepaid.take()
             else:
-                key, limiter = resolve_limiter(self._limiter, request.url)
+                url = request.url
+                key, limiter = resolve_limiter(
+                    self._limiter, url, origin=(url.scheme, url.raw_host, url.port)
+                )
                 if limiter is not None:
                     entry = _take_prepaid(self, limiter)
                     if entry is None:
@@ -291,7 +326,7 @@ class ThrottleMiddleware:
                     policy, limiter, key, request.method, response, attempt, _replayable(request)
                 )
             if entry is not None:
-                _hold_until_released(entry, response, key, self._hold_timeout)
+                _hold_until_released(entry, response, key, self._holds)
             if delay is None:
                 return response
             response.release()
@@ -391,7 +426,7 @@ def throttle_trace_config(
         throttle_timeout: as for :func:`throttle_middleware`.
     """
     checked = _check_limiter(limiter)
-    hold_timeout = _check_hold_timeout(hold_timeout)
+    holds = _Holds(_check_hold_timeout(hold_timeout))
     throttle_timeout = _check_throttle_timeout(throttle_timeout)
 
     async def admit(ctx: SimpleNamespace, url: URL) -> None:
@@ -438,7 +473,7 @@ def throttle_trace_config(
         entry: EntryLike | None = getattr(ctx, "throttled_http_entry", None)
         ctx.throttled_http_entry = None
         if entry is not None:
-            _hold_until_released(entry, params.response, ctx.throttled_http_key, hold_timeout)
+            _hold_until_released(entry, params.response, ctx.throttled_http_key, holds)
 
     async def on_exception(
         session: aiohttp.ClientSession,
@@ -526,7 +561,6 @@ class ThrottledClientSession:
         "_limiter",
         "_middleware",
         "_middlewares",
-        "_origins",
         "_per_request",
         "_session",
     )
@@ -618,15 +652,6 @@ class ThrottledClientSession:
         self._middleware = middleware
         self._middlewares = (*middlewares, middleware)
         self._per_request = per_request
-        # Origin -> (key, throttler), when the key depends on the origin only.
-        self._origins: dict[tuple[str, str | None, int | None], tuple[str, AsyncLimiter]] | None
-        self._origins = (
-            {}
-            if isinstance(limiter, ThrottlerMap)
-            and isinstance(limiter.scope, str)
-            and limiter.scope in _ORIGIN_SCOPES
-            else None
-        )
 
     # -- properties ------------------------------------------------------------------
 
@@ -719,40 +744,42 @@ class ThrottledClientSession:
 
     async def _prepay(self, url: Any) -> _Prepaid | None:
         """Wait for the first hop's entry, before aiohttp starts its timeout."""
+        hop = self._first_hop(url)
+        if hop is None:
+            return None
+        target, key, limiter = hop
+        entry = await limiter.open_entry(1, timeout=self._middleware._throttle_timeout)
+        return _Prepaid(self._middleware, target, limiter, key, entry)
+
+    def _first_hop(self, url: Any) -> tuple[URL, str, AsyncLimiter] | None:
+        """Where the first hop goes and its limiter; ``None``: aiohttp will refuse the URL,
+        or nothing limits its host."""
         session = self._session
         if session.closed:
             return None
         target = _absolute_url(session, url)
         if target is None:
             return None
-        cache = self._origins
-        if cache is None:
-            key, limiter = resolve_limiter(self._limiter, target)
-        else:
-            origin = (target.scheme, target.raw_host, target.port)
-            hit = cache.get(origin)
-            if hit is not None and not hit[1].is_idle():
-                # A ThrottlerMap forgets a key only while its throttler is idle, so a busy
-                # one is still the map's: no need to look it up again.
-                key, limiter = hit
-            else:
-                key, limiter = resolve_limiter(self._limiter, target)
-                if limiter is not None:
-                    if len(cache) >= _ORIGIN_CACHE_SIZE:
-                        cache.clear()
-                    cache[origin] = (key, limiter)
-        if limiter is None:
-            return None
-        entry = await limiter.open_entry(1, timeout=self._middleware._throttle_timeout)
-        return _Prepaid(self._middleware, target, limiter, key, entry)
+        # The map remembers the key of each origin: no parsing of the URL again.
+        key, limiter = resolve_limiter(
+            self._limiter, target, origin=(target.scheme, target.raw_host, target.port)
+        )
+        return None if limiter is None else (target, key, limiter)
 
     async def _request(self, method: str, url: Any, **kwargs: Any) -> aiohttp.ClientResponse:
         middlewares = kwargs.get("middlewares")
         if middlewares is not None or self._per_request:
             kwargs["middlewares"] = self._with_ours(middlewares)
         attempt = 0
+        middleware = self._middleware
         while True:
-            prepaid = await self._prepay(url)
+            # As _prepay(), inlined: one coroutine less per request.
+            prepaid = None
+            hop = self._first_hop(url)
+            if hop is not None:
+                target, key, limiter = hop
+                entry = await limiter.open_entry(1, timeout=middleware._throttle_timeout)
+                prepaid = _Prepaid(middleware, target, limiter, key, entry)
             token = _PREPAID.set(prepaid)
             try:
                 # _request, not request(): one wrapper less on every resume of the task.
@@ -767,7 +794,6 @@ class ThrottledClientSession:
                 return response
             # No middleware ran: aioresponses (or another mock) replaced _request. Do here
             # what the middleware does, for the one entry this call took.
-            middleware = self._middleware
             unused.settle()
             policy = middleware._feedback
             delay = None
@@ -778,7 +804,7 @@ class ThrottledClientSession:
                 delay = _retry_delay(
                     policy, prepaid.limiter, prepaid.key, method, response, attempt, replayable
                 )
-            _hold_until_released(unused, response, prepaid.key, middleware._hold_timeout)
+            _hold_until_released(unused, response, prepaid.key, middleware._holds)
             if delay is None:
                 return response
             response.release()
