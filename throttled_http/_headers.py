@@ -31,7 +31,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Final, TypeAlias, final
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
 from ._rates import Rate
 from ._validate import non_negative_float
@@ -81,7 +82,6 @@ _NAMES: Final = frozenset(
 # _RETRY_AFTER_STATUSES: a "Remaining" count of a family (whose Reset is then read) and the
 # IETF RateLimit field (whose r=0 pauses). may_carry_feedback looks for these only.
 _PAUSING_NAMES: Final = frozenset({prefix + "remaining" for prefix in _FAMILIES} | {"ratelimit"})
-_PAUSING_BYTES: Final = frozenset(name.encode("ascii") for name in _PAUSING_NAMES)
 _PAUSING_LOOKUPS: Final = tuple(sorted(_PAUSING_NAMES))
 
 _NUMBER_RE: Final = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
@@ -228,42 +228,39 @@ def may_carry_feedback(status: int, headers: HeadersLike) -> bool:
         status: the HTTP status code.
         headers: as for :func:`parse_feedback`. A Mapping other than a ``dict`` is asked
             for the lower-case names, so it must be case-insensitive (aiohttp's
-            ``CIMultiDict`` and httpx's ``Headers`` are); a ``dict`` and ``(name, value)``
-            pairs are read name by name (at most the first 1000 pairs, as
-            :func:`parse_feedback` does).
+            ``CIMultiDict`` and httpx's ``Headers`` are); the names of a ``dict`` or of
+            ``(name, value)`` pairs (the first 1000, as :func:`parse_feedback` reads) are
+            searched for ``ratelimit`` and ``rate-limit`` in any case, which may also say
+            ``True`` for a field that asks for no pause (such as ``RateLimit-Policy``).
 
     Returns:
-        Whether the response may carry a pause; never raises on the headers.
+        Whether the response may carry a pause; ``True`` for input it cannot read (such
+        as items that are not pairs). Never raises on the headers.
     """
     if status in _RETRY_AFTER_STATUSES:
         return True
     try:
-        names: Iterable[object]
-        if isinstance(headers, Mapping):
-            if type(headers) is not dict:
-                for name in _PAUSING_LOOKUPS:  # noqa: SIM110 - a loop is 2x cheaper than any()
-                    if name in headers:
-                        return True
-                return False
-            names = headers.keys()
+        given: Any = headers  # untrusted: its items are checked by what they do in C
+        kind = type(given)
+        if kind is list or kind is tuple:
+            names = dict(given[:_MAX_FIELDS]).keys()
+        elif kind is dict:
+            names = given.keys()
+        elif isinstance(given, Mapping):
+            for name in _PAUSING_LOOKUPS:  # noqa: SIM110 - a loop is 2x cheaper than any()
+                if name in given:
+                    return True
+            return False
         else:
-            pairs: Iterable[object] = headers  # typed pairs, but the input is untrusted
-            names = (
-                pair[0] if isinstance(pair, tuple) and len(pair) == 2 else None for pair in pairs
-            )
-        for count, name in enumerate(names):
-            if count >= _MAX_FIELDS:
-                return False
-            if isinstance(name, str):
-                found = name.strip(" \t").lower() in _PAUSING_NAMES
-            elif isinstance(name, (bytes, bytearray)):
-                found = bytes(name).strip(b" \t").lower() in _PAUSING_BYTES
-            else:
-                found = False
-            if found:
-                return True
-        return False
-    except Exception:  # hostile or odd input: let parse_feedback decide, it never raises
+            names = dict(islice(given, _MAX_FIELDS)).keys()
+        # Every pausing name holds "ratelimit" or "rate-limit": search all the names at
+        # once, in C, rather than loop over the pairs in Python.
+        if isinstance(next(iter(names), ""), str):
+            text = "\n".join(names).lower()  # a name of another type raises TypeError
+            return "ratelimit" in text or "rate-limit" in text
+        blob = b"\n".join(names).lower()
+        return b"ratelimit" in blob or b"rate-limit" in blob
+    except Exception:  # odd input (not pairs, mixed types): let parse_feedback decide
         return True
 
 
