@@ -248,6 +248,9 @@ def test_retry_after_forms() -> None:
     assert retry_after("-1", 30.0) is None
     assert retry_after("later", 30.0) is None
     assert retry_after(None, 30.0) is None
+    # Hostile digits: str.isdigit() accepts these, float() does not.
+    assert retry_after("\u00b2", 30.0) is None
+    assert retry_after("\u0663", 30.0) is None
 
 
 # -- fetch: end to end -------------------------------------------------------------------
@@ -280,6 +283,24 @@ async def test_fetch_downloads_each_url_once_and_resumes(tmp_path: Path) -> None
         assert "0 to download, 7 already done" in again.out
         assert len(server.arrivals) == len(urls)
         assert len(read_log(out)) == len(urls)
+
+
+async def test_fetch_after_a_torn_log_line_keeps_every_record_readable(tmp_path: Path) -> None:
+    """A run killed mid-write leaves half a line; the next run's records still parse."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOG_NAME).write_text('{"url": "http://127.0.0.1:1/", "sta', encoding="utf-8")
+    async with RecordingServer() as server:
+        urls = [server.url(f"/?n={i}") for i in range(2)]
+        run = await cli(
+            "fetch", "-", "--rate", "20/s", "--out", str(out), stdin="\n".join(urls).encode()
+        )
+        assert run.code == 0, run.out + run.err
+        lines = (out / LOG_NAME).read_text(encoding="utf-8").splitlines()
+        assert lines[0] == '{"url": "http://127.0.0.1:1/", "sta'
+        assert sorted(json.loads(line)["url"] for line in lines[1:]) == sorted(urls)
+        again = await cli("fetch", "-", "--out", str(out), stdin="\n".join(urls).encode())
+        assert "0 to download, 2 already done" in again.out
 
 
 async def test_fetch_reports_failures(tmp_path: Path) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import email.utils
 import hashlib
 import json
 import math
@@ -51,6 +50,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._demo import Board, print_table
 from ._exceptions import InvalidRateError
+from ._headers import parse_retry_after
 from ._rates import Rate
 
 if TYPE_CHECKING:
@@ -214,6 +214,18 @@ def safe_name(url: str) -> str:
     return f"{digest}-{clean}"
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """Whether the file at ``path`` is non-empty and does not end with a newline."""
+    try:
+        with path.open("rb") as file:
+            if file.seek(0, 2) == 0:
+                return False
+            file.seek(-1, 2)
+            return file.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 def load_done(log_path: Path) -> set[str]:
     """URLs the log at ``log_path`` records with a 2xx status (none if it is missing).
 
@@ -267,17 +279,8 @@ def retry_after(value: str | None, cap: float, now: float | None = None) -> floa
     """
     if value is None:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), cap)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
-    current = time.time() if now is None else now
-    return min(max(0.0, when.timestamp() - current), cap)
+    delay = parse_retry_after(value, now=time.time() if now is None else now)
+    return None if delay is None else min(delay, cap)
 
 
 def backoff(attempt: int) -> float:
@@ -502,7 +505,12 @@ def run_fetch(args: argparse.Namespace) -> int:
                 f"fetch needs aiohttp: pip install 'throttled_http[aiohttp]' ({exc})"
             ) from None
         try:
+            torn = _ends_mid_line(log_path)
             log = log_path.open("a", encoding="utf-8")
+            if torn:
+                # A run killed mid-write left half a record: end it, so the next record
+                # stands on a line of its own and resume can read it.
+                log.write("\n")
         except OSError as exc:
             raise UsageError(f"cannot write the log {log_path}: {exc.strerror or exc}") from None
     except UsageError as exc:
