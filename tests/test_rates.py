@@ -236,3 +236,17 @@ def test_round_trip_many(values: list[Rate], separator: str) -> None:
     """Several rates joined by a separator parse back in order."""
     text = separator.join(str(r) for r in values)
     assert Rate.parse_many(text) == tuple(values)
+
+
+@pytest.mark.parametrize("text", ["\u0663/s", "10/\u0663s", "1\u00b2/s", "10\u2003/s"])
+def test_non_ascii_digits_and_spaces_are_rejected(text: str) -> None:
+    """Only ASCII digits and white space count: Arabic-Indic or superscript digits do not."""
+    with pytest.raises(InvalidRateError, match="cannot parse rate"):
+        Rate.parse(text)
+
+
+def test_an_absurdly_long_rate_is_rejected_with_the_usual_message() -> None:
+    """A 5,000-digit limit gets our message, not int()'s digit-limit error."""
+    with pytest.raises(InvalidRateError, match="5002 characters") as info:
+        Rate.parse("9" * 5000 + "/s")
+    assert "expected" in str(info.value)

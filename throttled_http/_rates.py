@@ -45,8 +45,9 @@ _RATE_RE = re.compile(
     (?P<count>{_NUMBER})?\s*
     (?P<unit>[A-Za-z]+)
     \s*$""",
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
 )
+_MAX_TEXT = 200  # characters; far beyond any real rate, well below int()'s digit limit
 
 _FORMS = (
     "'<limit>/<unit>' or '<limit> per <unit>', optionally with a count before the unit "
@@ -124,6 +125,10 @@ class Rate:
         """
         if not isinstance(text, str):
             raise TypeError(f"a rate must be a str such as '10/s', got {text!r}")
+        if len(text) > _MAX_TEXT:
+            raise InvalidRateError(
+                f"cannot parse rate {text[:40]!r}... ({len(text)} characters): expected {_FORMS}"
+            )
         match = _RATE_RE.match(text)
         if match is None:
             raise InvalidRateError(f"cannot parse rate {text!r}: expected {_FORMS}")
