@@ -42,6 +42,10 @@ class AsyncLimiter(Protocol):
     @property
     def rates(self) -> tuple[Rate, ...]: ...
 
+    @property
+    def burst(self) -> int | None:
+        """Smooth-mode burst, or ``None``."""
+
     async def __aenter__(self) -> None: ...
 
     async def __aexit__(
