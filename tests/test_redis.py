@@ -680,6 +680,56 @@ async def test_outage_falls_back_to_local(private_redis: PrivateRedis) -> None:
     await client.aclose()
 
 
+async def test_failover_counts_entries_admitted_through_redis(
+    private_redis: PrivateRedis,
+) -> None:
+    """At failover the local fallback counts this process's recent Redis admissions, so one
+    window never holds twice the limit."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        5, 1.0, redis=client, key="f", on_error="local", command_timeout=0.5, recover_after=5
+    )
+    loop = asyncio.get_running_loop()
+    times = []
+    for _ in range(5):
+        await throttler.acquire()
+        times.append(loop.time())
+    assert throttler.redis_statistics().admitted == 5
+    private_redis.stop()
+    for _ in range(5):
+        await asyncio.wait_for(throttler.acquire(), 5)
+        times.append(loop.time())
+    assert throttler.redis_statistics().degraded
+    assert times[5] - times[0] >= 0.9  # the sixth waited for the first to leave the window
+    assert max_in_window(times, 0.9) <= 5
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_recovery_keeps_counting_local_entries(private_redis: PrivateRedis) -> None:
+    """After Redis comes back (empty), the entries the fallback admitted still count for
+    one period: Redis does not know them."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        3, 1.0, redis=client, key="g", on_error="local", command_timeout=0.5, recover_after=0.2
+    )
+    private_redis.stop()
+    loop = asyncio.get_running_loop()
+    times = []
+    for _ in range(3):
+        await asyncio.wait_for(throttler.acquire(), 5)
+        times.append(loop.time())
+    assert throttler.redis_statistics().admitted == 0
+    private_redis.start()
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(throttler.acquire(), 5)
+    times.append(loop.time())
+    assert throttler.redis_statistics().admitted == 1  # Redis decided again...
+    assert times[3] - times[0] >= 0.9  # ...but only once the local window had room
+    await throttler.aclose()
+    await client.aclose()
+
+
 async def test_outage_allows_then_recovers(private_redis: PrivateRedis) -> None:
     """on_error="allow": an outage admits at once (open entries too); Redis resumes after."""
     client = private_redis.client()

@@ -33,7 +33,8 @@ Every key expires on its own once idle (after the longest period plus ``hold_tim
 **Faults.** A Redis error, timeout or restart raises :class:`ThrottlerBackendError` (with
 the redis-py error as ``__cause__``) from the waiting call by default; ``on_error="local"``
 falls back to an in-memory :class:`~throttled_http.Throttler` at the same rates in this
-process, ``on_error="allow"`` admits. Either way Redis is tried again ``recover_after``
+process, which starts from this process's own entries of the last period (and keeps
+counting its own entries for one period after Redis is back); ``on_error="allow"`` admits. Either way Redis is tried again ``recover_after``
 seconds later, and used again as soon as it answers. No call waits on Redis longer than
 ``command_timeout``.
 """
@@ -67,6 +68,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-extras tes
     ) from _exc
 
 from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
+from ._ledger import INF, Ledger
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._throttler import Throttler, ThrottlerStatistics, _check_burst
 from ._validate import int_in_range, non_negative_float, positive_float
@@ -211,7 +213,7 @@ class RedisStatistics:
 
 @final
 class _Waiter:
-    __slots__ = ("cost", "fut", "hold", "member", "mode")
+    __slots__ = ("cost", "fut", "generation", "hold", "member", "mode")
 
     def __init__(
         self, fut: asyncio.Future[tuple[int, int]], cost: int, mode: str, hold: bool, member: str
@@ -221,6 +223,8 @@ class _Waiter:
         self.mode = mode
         self.hold = hold
         self.member = member
+        # The shadow ledger's generation of an entry admitted open through Redis.
+        self.generation: int | None = None
 
 
 @final
@@ -308,6 +312,7 @@ class RedisThrottler:
         "_keys",
         "_last_in_window",
         "_last_wait",
+        "_local_until",
         "_loop",
         "_max_concurrency",
         "_nap",
@@ -323,6 +328,7 @@ class RedisThrottler:
         "_retry_at",
         "_round_trips",
         "_settles",
+        "_shadow",
         "_shared_pause_until",
         "_token",
         "_waiters",
@@ -372,6 +378,10 @@ class RedisThrottler:
         self._shared_pause_until = -math.inf  # learned from Redis (loop time)
         self._down_until = -math.inf
         self._fallback: Throttler | None = None
+        # This process's own recent entries, stamped on the local clock: what the "local"
+        # fallback starts from, and what it keeps enforcing for a while after recovery.
+        self._shadow = Ledger(self._rates, burst=self._burst)
+        self._local_until = -math.inf
         self._in_flight = 0
         self._open_cost = 0
         self._closed = False
@@ -495,8 +505,11 @@ class RedisThrottler:
         self._bind(loop)
         if self._waiters or not self._slot_free():
             return False
-        if self._down_until > loop.time():
+        now = loop.time()
+        if self._down_until > now:
             return self.try_acquire(cost)
+        if self._local_windows_apply(now) and self._shadow.earliest(now, cost, False) > now:
+            return False
         hold = self._max_concurrency is not None
         waiter = _Waiter(loop.create_future(), cost, _TAKE, hold, self._member())
         if hold:
@@ -516,6 +529,8 @@ class RedisThrottler:
             raise
         if not admitted and hold:
             self._in_flight -= 1
+        if admitted:
+            self._shadow.take(self._now(), cost, False)
         return admitted == 1
 
     def release(self) -> None:
@@ -553,9 +568,11 @@ class RedisThrottler:
         self._check_cost(cost)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        kind, now_us, member = await self._admit(cost, _OPEN, True, timeout)
+        kind, now_us, waiter = await self._admit(cost, _OPEN, True, timeout)
         if kind == _REDIS:
-            return RedisEntry(self, cost, member, now_us / 1e6, None)
+            entry = RedisEntry(self, cost, waiter.member, now_us / 1e6, None)
+            entry._generation = waiter.generation
+            return entry
         if kind == _ALLOW:
             return RedisEntry(self, cost, None, None, None)
         try:
@@ -622,7 +639,9 @@ class RedisThrottler:
         self._rates = new
         self._burst = burst
         if self._fallback is not None:
-            self._fallback.set_rates(new, burst=burst)
+            self._fallback.set_rates(new, burst=burst)  # retunes the shadow it shares
+        else:
+            self._shadow.set_rates(now, new, burst)
         self._poke()
 
     # -- introspection ---------------------------------------------------------------
@@ -669,6 +688,8 @@ class RedisThrottler:
             and not self._open_cost
             and not self._in_flight
             and self.paused_for == 0
+            # The fallback would start from the shadow: keep it while it remembers entries.
+            and (self._on_error != "local" or self._shadow.is_idle(self._now()))
         )
 
     async def aclose(self) -> None:
@@ -716,8 +737,8 @@ class RedisThrottler:
 
     async def _admit(
         self, cost: int, mode: str, hold: bool, timeout: float | None
-    ) -> tuple[int, int, str]:
-        """Queue, wait for the pump's verdict, and return ``(kind, server µs, member)``."""
+    ) -> tuple[int, int, _Waiter]:
+        """Queue, wait for the pump's verdict, and return ``(kind, server µs, waiter)``."""
         loop = asyncio.get_running_loop()
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
@@ -742,7 +763,7 @@ class RedisThrottler:
         finally:
             if timer is not None:
                 timer.cancel()
-        return kind, now_us, waiter.member
+        return kind, now_us, waiter
 
     async def _run_pump(self) -> None:
         """Serve the queue head to tail; the only task that asks Redis for admissions."""
@@ -767,6 +788,19 @@ class RedisThrottler:
                         batch, len(batch), _LOCAL if self._on_error == "local" else _ALLOW, 0
                     )
                     continue
+                if self._local_windows_apply(now):
+                    # Redis does not know the entries the fallback admitted: until they
+                    # are out of every window, each entry must fit the local windows too.
+                    self._give_back(batch[1:])
+                    batch = batch[:1]
+                    at = self._shadow.earliest(now, batch[0].cost, False)
+                    if at > now:
+                        self._give_back(batch)
+                        wait = self._poll_interval() if at == INF else at - now
+                        if self._down_until == -math.inf:
+                            wait = min(wait, self._local_until - now)
+                        await self._sleep(loop, wait)
+                        continue
                 try:
                     admitted, now_us = await self._ask(batch)
                 except ThrottlerBackendError as exc:
@@ -801,6 +835,12 @@ class RedisThrottler:
         decided = (sent + loop.time()) / 2
         if self._down_until != -math.inf:
             self._down_until = -math.inf
+            if self._fallback is not None:
+                # Entries the fallback admitted count until the longest period after the
+                # last one; one still open counts as stamped at most hold_timeout from now.
+                extra = self._hold if self._shadow.open else 0.0
+                longest = max(r.period for r in self._all_rates())
+                self._local_until = loop.time() + longest + extra
             logger.warning("throttled_http: Redis answers again for %r", self._key)
         self._last_in_window = in_window
         self._admitted += admitted
@@ -857,6 +897,8 @@ class RedisThrottler:
     def _resolve(self, batch: list[_Waiter], count: int, kind: int, now_us: int) -> None:
         """Hand the first ``count`` of ``batch`` their verdict and drop them from the queue."""
         waiters = self._waiters
+        shadow = self._shadow
+        now = self._now()
         for waiter in batch[:count]:
             if kind == _REDIS and waiter.mode == _OPEN:
                 self._open_cost += waiter.cost
@@ -866,8 +908,14 @@ class RedisThrottler:
                 waiters.popleft()
             if waiter.fut.done():
                 self._undo(waiter, kind)  # timed out or cancelled during the round trip
-            else:
-                waiter.fut.set_result((kind, now_us))
+                continue
+            if kind == _REDIS:
+                # Stamped here a little after the server did: counted longer, never less.
+                if waiter.mode == _OPEN:
+                    waiter.generation = shadow.reserve(waiter.cost, False)
+                else:
+                    shadow.take(now, waiter.cost, False)
+            waiter.fut.set_result((kind, now_us))
 
     def _fail_batch(self, batch: list[_Waiter], exc: ThrottlerBackendError) -> None:
         waiters = self._waiters
@@ -896,6 +944,10 @@ class RedisThrottler:
         if kind == _REDIS:
             if waiter.mode == _OPEN:
                 self._open_cost -= waiter.cost
+                if waiter.generation is not None:
+                    self._shadow.unreserve(waiter.cost, False, waiter.generation)
+                    waiter.generation = None
+            # (A forgotten stamp stays in the shadow: counted longer, never less.)
             self._forgets.append((waiter.cost, waiter.member))
             if self._loop is not None:
                 self._schedule_flush(self._loop)
@@ -931,6 +983,10 @@ class RedisThrottler:
 
     def _settle_entry(self, entry: RedisEntry) -> None:
         self._open_cost -= entry.cost
+        if entry._generation is not None:
+            self._shadow.settle(self._now(), entry.cost, entry._generation)
+            if self._fallback is not None:
+                self._fallback._after_settle()  # its queue may wait on this open entry
         if entry._member is not None:
             self._settles.append((entry.cost, entry._member))
             self._schedule_flush(self._running_loop())
@@ -1052,8 +1108,19 @@ class RedisThrottler:
 
     def _local(self) -> Throttler:
         if self._fallback is None:
-            self._fallback = Throttler.from_rates(self._rates, burst=self._burst)
+            fallback = Throttler.from_rates(self._rates, burst=self._burst)
+            # Start from this process's own recent entries, not from an empty window: at
+            # failover it already counts what this process was admitted through Redis.
+            fallback._ledger = self._shadow
+            self._fallback = fallback
         return self._fallback
+
+    def _local_windows_apply(self, now: float) -> bool:
+        """Whether entries must fit the local windows too: the fallback admitted entries
+        that Redis does not know, and they may still share a window with a new one."""
+        return self._fallback is not None and (
+            self._down_until != -math.inf or now < self._local_until
+        )
 
     def _slot_free(self) -> bool:
         return self._max_concurrency is None or self._in_flight < self._max_concurrency
@@ -1149,7 +1216,15 @@ class RedisEntry:
             ``None`` when Redis was bypassed (``on_error`` ``"local"``/``"allow"``).
     """
 
-    __slots__ = ("_local", "_member", "_state", "_throttler", "admitted_at", "cost")
+    __slots__ = (
+        "_generation",
+        "_local",
+        "_member",
+        "_state",
+        "_throttler",
+        "admitted_at",
+        "cost",
+    )
 
     def __init__(
         self,
@@ -1165,6 +1240,7 @@ class RedisEntry:
         self.admitted_at = admitted_at
         self._local = local
         self._state = _ST_OPEN
+        self._generation: int | None = None  # in the throttler's shadow ledger
 
     @property
     def settled(self) -> bool:
