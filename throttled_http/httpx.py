@@ -160,24 +160,35 @@ def _warn_unclosed(key: str, hold_timeout: float | None) -> None:
 class _AsyncReleasingStream(httpx.AsyncByteStream):
     """The response body; closes the entry once: at its end, on error or on close."""
 
-    __slots__ = ("_entry", "_holds", "_stream", "key")
+    __slots__ = ("_chunks", "_entry", "_holds", "_stream", "key")
 
     def __init__(
         self, stream: httpx.AsyncByteStream, entry: EntryLike, holds: _AsyncHolds, key: str
     ) -> None:
         self._stream = stream
+        self._chunks: AsyncIterator[bytes] | None = None
         self._entry = entry
         self._holds = holds
         self.key = key
         holds.add(self)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # Its own iterator, not an async generator (the event loop tracks each of those
+        # in a WeakSet): httpx reads a body once.
+        self._chunks = self._stream.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunks = self._chunks
+        if chunks is None:
+            chunks = self._chunks = self._stream.__aiter__()
         try:
-            async for chunk in self._stream:
-                yield chunk
-        finally:
-            # Read to the end, failed, or abandoned: the server is done with it either way.
+            return await chunks.__anext__()
+        except BaseException:
+            # The end (StopAsyncIteration), an error or a cancellation: the server is done
+            # with this response either way.
             self.release()
+            raise
 
     async def aclose(self) -> None:
         try:
@@ -462,14 +473,17 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Wait for the request's turn, send it, and tie its slot to the response body."""
         inner = self._transport
-        if request.extensions.get(BYPASS_EXTENSION):
+        extensions = request.extensions
+        if extensions.get(BYPASS_EXTENSION):
             return await inner.handle_async_request(request)
-        cost = _request_cost(request)
-        target = _target(request)
+        cost = 1 if extensions.get(COST_EXTENSION) is None else _request_cost(request)
+        target: object
         origin = None
-        if target is request.url:
-            url = request.url
-            origin = (url.scheme, url.raw_host, url.port)  # the map keeps its key
+        if extensions.get(KEY_EXTENSION) is None:
+            target = url = request.url
+            origin = (url.scheme, url.raw_host, url.port)  # the map remembers its key
+        else:
+            target = _target(request)
         policy = self._policy
         attempt = 0
         while True:
@@ -487,7 +501,13 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
             entry.settle()
             attempt += 1
             try:
-                wait = _consult(policy, limiter, key, request, response, attempt)
+                # The pre-check of _consult, inlined: most responses carry no feedback.
+                wait = (
+                    _consult(policy, limiter, key, request, response, attempt)
+                    if policy.adapt
+                    or may_carry_feedback(response.status_code, response.headers.raw)
+                    else None
+                )
             except BaseException:
                 try:
                     await response.aclose()
