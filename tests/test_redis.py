@@ -383,6 +383,57 @@ async def test_try_acquire_async(client: aioredis.Redis, prefix: str) -> None:
     await throttler.aclose()
 
 
+@pytest.mark.parametrize("settle", [True, False], ids=["settled", "closed-only"])
+def test_entry_block_sends_its_settle_before_the_loop_ends(prefix: str, settle: bool) -> None:
+    """Leaving ``async with entry()`` waits for the settle to reach Redis, so returning from
+    asyncio.run at once (without aclose) leaves no open entry blocking every process."""
+
+    async def worker() -> str:
+        client = aioredis.Redis.from_url(URL)
+        throttler = RedisThrottler(1, 1.0, redis=client, key="u", prefix=prefix)
+        async with throttler.entry() as entry:
+            if settle:
+                entry.settle()
+        await client.aclose()  # the throttler itself is never closed
+        return throttler.redis_keys[0]
+
+    key = asyncio.run(worker())
+    check: Any = redis_sync.Redis.from_url(URL)
+    seconds, micros = check.time()
+    now = seconds * 1e6 + micros
+    scores = [float(score) for _, score in check.zrange(key, 0, -1, withscores=True)]
+    check.close()
+    assert len(scores) == 1
+    assert scores[0] <= now  # stamped at the settle, not at the hold_timeout deadline
+
+
+def test_settle_lost_at_loop_end_is_logged(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A settle still unsent when the loop stops is reported on the throttled_http logger."""
+
+    async def worker() -> None:
+        client = aioredis.Redis.from_url(URL)
+        throttler = RedisThrottler(1, 1.0, redis=client, key="w", prefix=prefix)
+        entry = await throttler.open_entry()
+        await client.aclose()
+        entry.close()  # sync: scheduled, and the loop ends before it runs
+
+    with caplog.at_level("WARNING", logger="throttled_http"):
+        asyncio.run(worker())
+    assert "1 settle(s) of 'w' may not have reached Redis" in caplog.text
+
+
+async def test_aclose_waits_for_scheduled_settles(client: aioredis.Redis, prefix: str) -> None:
+    """Settles made synchronously (from response callbacks) are sent before aclose returns."""
+    throttler = RedisThrottler(5, 1.0, redis=client, key="x", prefix=prefix)
+    entries = [await throttler.open_entry() for _ in range(3)]
+    for entry in entries:
+        entry.close()
+    await throttler.aclose()
+    now = await server_time(client)
+    assert all(stamp <= now for stamp in await stamps(client, throttler))
+    assert len(await stamps(client, throttler)) == 3
+
+
 async def test_keys_expire_when_idle(client: aioredis.Redis, prefix: str) -> None:
     """Every key expires on its own once idle: nothing is left behind."""
     throttler = RedisThrottler(

@@ -34,8 +34,9 @@ Every key expires on its own once idle (after the longest period plus ``hold_tim
 the redis-py error as ``__cause__``) from the waiting call by default; ``on_error="local"``
 falls back to an in-memory :class:`~throttled_http.Throttler` at the same rates in this
 process, which starts from this process's own entries of the last period (and keeps
-counting its own entries for one period after Redis is back); ``on_error="allow"`` admits. Either way Redis is tried again ``recover_after``
-seconds later, and used again as soon as it answers. No call waits on Redis longer than
+counting its own entries for one period after Redis is back); ``on_error="allow"``
+admits. Either way Redis is tried again ``recover_after`` seconds later, and used again
+as soon as it answers. No call waits on Redis longer than
 ``command_timeout``.
 """
 
@@ -307,6 +308,7 @@ class RedisThrottler:
         "_flusher",
         "_forgets",
         "_hold",
+        "_in_batch",
         "_in_flight",
         "_key",
         "_keys",
@@ -327,9 +329,12 @@ class RedisThrottler:
         "_retiring",
         "_retry_at",
         "_round_trips",
+        "_sent",
+        "_sent_fut",
         "_settles",
         "_shadow",
         "_shared_pause_until",
+        "_taken",
         "_token",
         "_waiters",
     )
@@ -373,6 +378,12 @@ class RedisThrottler:
         self._nap: asyncio.Future[None] | None = None
         self._settles: list[tuple[int, str]] = []
         self._forgets: list[tuple[int, str]] = []
+        # Batches of settles/forgets/pauses the flusher has taken, and has finished with
+        # (sent, failed or dropped); _sent_fut wakes whoever waits for _sent to grow.
+        self._taken = 0
+        self._sent = 0
+        self._in_batch = 0
+        self._sent_fut: asyncio.Future[None] | None = None
         self._pause_op: float | None = None  # ms to pause (0: resume), not yet sent
         self._paused_until = -math.inf
         self._shared_pause_until = -math.inf  # learned from Redis (loop time)
@@ -548,7 +559,9 @@ class RedisThrottler:
         """A latency-proof entry: ``async with throttler.entry() as e:``.
 
         It counts from admission until ``e.settle()`` (or the block's exit) and for
-        ``period`` after the server's time of settling.
+        ``period`` after the server's time of settling. Leaving the block waits until the
+        settle has reached Redis (one round trip, shared with other settles; at most
+        ``command_timeout`` if Redis fails), so a program may end right after it.
         """
         self._check_cost(cost)
         return _EntryContext(self, cost, timeout)
@@ -560,6 +573,12 @@ class RedisThrottler:
         ``close()`` when the slot may be reused; both are synchronous and idempotent. The
         settle is sent to Redis in the background (batched with others);
         :meth:`aclose` waits for those still pending.
+
+        Warning:
+            A settle still unsent when the event loop stops (``asyncio.run`` returning
+            without :meth:`aclose`) is lost: the entry stays open in Redis until
+            ``hold_timeout``, blocking every process. A warning is logged on logger
+            ``throttled_http`` when that happens.
 
         Raises:
             ThrottlerTimeoutError: when ``timeout`` expires first.
@@ -693,7 +712,8 @@ class RedisThrottler:
         )
 
     async def aclose(self) -> None:
-        """Send pending settles, stop, and close the client if it was made from a URL.
+        """Send pending settles (waiting for them), stop, and close the client if it was made
+        from a URL.
 
         Tasks still waiting get :class:`~throttled_http.ThrottlerBackendError`. Idempotent.
         """
@@ -705,9 +725,7 @@ class RedisThrottler:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
         self._fail_waiters(ThrottlerBackendError(f"{self!r} was closed"))
-        flusher = self._flusher
-        if flusher is not None:
-            await asyncio.gather(flusher, return_exceptions=True)
+        await self._drain()
         if self._owns_client:
             await self._client.aclose()
 
@@ -982,6 +1000,8 @@ class RedisThrottler:
     # -- settles, forgets and pauses: sent in the background, batched ------------------
 
     def _settle_entry(self, entry: RedisEntry) -> None:
+        if entry._member is not None:
+            entry._ticket = self._taken + 1  # the next batch the flusher takes
         self._open_cost -= entry.cost
         if entry._generation is not None:
             self._shadow.settle(self._now(), entry.cost, entry._generation)
@@ -991,16 +1011,72 @@ class RedisThrottler:
             self._settles.append((entry.cost, entry._member))
             self._schedule_flush(self._running_loop())
 
+    def _pending(self) -> bool:
+        return bool(self._settles or self._forgets or self._pause_op is not None)
+
     def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._flusher is None and not loop.is_closed():
-            self._flusher = loop.create_task(self._run_flusher())
+        flusher = self._flusher
+        if (flusher is None or flusher.done()) and not loop.is_closed():
+            flusher = self._flusher = loop.create_task(self._run_flusher())
+            flusher.add_done_callback(self._flusher_done)
+
+    def _flusher_done(self, task: asyncio.Task[None]) -> None:
+        """Runs even for a flusher cancelled before it started (at loop shutdown)."""
+        if self._flusher is task:
+            self._flusher = None
+        if task.cancelled():
+            dropped = self._in_batch + len(self._settles) + len(self._forgets)
+            if dropped:
+                logger.warning(
+                    "throttled_http: %d settle(s) of %r may not have reached Redis (the "
+                    "loop stopped first): those entries stay open there until hold_timeout, "
+                    "blocking every process. Leave 'async with entry()' or await aclose() "
+                    "before the loop ends.",
+                    dropped,
+                    self._key,
+                )
+        self._in_batch = 0
+        self._mark_sent(self._taken)
+
+    def _mark_sent(self, batch: int) -> None:
+        if batch > self._sent:
+            self._sent = batch
+        fut = self._sent_fut
+        if fut is not None and not fut.get_loop().is_closed():
+            self._sent_fut = None
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _flushed(self, batch: int) -> None:
+        """Wait until the flusher is done with ``batch`` (sent, failed or dropped)."""
+        loop = asyncio.get_running_loop()
+        while self._sent < batch:
+            flusher = self._flusher
+            if flusher is None or flusher.done():
+                if not self._pending():
+                    return  # nothing left that could reach that batch
+                self._schedule_flush(loop)
+            elif flusher.get_loop() is not loop:
+                return  # another loop's flusher: nothing this loop can wait on
+            fut = self._sent_fut
+            if fut is None or fut.get_loop() is not loop:
+                fut = self._sent_fut = loop.create_future()
+            # Shielded: a waiter cancelled here must not cancel the others' future.
+            await asyncio.shield(fut)
+
+    async def _drain(self) -> None:
+        """Wait until everything queued for Redis so far has been sent (or failed)."""
+        await self._flushed(self._taken + 1 if self._pending() else self._taken)
 
     async def _run_flusher(self) -> None:
+        me = asyncio.current_task()
         try:
-            while self._settles or self._forgets or self._pause_op is not None:
+            while self._pending():
                 settles, self._settles = self._settles, []
                 forgets, self._forgets = self._forgets, []
                 pause, self._pause_op = self._pause_op, None
+                self._taken += 1
+                self._in_batch = len(settles) + len(forgets)
                 if settles or forgets:
                     try:
                         await self._call(
@@ -1023,9 +1099,12 @@ class RedisThrottler:
                         logger.warning(
                             "throttled_http: could not share a pause of %r: %s", self._key, exc
                         )
+                self._in_batch = 0
+                self._mark_sent(self._taken)
                 self._poke()
         finally:
-            self._flusher = None
+            if self._flusher is me:
+                self._flusher = None
 
     # -- Redis calls ---------------------------------------------------------------------
 
@@ -1222,6 +1301,7 @@ class RedisEntry:
         "_member",
         "_state",
         "_throttler",
+        "_ticket",
         "admitted_at",
         "cost",
     )
@@ -1241,6 +1321,7 @@ class RedisEntry:
         self._local = local
         self._state = _ST_OPEN
         self._generation: int | None = None  # in the throttler's shadow ledger
+        self._ticket = 0  # the flusher batch that carries its settle to Redis
 
     @property
     def settled(self) -> bool:
@@ -1297,8 +1378,14 @@ class _EntryContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._entry is not None:
-            self._entry.close()
+        entry = self._entry
+        if entry is None:
+            return
+        entry.close()
+        if isinstance(entry, RedisEntry) and entry._ticket:
+            # Wait for the settle to reach Redis: returning from asyncio.run right after the
+            # block must not leave the entry open there until hold_timeout.
+            await self._throttler._flushed(entry._ticket)
 
 
 @final
