@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import math
 import shutil
@@ -44,7 +45,7 @@ from throttled_http._keys import host_key
 from throttled_http.redis import OnError, RedisBackend, RedisThrottler, escape_key
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.realclock
@@ -432,6 +433,64 @@ async def test_aclose_waits_for_scheduled_settles(client: aioredis.Redis, prefix
     now = await server_time(client)
     assert all(stamp <= now for stamp in await stamps(client, throttler))
     assert len(await stamps(client, throttler)) == 3
+
+
+def _step_until(loop: asyncio.AbstractEventLoop, done: Callable[[], bool]) -> None:
+    """Run ``loop`` one iteration at a time until ``done()`` (at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while not done():
+        assert time.monotonic() < deadline
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+# A loop closed under its tasks leaves them, and the URL client's connections, to the
+# garbage collector, which warns about them: expected here, and collected within the test.
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_waiter_of_a_closed_loop_does_not_block_the_next_loop(prefix: str) -> None:
+    """A task queued on a loop closed under it neither blocks nor breaks a new loop, and
+    the slot it had reserved for a round trip is given back."""
+    throttler = RedisThrottler(
+        rates=("1/0.3s", KEEP), redis=URL, key="c", prefix=prefix, max_concurrency=2
+    )
+    first = asyncio.new_event_loop()
+    first.set_exception_handler(lambda loop, context: None)  # "Task was destroyed" noise
+    first.run_until_complete(throttler.acquire())
+    stranded = first.create_task(throttler.acquire(timeout=60))
+    first.run_until_complete(asyncio.sleep(0.05))  # refused: the pump sleeps
+    first.close()  # without cancelling the stranded task
+    second = asyncio.new_event_loop()
+    try:
+        second.run_until_complete(throttler.acquire(timeout=5))
+        stats = throttler.statistics()
+        assert (stats.waiting, stats.in_flight) == (0, 2)  # the first acquire's and this one
+        second.run_until_complete(throttler.aclose())
+    finally:
+        second.close()
+    del stranded
+    gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # as above
+def test_woken_task_of_a_closed_loop_gives_its_entry_back(prefix: str) -> None:
+    """An entry admitted through Redis for a task that never resumed before its loop closed
+    is given back: its slot here and its place in the shared window."""
+    throttler = RedisThrottler(1, 60.0, redis=URL, key="o", prefix=prefix)
+    first = asyncio.new_event_loop()
+    first.set_exception_handler(lambda loop, context: None)  # "Task was destroyed" noise
+    woken = first.create_task(throttler.open_entry())
+    _step_until(first, lambda: throttler.statistics().open == 1)
+    assert not woken.done()  # admitted, never resumed
+    first.close()
+    second = asyncio.new_event_loop()
+    try:
+        second.run_until_complete(throttler.acquire(timeout=5))  # the window was given back
+        assert throttler.statistics().open == 0
+        second.run_until_complete(throttler.aclose())
+    finally:
+        second.close()
+    del woken
+    gc.collect()
 
 
 async def test_keys_expire_when_idle(client: aioredis.Redis, prefix: str) -> None:

@@ -261,6 +261,11 @@ class RedisThrottler:
     process's pause asks again at least every second, so such a resume takes effect
     within about a second.
 
+    **Loops.** As for :class:`~throttled_http.Throttler`: while it has waiters or open
+    entries it belongs to their loop; once that loop is closed, the next loop takes it
+    over, forgetting the stranded tasks and giving back what they held (their slots, and
+    their entries in Redis). A client made from a URL is made again for the new loop.
+
     **Retuning.** :meth:`set_rates` changes this process's rates only (every process sharing
     a key must use the same rates: they are sent with each call). The old rates keep being
     enforced by this process for one old period (plus ``hold_timeout`` while it has open
@@ -297,6 +302,7 @@ class RedisThrottler:
     __slots__ = (
         "__weakref__",
         "_admitted",
+        "_asking",
         "_burst",
         "_client",
         "_closed",
@@ -336,7 +342,9 @@ class RedisThrottler:
         "_shared_pause_until",
         "_taken",
         "_token",
+        "_url",
         "_waiters",
+        "_woken",
     )
 
     def __init__(
@@ -368,10 +376,15 @@ class RedisThrottler:
         self._command_timeout = positive_float("command_timeout", command_timeout)
         self._recover_after = positive_float("recover_after", recover_after)
         self._client, self._owns_client = _check_client(redis)
+        self._url = redis if isinstance(redis, str) else None
         self._token = secrets.token_hex(6)
         self._counter = itertools.count(1)
         self._retiring: list[tuple[Rate, float]] = []
         self._waiters: deque[_Waiter] = deque()
+        # Admitted waiters that have not resumed yet, with their kind of admission, and the
+        # waiters whose admission round trip is under way.
+        self._woken: dict[asyncio.Future[tuple[int, int]], tuple[_Waiter, int]] = {}
+        self._asking: set[_Waiter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pump: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -525,6 +538,7 @@ class RedisThrottler:
         waiter = _Waiter(loop.create_future(), cost, _TAKE, hold, self._member())
         if hold:
             self._in_flight += 1
+        self._asking.add(waiter)
         try:
             admitted, _ = await self._ask([waiter])
         except ThrottlerBackendError:
@@ -535,9 +549,11 @@ class RedisThrottler:
             self._down(loop)
             return self.try_acquire(cost)
         except BaseException:
-            if hold:
+            if hold and waiter in self._asking:
                 self._in_flight -= 1
             raise
+        finally:
+            self._asking.discard(waiter)
         if not admitted and hold:
             self._in_flight -= 1
         if admitted:
@@ -719,6 +735,8 @@ class RedisThrottler:
         """
         if self._closed:
             return
+        if self._loop is not None and self._loop.is_closed():
+            self._bind(asyncio.get_running_loop())
         self._closed = True
         pump = self._pump
         if pump is not None:
@@ -772,13 +790,14 @@ class RedisThrottler:
         try:
             kind, now_us = await fut
         except BaseException:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
+            if self._woken.pop(fut, None) is not None:
                 # Admitted, then cancelled before resuming: the entry never happened.
                 self._undo(waiter, fut.result()[0])
             else:
                 self._poke()
             raise
         finally:
+            self._woken.pop(fut, None)
             if timer is not None:
                 timer.cancel()
         return kind, now_us, waiter
@@ -786,6 +805,7 @@ class RedisThrottler:
     async def _run_pump(self) -> None:
         """Serve the queue head to tail; the only task that asks Redis for admissions."""
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         waiters = self._waiters
         try:
             while True:
@@ -819,9 +839,11 @@ class RedisThrottler:
                             wait = min(wait, self._local_until - now)
                         await self._sleep(loop, wait)
                         continue
+                self._asking.update(batch)
                 try:
                     admitted, now_us = await self._ask(batch)
                 except ThrottlerBackendError as exc:
+                    self._asking.difference_update(batch)
                     self._give_back(batch)
                     if self._on_error == "raise":
                         self._fail_batch(batch, exc)
@@ -829,19 +851,25 @@ class RedisThrottler:
                         self._down(loop)
                     continue
                 except BaseException:
-                    self._give_back(batch)  # closed mid-call: the batch gets an error below
+                    if self._pump is me:
+                        self._asking.difference_update(batch)
+                        self._give_back(batch)  # closed mid-call: the batch fails below
                     raise
+                self._asking.difference_update(batch)
                 self._resolve(batch, admitted, _REDIS, now_us)
                 self._give_back(batch[admitted:])
                 if admitted < len(batch):
                     await self._sleep(loop, self._delay())
         except BaseException as exc:
+            if self._pump is not me:
+                raise  # a pump of a closed loop, closed by the garbage collector: forgotten
             if not isinstance(exc, asyncio.CancelledError):
                 logger.exception("throttled_http: the Redis throttler %r failed", self._key)
             self._fail_waiters(ThrottlerBackendError(f"the Redis throttler failed: {exc!r}"))
             raise
         finally:
-            self._pump = None
+            if self._pump is me:
+                self._pump = None
 
     async def _ask(self, batch: list[_Waiter]) -> tuple[int, int]:
         """One admit round trip; returns how many of ``batch`` were admitted, and when."""
@@ -934,6 +962,7 @@ class RedisThrottler:
                 else:
                     shadow.take(now, waiter.cost, False)
             waiter.fut.set_result((kind, now_us))
+            self._woken[waiter.fut] = (waiter, kind)
 
     def _fail_batch(self, batch: list[_Waiter], exc: ThrottlerBackendError) -> None:
         waiters = self._waiters
@@ -988,7 +1017,8 @@ class RedisThrottler:
         try:
             await fut
         finally:
-            self._nap = None
+            if self._nap is fut:
+                self._nap = None
             if handle is not None:
                 handle.cancel()
 
@@ -1016,7 +1046,9 @@ class RedisThrottler:
 
     def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
         flusher = self._flusher
-        if (flusher is None or flusher.done()) and not loop.is_closed():
+        if (
+            flusher is None or flusher.done() or flusher.get_loop().is_closed()
+        ) and not loop.is_closed():
             flusher = self._flusher = loop.create_task(self._run_flusher())
             flusher.add_done_callback(self._flusher_done)
 
@@ -1254,6 +1286,45 @@ class RedisThrottler:
                 "when it has no waiters and no open entries"
             )
         self._loop = loop
+        if old is not None and old.is_closed():
+            self._forget_closed_loop()
+
+    def _forget_closed_loop(self) -> None:
+        """Drop what a closed loop left behind, giving back what it held.
+
+        Its tasks can never run again: the pump, the flusher and the queued waiters are
+        forgotten (their futures cannot even be resolved), the slots reserved for a round
+        trip under way and for admitted waiters that never resumed are given back, and their
+        entries are forgotten in Redis (an entry that never happened must not count).
+        Queued settles and pauses are sent from the new loop.
+        """
+        self._pump = None
+        self._flusher = None
+        self._nap = None
+        self._sent_fut = None
+        self._waiters = deque()
+        if self._in_batch:
+            logger.warning(
+                "throttled_http: %d settle(s) of %r may not have reached Redis (their loop "
+                "was closed): those entries stay open there until hold_timeout",
+                self._in_batch,
+                self._key,
+            )
+        self._in_batch = 0
+        self._sent = self._taken
+        asking, self._asking = self._asking, set()
+        self._give_back(list(asking))
+        for waiter in asking:
+            self._forgets.append((waiter.cost, waiter.member))  # in case Redis admitted it
+        woken = list(self._woken.values())
+        self._woken.clear()
+        for waiter, kind in woken:
+            self._undo(waiter, kind)
+        if self._owns_client and self._url is not None:
+            # The client's connections belong to the closed loop and fail on any other.
+            self._client = _aioredis.Redis.from_url(self._url)
+        if self._pending() and self._loop is not None:
+            self._schedule_flush(self._loop)
 
 
 def _left(loop: asyncio.AbstractEventLoop, start: float, timeout: float | None) -> float | None:
