@@ -32,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
+import throttled_http.redis
 from throttled_http import (
     AsyncLimiter,
     EntryLike,
@@ -491,6 +492,33 @@ def test_woken_task_of_a_closed_loop_gives_its_entry_back(prefix: str) -> None:
         second.close()
     del woken
     gc.collect()
+
+
+async def test_try_acquire_admits_nothing_and_warns_once(
+    client: aioredis.Redis,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While Redis is healthy try_acquire() is always False: the first call that could not
+    rule the entry out locally warns once, pointing to try_acquire_async()."""
+    monkeypatch.setattr(throttled_http.redis, "_warned_try_acquire", False)
+    throttler = RedisThrottler(2, 5.0, redis=client, key="y", prefix=prefix)
+    with caplog.at_level("WARNING", logger="throttled_http"):
+        assert throttler.try_acquire() is False  # Redis has room, but cannot be asked
+        assert throttler.try_acquire() is False
+    assert caplog.text.count("await try_acquire_async() instead") == 1
+    assert await throttler.try_acquire_async()
+    assert await throttler.try_acquire_async()
+    monkeypatch.setattr(throttled_http.redis, "_warned_try_acquire", False)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="throttled_http"):
+        assert throttler.try_acquire() is False  # this process's own window is full
+        throttler.pause(1)
+        assert throttler.try_acquire() is False
+    assert "try_acquire" not in caplog.text  # a sure no needs no warning
+    throttler.resume()
+    await throttler.aclose()
 
 
 async def test_keys_expire_when_idle(client: aioredis.Redis, prefix: str) -> None:

@@ -107,6 +107,9 @@ _ST_OPEN: Final = 0
 _ST_SETTLED: Final = 1
 _ST_CLOSED: Final = 2
 
+# Whether RedisThrottler.try_acquire() has warned that it cannot ask Redis (once a process).
+_warned_try_acquire = False
+
 
 @final
 class _Script:
@@ -497,16 +500,39 @@ class RedisThrottler:
         await self._acquire(cost, self._max_concurrency is not None, timeout)
 
     def try_acquire(self, cost: int = 1) -> bool:
-        """Never admits through Redis: a synchronous call cannot ask the server.
+        """Always ``False`` while Redis is healthy: use :meth:`try_acquire_async` instead.
 
-        Returns ``False``, except while Redis is bypassed after a failure (``on_error``
-        ``"local"``: the local fallback decides; ``"allow"``: ``True``). Use
-        :meth:`try_acquire_async` for a non-waiting attempt that asks Redis.
+        Warning:
+            A synchronous call cannot ask the Redis server, and only the server knows
+            whether the shared window has room. So while Redis is used, this **never admits
+            anything** and returns ``False`` even when an entry is free. It exists only
+            because the ``AsyncLimiter`` protocol requires it. The first call in a process
+            that could not rule the entry out locally (a full window of this process's own
+            entries, a pause, a full ``max_concurrency``, tasks queued here) logs a warning
+            on logger ``throttled_http``.
+
+        While Redis is bypassed after a failure it answers for real: with ``on_error``
+        ``"local"`` the local fallback decides (``True`` took an entry), with ``"allow"``
+        it returns ``True``. With ``max_concurrency``, ``True`` also took a slot (give it
+        back with :meth:`release`).
         """
+        global _warned_try_acquire
         self._check_cost(cost)
         loop = asyncio.get_running_loop()
         self._bind(loop)
-        if self._waiters or self._down_until <= loop.time() or not self._slot_free():
+        now = loop.time()
+        if self._waiters or not self._slot_free() or self.paused_for > 0:
+            return False
+        if self._down_until <= now:
+            # Healthy: only Redis could say yes. Stay silent when the answer is a sure no.
+            if not _warned_try_acquire and self._shadow.earliest(now, cost, False) <= now:
+                _warned_try_acquire = True
+                logger.warning(
+                    "throttled_http: RedisThrottler.try_acquire() cannot ask Redis and "
+                    "returns False while Redis is used (%r); await try_acquire_async() "
+                    "instead. This warning is shown once.",
+                    self._key,
+                )
             return False
         hold = self._max_concurrency is not None
         if self._on_error == "local" and not self._local().try_acquire(cost):
