@@ -549,6 +549,26 @@ async def test_a_forgotten_host_is_looked_up_again(server: RecordingServer) -> N
         assert new.statistics().in_window == 1
 
 
+async def test_relative_urls_are_charged_to_the_base_urls_host(server: RecordingServer) -> None:
+    """The same relative URL string in two sessions with different base URLs is charged to
+    each session's own host (each session remembers its own absolute URLs)."""
+    hosts = ThrottlerMap(100, 60.0)
+    first = ThrottledClientSession(throttler=hosts, base_url=server.url("/", host=0))
+    second = ThrottledClientSession(throttler=hosts, base_url=server.url("/", host=1))
+    async with first, second:
+        for _ in range(3):
+            assert await fetch(first, "/") == 200
+        assert await fetch(second, "/") == 200
+        throttlers = {
+            url: hosts.throttler_for(url) for url in (server.url(host=0), server.url(host=1))
+        }
+    counts = {
+        url: t.statistics().in_window for url, t in throttlers.items() if isinstance(t, Throttler)
+    }
+    assert counts == {server.url(host=0): 3, server.url(host=1): 1}
+    assert [a.host for a in server.arrivals].count("127.0.0.2") == 1
+
+
 def test_constructor_arguments_are_checked() -> None:
     """Conflicting or invalid arguments raise at construction, naming the argument."""
     with pytest.raises(ValueError, match="do not pass rates, burst"):

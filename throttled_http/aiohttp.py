@@ -100,6 +100,8 @@ DEFAULT_HOLD_TIMEOUT: Final = 300.0
 
 _logger = logging.getLogger("throttled_http")
 
+_MAX_TARGETS: Final = 1024  # URL strings whose absolute URL a session remembers
+
 
 # -- holding an entry until the response is released -----------------------------------
 
@@ -563,6 +565,7 @@ class ThrottledClientSession:
         "_middlewares",
         "_per_request",
         "_session",
+        "_targets",
     )
 
     def __init__(
@@ -652,6 +655,9 @@ class ThrottledClientSession:
         self._middleware = middleware
         self._middlewares = (*middlewares, middleware)
         self._per_request = per_request
+        # URL string -> (the URL aiohttp builds from it, its origin): the session's base
+        # URL never changes, so neither does the answer.
+        self._targets: dict[str, tuple[URL, tuple[str, str | None, int | None]]] = {}
 
     # -- properties ------------------------------------------------------------------
 
@@ -757,13 +763,20 @@ class ThrottledClientSession:
         session = self._session
         if session.closed:
             return None
-        target = _absolute_url(session, url)
-        if target is None:
-            return None
+        targets = self._targets
+        known = targets.get(url) if url.__class__ is str else None
+        if known is None:
+            target = _absolute_url(session, url)
+            if target is None:
+                return None
+            known = (target, (target.scheme, target.raw_host, target.port))
+            if url.__class__ is str:
+                if len(targets) >= _MAX_TARGETS:
+                    targets.clear()
+                targets[url] = known
+        target, origin = known
         # The map remembers the key of each origin: no parsing of the URL again.
-        key, limiter = resolve_limiter(
-            self._limiter, target, origin=(target.scheme, target.raw_host, target.port)
-        )
+        key, limiter = resolve_limiter(self._limiter, target, origin=origin)
         return None if limiter is None else (target, key, limiter)
 
     async def _request(self, method: str, url: Any, **kwargs: Any) -> aiohttp.ClientResponse:
