@@ -472,6 +472,52 @@ def test_waiter_of_a_closed_loop_does_not_block_the_next_loop(prefix: str) -> No
     gc.collect()
 
 
+def test_acquire_is_stamped_when_the_task_resumes(prefix: str) -> None:
+    """An acquire() entry counts from admission until its task actually resumes, as in the
+    in-memory throttler: a busy loop that runs the admitted task late stamps it late."""
+    loop = asyncio.new_event_loop()
+    try:
+        throttler = RedisThrottler(rates=("1/0.3s", KEEP), redis=URL, key="l", prefix=prefix)
+        loop.run_until_complete(throttler.acquire())
+        late = loop.create_task(throttler.acquire())
+        _step_until(loop, lambda: throttler.statistics().open == 1)  # admitted, not resumed
+        assert not late.done()
+        time.sleep(0.3)  # the loop is busy elsewhere: the task resumes 0.3 s late
+        loop.run_until_complete(late)
+        loop.run_until_complete(throttler.aclose())
+    finally:
+        loop.close()
+    check: Any = redis_sync.Redis.from_url(URL)
+    rows = check.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+    check.close()
+    first, second = sorted(float(score) / 1e6 for _, score in rows)
+    assert second - first >= 0.55  # admitted 0.3 s after the first, resumed 0.3 s later
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # a URL client left unclosed
+def test_acquire_stamp_lost_at_loop_end_blocks_only_briefly(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An acquire() whose stamp never reaches Redis (the loop ended first) counts only until
+    command_timeout after admission, not hold_timeout, and is not worth a warning."""
+    options: dict[str, Any] = {"redis": URL, "key": "b", "prefix": prefix}
+    throttler = RedisThrottler(1, 0.2, command_timeout=0.5, hold_timeout=60, **options)
+    with caplog.at_level("WARNING", logger="throttled_http"):
+        asyncio.run(throttler.acquire())  # returns before its stamp is sent
+    assert "may not have reached Redis" not in caplog.text
+
+    async def later() -> float:
+        other = RedisThrottler(1, 0.2, **options)
+        start = time.monotonic()
+        await other.acquire(timeout=5)
+        await other.aclose()
+        return time.monotonic() - start
+
+    assert asyncio.run(later()) < 3  # about 0.5 + 0.2 s, where hold_timeout would be 60 s
+    del throttler
+    gc.collect()
+
+
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # as above
 def test_woken_task_of_a_closed_loop_gives_its_entry_back(prefix: str) -> None:
     """An entry admitted through Redis for a task that never resumed before its loop closed
@@ -561,6 +607,10 @@ async def test_statistics_and_repr(client: aioredis.Redis, prefix: str) -> None:
     assert isinstance(stats, ThrottlerStatistics)
     assert stats.in_window == 1
     assert "RedisThrottler 's' 3/s" in repr(throttler)
+    for _ in range(200):  # idle once the stamp is sent (in the background)
+        if throttler.is_idle():
+            break
+        await asyncio.sleep(0.01)
     assert throttler.is_idle()
     await throttler.aclose()
 

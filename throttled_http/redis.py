@@ -10,7 +10,8 @@ server's clock (``TIME``), never on a client's: skewed client clocks cannot brea
 The rules are those of the in-memory throttler: a strict sliding window per rate, ``burst``
 as GCRA, and latency-proof entries (:meth:`RedisThrottler.open_entry`) that count from
 admission until they are settled, at the server's time of settling, and for ``period``
-after it.
+after it. An :meth:`RedisThrottler.acquire` entry is settled when its task resumes, as in
+the in-memory throttler.
 
 **No polling.** Tasks of one process queue locally, first come first served, and only the
 head of the queue talks to Redis (asking for up to 64 queued entries in one round trip). A
@@ -97,6 +98,7 @@ _ON_ERROR: Final = ("raise", "local", "allow")
 _BATCH: Final = 64  # entries asked for in one round trip
 _TAKE: Final = "0"  # admit and stamp now
 _OPEN: Final = "1"  # admit open, stamped when settled
+_RESUME: Final = "2"  # admit open, stamped when the waiting task resumes
 _REDIS: Final = 0  # admission came from Redis
 _LOCAL: Final = 1  # Redis failed: use the local fallback throttler
 _ALLOW: Final = 2  # Redis failed: admit
@@ -244,8 +246,12 @@ class RedisThrottler:
 
     **The guarantee.** For every half-open interval ``[t, t + period)`` of the *Redis
     server's* clock, the entries stamped in it cost at most ``rate_limit`` in all, whichever
-    process admitted them. :meth:`acquire` stamps an entry at the server's time of
-    admission (one round trip). An entry from :meth:`open_entry` or :meth:`entry` counts
+    process admitted them. An entry of :meth:`acquire` (or ``async with``) counts from
+    admission until its task actually resumes, and is stamped then (the stamp reaches
+    Redis in the background, batched), so a busy loop that runs an admitted task late
+    cannot bunch entries up; it counts as open for at most ``command_timeout`` (or
+    ``hold_timeout`` if shorter) after admission, then as if stamped at that deadline,
+    until its stamp arrives. An entry from :meth:`open_entry` or :meth:`entry` counts
     from admission until it is settled and for ``period`` after the server's time of
     settling, so no window at a remote HTTP server sees more either, whatever the latency.
     An entry not settled within ``hold_timeout`` of admission counts from then on as if
@@ -392,8 +398,9 @@ class RedisThrottler:
         self._pump: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._nap: asyncio.Future[None] | None = None
-        self._settles: list[tuple[int, str]] = []
-        self._forgets: list[tuple[int, str]] = []
+        # (cost, member, whether losing it keeps an entry open until hold_timeout)
+        self._settles: list[tuple[int, str, bool]] = []
+        self._forgets: list[tuple[int, str, bool]] = []
         # Batches of settles/forgets/pauses the flusher has taken, and has finished with
         # (sent, failed or dropped); _sent_fut wakes whoever waits for _sent to grow.
         self._taken = 0
@@ -480,7 +487,13 @@ class RedisThrottler:
         self._release_slot()
 
     async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
-        """Wait for an entry of ``cost``, stamped at the Redis server's time of admission.
+        """Wait for an entry of ``cost``, stamped when this task resumes after admission.
+
+        The entry counts in every window from the server's time of admission; when the task
+        resumes, its stamp is sent to Redis in the background (batched with the others of
+        the moment) and it counts for ``period`` after the server's time of that stamp. If
+        the stamp never arrives (Redis failed, or the loop ended first), it counts as
+        stamped ``min(command_timeout, hold_timeout)`` seconds after admission.
 
         With ``max_concurrency`` set, this also takes a slot: give it back with
         :meth:`release` (``async with`` does both for you).
@@ -788,8 +801,12 @@ class RedisThrottler:
     async def _acquire(self, cost: int, hold: bool, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        kind, _, _ = await self._admit(cost, _TAKE, hold, timeout)
-        if kind == _LOCAL:
+        kind, _, waiter = await self._admit(cost, _RESUME, hold, timeout)
+        if kind == _REDIS:
+            # Open from admission until now, when this task resumes: the stamp is sent in
+            # the background, batched with the others of the moment.
+            self._settle(cost, waiter.member, waiter.generation, False)
+        elif kind == _LOCAL:
             try:
                 await self._local().acquire(cost, timeout=_left(loop, start, timeout))
             except BaseException:
@@ -972,7 +989,7 @@ class RedisThrottler:
         shadow = self._shadow
         now = self._now()
         for waiter in batch[:count]:
-            if kind == _REDIS and waiter.mode == _OPEN:
+            if kind == _REDIS and waiter.mode != _TAKE:
                 self._open_cost += waiter.cost
             while waiters and waiters[0] is not waiter:
                 waiters.popleft()  # done before the batch was taken
@@ -983,7 +1000,7 @@ class RedisThrottler:
                 continue
             if kind == _REDIS:
                 # Stamped here a little after the server did: counted longer, never less.
-                if waiter.mode == _OPEN:
+                if waiter.mode != _TAKE:
                     waiter.generation = shadow.reserve(waiter.cost, False)
                 else:
                     shadow.take(now, waiter.cost, False)
@@ -1015,13 +1032,13 @@ class RedisThrottler:
         if waiter.hold:
             self._release_slot()
         if kind == _REDIS:
-            if waiter.mode == _OPEN:
+            if waiter.mode != _TAKE:
                 self._open_cost -= waiter.cost
                 if waiter.generation is not None:
                     self._shadow.unreserve(waiter.cost, False, waiter.generation)
                     waiter.generation = None
             # (A forgotten stamp stays in the shadow: counted longer, never less.)
-            self._forgets.append((waiter.cost, waiter.member))
+            self._forgets.append((waiter.cost, waiter.member, waiter.mode == _OPEN))
             if self._loop is not None:
                 self._schedule_flush(self._loop)
 
@@ -1057,15 +1074,21 @@ class RedisThrottler:
 
     def _settle_entry(self, entry: RedisEntry) -> None:
         if entry._member is not None:
-            entry._ticket = self._taken + 1  # the next batch the flusher takes
-        self._open_cost -= entry.cost
-        if entry._generation is not None:
-            self._shadow.settle(self._now(), entry.cost, entry._generation)
+            entry._ticket = self._settle(entry.cost, entry._member, entry._generation, True)
+
+    def _settle(self, cost: int, member: str, generation: int | None, entry: bool) -> int:
+        """Stamp an entry open through Redis: here at once, in Redis from the background.
+
+        Returns the flusher batch that will carry it.
+        """
+        self._open_cost -= cost
+        if generation is not None:
+            self._shadow.settle(self._now(), cost, generation)
             if self._fallback is not None:
                 self._fallback._after_settle()  # its queue may wait on this open entry
-        if entry._member is not None:
-            self._settles.append((entry.cost, entry._member))
-            self._schedule_flush(self._running_loop())
+        self._settles.append((cost, member, entry))
+        self._schedule_flush(self._running_loop())
+        return self._taken + 1
 
     def _pending(self) -> bool:
         return bool(self._settles or self._forgets or self._pause_op is not None)
@@ -1083,7 +1106,7 @@ class RedisThrottler:
         if self._flusher is task:
             self._flusher = None
         if task.cancelled():
-            dropped = self._in_batch + len(self._settles) + len(self._forgets)
+            dropped = self._in_batch + _costly(self._settles) + _costly(self._forgets)
             if dropped:
                 logger.warning(
                     "throttled_http: %d settle(s) of %r may not have reached Redis (the "
@@ -1134,7 +1157,7 @@ class RedisThrottler:
                 forgets, self._forgets = self._forgets, []
                 pause, self._pause_op = self._pause_op, None
                 self._taken += 1
-                self._in_batch = len(settles) + len(forgets)
+                self._in_batch = _costly(settles) + _costly(forgets)
                 if settles or forgets:
                     try:
                         await self._call(
@@ -1207,6 +1230,7 @@ class RedisThrottler:
         rates = self._all_rates()
         args = [
             str(round(self._hold * 1e6)),
+            str(round(self._resume_hold() * 1e6)),
             str(self._burst or 0),
             repr(self._interval_us()),
             self._ttl_ms(rates),
@@ -1220,7 +1244,7 @@ class RedisThrottler:
         return args
 
     def _settle_args(
-        self, settles: list[tuple[int, str]], forgets: list[tuple[int, str]]
+        self, settles: list[tuple[int, str, bool]], forgets: list[tuple[int, str, bool]]
     ) -> list[str]:
         args = [
             str(self._burst or 0),
@@ -1228,12 +1252,17 @@ class RedisThrottler:
             self._ttl_ms(self._all_rates()),
             str(len(settles)),
         ]
-        for cost, member in settles:
+        for cost, member, _ in settles:
             args += (str(cost), member)
         args.append(str(len(forgets)))
-        for cost, member in forgets:
+        for cost, member, _ in forgets:
             args += (str(cost), member)
         return args
+
+    def _resume_hold(self) -> float:
+        """Seconds an ``acquire()`` entry counts as open at most, waiting for its task to
+        resume (its settle is then on its way, bounded by ``command_timeout``)."""
+        return min(self._hold, self._command_timeout)
 
     def _interval_us(self) -> float:
         return max(r.interval for r in self._rates) * 1e6 if self._burst is not None else 0.0
@@ -1341,7 +1370,8 @@ class RedisThrottler:
         asking, self._asking = self._asking, set()
         self._give_back(list(asking))
         for waiter in asking:
-            self._forgets.append((waiter.cost, waiter.member))  # in case Redis admitted it
+            # In case Redis admitted it:
+            self._forgets.append((waiter.cost, waiter.member, waiter.mode == _OPEN))
         woken = list(self._woken.values())
         self._woken.clear()
         for waiter, kind in woken:
@@ -1351,6 +1381,11 @@ class RedisThrottler:
             self._client = _aioredis.Redis.from_url(self._url)
         if self._pending() and self._loop is not None:
             self._schedule_flush(self._loop)
+
+
+def _costly(items: list[tuple[int, str, bool]]) -> int:
+    """How many queued settles or forgets would keep an entry open until hold_timeout."""
+    return sum(1 for item in items if item[2])
 
 
 def _left(loop: asyncio.AbstractEventLoop, start: float, timeout: float | None) -> float | None:

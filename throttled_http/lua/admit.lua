@@ -7,8 +7,10 @@
 -- KEYS[2] tat     GCRA theoretical arrival time in microseconds (smooth mode only).
 -- KEYS[3] pause   server time in microseconds before which nothing is admitted.
 --
--- ARGV: hold_us, burst (0 = none), interval_us, ttl_ms, nrates, (limit, period_us) x nrates,
---       nentries, (cost, mode, member) x nentries; mode 0 = stamp now, 1 = open.
+-- ARGV: hold_us, resume_us, burst (0 = none), interval_us, ttl_ms, nrates,
+--       (limit, period_us) x nrates, nentries, (cost, mode, member) x nentries;
+--       mode 0 = stamp now, 1 = open (deadline now + hold_us), 2 = open until the waiting
+--       task resumes (deadline now + resume_us). Both open modes are stamped by settle.lua.
 --       A cost c > 1 is stored as c members "<member>.1" .. "<member>.c".
 --
 -- Returns {admitted, wait_us, blocked, now_us, in_window}: the first `admitted`
@@ -21,10 +23,11 @@ if redis.replicate_commands then pcall(redis.replicate_commands) end
 
 local stamps, tat_key, pause_key = KEYS[1], KEYS[2], KEYS[3]
 local hold = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local interval = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
-local nrates = tonumber(ARGV[5])
+local resume = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local interval = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local nrates = tonumber(ARGV[6])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -33,8 +36,8 @@ local function num(x) return string.format('%.17g', x) end
 
 local limits, periods, longest = {}, {}, 0
 for i = 1, nrates do
-  limits[i] = tonumber(ARGV[4 + 2 * i])
-  periods[i] = tonumber(ARGV[5 + 2 * i])
+  limits[i] = tonumber(ARGV[5 + 2 * i])
+  periods[i] = tonumber(ARGV[6 + 2 * i])
   if periods[i] > longest then longest = periods[i] end
 end
 redis.call('ZREMRANGEBYSCORE', stamps, '-inf', num(now - longest))
@@ -91,7 +94,7 @@ local function add(score, cost, member)
 end
 
 local paused = tonumber(redis.call('GET', pause_key) or '0')
-local pos = 6 + 2 * nrates
+local pos = 7 + 2 * nrates
 local nentries = tonumber(ARGV[pos])
 local admitted, wait, blocked = 0, 0, 0
 if paused > now then
@@ -107,6 +110,8 @@ else
     end
     if mode == '1' then
       add(now + hold, cost, member)
+    elseif mode == '2' then
+      add(now + resume, cost, member)
     else
       add(now, cost, member)
       if burst > 0 then
