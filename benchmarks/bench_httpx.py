@@ -32,7 +32,7 @@ from _common import Table, fmt_ratio, median, parse, parser, print_header, write
 from throttled_http.httpx import ThrottledTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
 CONCURRENCY = 50
 
@@ -89,9 +89,33 @@ def answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=b"ok")
 
 
-async def mock_cost(throttle: bool, count: int) -> float:
-    """Microseconds per request of a client over ``httpx.MockTransport`` (no network)."""
-    inner = httpx.MockTransport(answer)
+class _Body(httpx.AsyncByteStream):
+    """A body that arrives as a stream, as from a real connection."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"ok"
+
+
+_HEADERS = [
+    (b"Content-Type", b"text/plain; charset=utf-8"),
+    (b"Content-Length", b"2"),
+    (b"Date", b"Wed, 25 Nov 2026 15:00:00 GMT"),
+    (b"Server", b"Python/3.11 aiohttp/3.14"),
+]
+
+
+class StreamingMock(httpx.AsyncBaseTransport):
+    """Answers at once, with the headers of the local server and a streamed body: unlike
+    ``MockTransport`` (whose body is in memory), it makes the throttled transport hold
+    the slot until the body is read, as a real connection does."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=_HEADERS, stream=_Body())
+
+
+async def mock_cost(throttle: bool, count: int, streaming: bool = False) -> float:
+    """Microseconds per request of a client over a mock transport (no network)."""
+    inner: httpx.AsyncBaseTransport = StreamingMock() if streaming else httpx.MockTransport(answer)
     transport: httpx.AsyncBaseTransport = (
         ThrottledTransport(rate_limit=10**7, period=1.0, transport=inner) if throttle else inner
     )
@@ -143,12 +167,17 @@ def main() -> None:
         server.terminate()
         server.wait()
     count = 2_000 if args.quick else 10_000
-    costs: dict[str, list[float]] = {"plain": [], "throttled": []}
+    costs: dict[str, list[float]] = {
+        "plain": [],
+        "throttled": [],
+        "plain streaming": [],
+        "throttled streaming": [],
+    }
     for repeat in range(args.repeats):
         for throttle in (False, True) if repeat % 2 == 0 else (True, False):
-            costs["throttled" if throttle else "plain"].append(
-                asyncio.run(mock_cost(throttle, count))
-            )
+            for streaming in (False, True):
+                name = ("throttled" if throttle else "plain") + (" streaming" if streaming else "")
+                costs[name].append(asyncio.run(mock_cost(throttle, count, streaming)))
     print()
     table = Table("Client", "Median requests/s", "Min", "Max")
     for name, rates in results.items():
@@ -160,11 +189,19 @@ def main() -> None:
     print(f"per-repeat ratios: {shown}")
     print()
     added = median(costs["throttled"]) - median(costs["plain"])
-    cost_table = Table("Client over httpx.MockTransport", "Median CPU per request")
-    cost_table.add_row("plain AsyncClient", f"{median(costs['plain']):.1f} us")
-    cost_table.add_row("ThrottledTransport", f"{median(costs['throttled']):.1f} us")
+    added_streaming = median(costs["throttled streaming"]) - median(costs["plain streaming"])
+    cost_table = Table("Client, over a mock transport", "Median CPU per request")
+    cost_table.add_row("plain AsyncClient, MockTransport", f"{median(costs['plain']):.1f} us")
+    cost_table.add_row("ThrottledTransport, MockTransport", f"{median(costs['throttled']):.1f} us")
+    cost_table.add_row(
+        "plain AsyncClient, streamed body", f"{median(costs['plain streaming']):.1f} us"
+    )
+    cost_table.add_row(
+        "ThrottledTransport, streamed body", f"{median(costs['throttled streaming']):.1f} us"
+    )
     cost_table.print(f"CPU cost without a network, {count} requests x {args.repeats} repeats")
-    print(f"added by ThrottledTransport: {added:.1f} us per request")
+    print(f"added by ThrottledTransport: {added:.1f} us per request (body in memory)")
+    print(f"added by ThrottledTransport: {added_streaming:.1f} us per request (streamed body)")
     write_json(
         args.json,
         {
@@ -175,6 +212,7 @@ def main() -> None:
             "ratio": ratio,
             "mock_cpu_us": costs,
             "added_us": added,
+            "added_streaming_us": added_streaming,
         },
     )
 
