@@ -778,10 +778,14 @@ class SyncThrottledTransport(httpx.BaseTransport):
         if isinstance(hosts, SyncThrottler):
             return "*", hosts, hosts.open_entry(cost, timeout=self._throttle_timeout)
         target = _target(request)
+        origin = None
+        if target is request.url:
+            url = request.url
+            origin = (url.scheme, url.raw_host, url.port)  # the map remembers its key
         lock = self._map_lock
         while True:
             with lock:
-                key, limiter = hosts.resolve(target)
+                key, limiter = hosts.resolve(target, origin=origin)
             if limiter is None:
                 return None
             throttler = cast("SyncThrottler", limiter)
@@ -789,7 +793,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
             # Another thread may have evicted the (then idle) throttler while this one was
             # about to queue; an entry must count in the throttler the map holds.
             with lock:
-                if hosts.resolve(target)[1] is limiter:
+                if hosts.resolve(target, origin=origin)[1] is limiter:
                     return key, throttler, entry
             entry.close()
 
