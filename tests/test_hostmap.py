@@ -636,3 +636,13 @@ def test_callable_scope_ignores_the_origin() -> None:
     hosts = ThrottlerMap(10, 1.0, scope=lambda url: str(url).rsplit("/", 1)[-1])
     assert hosts.resolve("http://a.example/x", origin="o")[0] == "x"
     assert hosts.resolve("http://a.example/y", origin="o")[0] == "y"
+
+
+async def test_holds_tells_whether_the_map_still_keeps_a_limiter() -> None:
+    """holds(key, limiter) is true for the kept limiter and false once it was replaced."""
+    hosts = ThrottlerMap(10, 1.0)
+    key, limiter = hosts.resolve("http://a.example/")
+    assert limiter is not None
+    assert hosts.holds(key, limiter)
+    assert not hosts.holds("http://b.example:80", limiter)
+    assert not hosts.holds(key, Throttler(10, 1.0))

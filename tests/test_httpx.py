@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import itertools
 import logging
 import re
 import subprocess
@@ -934,3 +935,21 @@ async def test_each_unclosed_response_expires_at_its_own_deadline(
         await first.aclose()
         await second.aclose()
         assert in_flight(transport, "http://a.example/") == 0
+
+
+def test_sync_scope_that_answers_differently_each_time_does_not_loop() -> None:
+    """A rotating-token scope is asked once per request; the request is sent at once."""
+    tokens = itertools.cycle(["token-a", "token-b"])
+    calls: list[object] = []
+
+    def by_token(url: object) -> str:
+        calls.append(url)
+        return next(tokens)
+
+    transport = SyncThrottledTransport(
+        100, 1.0, scope=by_token, transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://127.0.0.1/").status_code == 200
+        assert client.get("http://127.0.0.1/").status_code == 200
+    assert len(calls) == 2

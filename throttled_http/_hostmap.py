@@ -380,6 +380,16 @@ class ThrottlerMap:
                 self._sweep(_SWEEP_ON_HIT, self._max_keys, key)
         return key, limiter
 
+    def holds(self, key: str, limiter: AsyncLimiter) -> bool:
+        """Whether ``limiter`` is still the one the map keeps under ``key``.
+
+        For callers that resolved a key, then waited without holding the map: a key may be
+        evicted while idle, and an entry must count in the throttler the map holds. Asks
+        nothing of ``scope``, so a scope that answers differently each time (a rotating
+        API token) cannot send the caller round again.
+        """
+        return self._limiters.get(key) is limiter
+
     def throttler_for(self, url: object) -> AsyncLimiter | None:
         """The throttler for ``url`` (created on first use), or ``None`` for no limit.
 

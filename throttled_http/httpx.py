@@ -793,7 +793,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
             # Another thread may have evicted the (then idle) throttler while this one was
             # about to queue; an entry must count in the throttler the map holds.
             with lock:
-                if hosts.resolve(target, origin=origin)[1] is limiter:
+                if hosts.holds(key, limiter):
                     return key, throttler, entry
             entry.close()
 
