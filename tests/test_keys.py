@@ -215,3 +215,17 @@ def test_fast_path_agrees_with_urllib(text: str) -> None:
     except InvalidURLError:
         got = InvalidURLError
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.1/", "http://2130706433/", "http://0x7f.0.0.1/", "http://0177.0.0.1/"]
+)
+def test_numeric_ipv4_spellings_share_the_dotted_quad_key(url: str) -> None:
+    """httpx sends every spelling of 127.0.0.1 to 127.0.0.1: they share one limit."""
+    assert host_key(url) == "http://127.0.0.1:80"
+
+
+@pytest.mark.parametrize("url", ["http://999.1.1.1/", "http://1.2.3.4.5/", "http://a.0x/"])
+def test_hosts_that_only_look_numeric_keep_their_spelling(url: str) -> None:
+    """A host ending in a number that is no IPv4 address is keyed as it is written."""
+    assert host_key(url) == url.rstrip("/") + ":80"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
@@ -90,7 +91,7 @@ def split_url(url: object) -> tuple[str, str, int | None]:
             if host:
                 if port is None:
                     port = DEFAULT_PORTS.get(scheme)
-                return scheme, host, port
+                return scheme, _canonical_ipv4(host), port
     return _split_with_urllib(text)
 
 
@@ -257,7 +258,7 @@ def _normalize(host: str, text: str) -> str:
     if host.isascii():
         if not host or _BAD_HOST.search(host):
             raise InvalidURLError(f"invalid host {host!r} in {text!r}")
-        return host
+        return _canonical_ipv4(host)
     try:
         encoded = idna.encode(host, uts46=True).decode("ascii")
     except idna.IDNAError:
@@ -268,6 +269,26 @@ def _normalize(host: str, text: str) -> str:
     if _BAD_HOST.search(encoded):
         raise InvalidURLError(f"invalid host {host!r} in {text!r}")
     return encoded.lower()
+
+
+_HEX_LABEL: Final = re.compile(r"0x[0-9a-f]*\Z")
+
+
+def _canonical_ipv4(host: str) -> str:
+    """The dotted quad of an IPv4 host however it is spelt, else ``host`` unchanged.
+
+    ``127.1``, ``2130706433`` and ``0x7f.0.0.1`` all name 127.0.0.1, and httpx sends them
+    there: they must share its key. As in the WHATWG URL standard, a lower-case host whose
+    last label is a number (decimal, or hex with ``0x``) is read as IPv4; one that is not a
+    valid address stays as it is.
+    """
+    last = host.rpartition(".")[2]
+    if not (last.isdigit() or _HEX_LABEL.match(last)):
+        return host
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return host
 
 
 def _is_ipv4(host: str) -> bool:
