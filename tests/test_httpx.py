@@ -953,3 +953,35 @@ def test_sync_scope_that_answers_differently_each_time_does_not_loop() -> None:
         assert client.get("http://127.0.0.1/").status_code == 200
         assert client.get("http://127.0.0.1/").status_code == 200
     assert len(calls) == 2
+
+
+def _tiny_quota(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, headers={"RateLimit-Policy": '"x";q=1;w=0.001'}, text="ok")
+
+
+async def test_adapt_to_a_quota_below_the_cost_charges_the_whole_limit() -> None:
+    """With adapt=True a server's tiny quota never makes a weighted request raise."""
+    transport = ThrottledTransport(10, 1.0, adapt=True, transport=httpx.MockTransport(_tiny_quota))
+    heavy = {"throttled_http_cost": 5}
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get("http://127.0.0.1/a", extensions=heavy)).status_code == 200
+        assert (await client.get("http://127.0.0.1/b", extensions=heavy)).status_code == 200
+
+
+async def test_without_adapt_a_cost_above_the_limit_is_still_an_error() -> None:
+    """The clamp is for server-lowered limits only: a caller's own mistake still raises."""
+    transport = ThrottledTransport(3, 1.0, transport=httpx.MockTransport(ok))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(ValueError, match="cost"):
+            await client.get("http://127.0.0.1/", extensions={"throttled_http_cost": 5})
+
+
+def test_sync_adapt_to_a_quota_below_the_cost_charges_the_whole_limit() -> None:
+    """The thread-safe transport charges a server-lowered limit the same way."""
+    transport = SyncThrottledTransport(
+        10, 1.0, adapt=True, transport=httpx.MockTransport(_tiny_quota)
+    )
+    with httpx.Client(transport=transport) as client:
+        for path in ("/a", "/b"):
+            response = client.get("http://127.0.0.1" + path, extensions={"throttled_http_cost": 5})
+            assert response.status_code == 200

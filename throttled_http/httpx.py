@@ -98,6 +98,33 @@ def _request_cost(request: httpx.Request) -> int:
     return 1 if cost is None else positive_int(COST_EXTENSION, cost)
 
 
+async def _open_charged(
+    limiter: AsyncLimiter, cost: int, policy: FeedbackPolicy | None, timeout: float | None
+) -> EntryLike:
+    """``limiter.open_entry`` for ``cost``, charged as :func:`_room` says."""
+    while True:
+        charge = _room(limiter, cost, policy)
+        try:
+            return await limiter.open_entry(charge, timeout=timeout)
+        except ValueError:
+            # Adapted below this cost while it waited: charge the new whole limit.
+            if _room(limiter, charge, policy) == charge:
+                raise
+
+
+def _room(limiter: AsyncLimiter | SyncThrottler, cost: int, policy: FeedbackPolicy | None) -> int:
+    """The cost to charge: with ``adapt=True``, at most the smallest limit now in force.
+
+    A server that advertises a quota smaller than a request's cost (or a 429 that cut the
+    rate) must not make that request raise: it is charged as a whole window of the
+    adopted limit instead, which the server's quota allows.
+    """
+    if cost == 1 or policy is None or not policy.adapt:
+        return cost
+    smallest = min(rate.limit for rate in limiter.rates)
+    return cost if cost <= smallest else smallest
+
+
 def _replayable(request: httpx.Request) -> bool:
     """Whether the request body can be sent again (it is in memory, not a one-shot stream)."""
     return isinstance(request.stream, httpx.ByteStream)
@@ -492,7 +519,7 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
             key, limiter = resolve_limiter(self._limiter, target, origin=origin)
             if limiter is None:
                 return await inner.handle_async_request(request)
-            entry = await limiter.open_entry(cost, timeout=self._throttle_timeout)
+            entry = await _open_charged(limiter, cost, policy, self._throttle_timeout)
             try:
                 response = await inner.handle_async_request(request)
             except BaseException:
@@ -776,7 +803,8 @@ class SyncThrottledTransport(httpx.BaseTransport):
     ) -> tuple[str, SyncThrottler, SyncEntry] | None:
         hosts = self._limiter
         if isinstance(hosts, SyncThrottler):
-            return "*", hosts, hosts.open_entry(cost, timeout=self._throttle_timeout)
+            charge = _room(hosts, cost, self._policy)
+            return "*", hosts, hosts.open_entry(charge, timeout=self._throttle_timeout)
         target = _target(request)
         origin = None
         if target is request.url:
@@ -789,7 +817,14 @@ class SyncThrottledTransport(httpx.BaseTransport):
             if limiter is None:
                 return None
             throttler = cast("SyncThrottler", limiter)
-            entry = throttler.open_entry(cost, timeout=self._throttle_timeout)
+            charge = _room(throttler, cost, self._policy)
+            try:
+                entry = throttler.open_entry(charge, timeout=self._throttle_timeout)
+            except ValueError:
+                # Adapted below this cost while it waited: go round with the new limit.
+                if _room(throttler, charge, self._policy) == charge:
+                    raise
+                continue
             # Another thread may have evicted the (then idle) throttler while this one was
             # about to queue; an entry must count in the throttler the map holds.
             with lock:
