@@ -75,9 +75,16 @@ from yarl import URL
 
 from ._feedback import FeedbackPolicy
 from ._headers import may_carry_feedback
+from ._holding import (
+    DEFAULT_HOLD_TIMEOUT,
+    Holds,
+    check_exclusive,
+    check_hold_timeout,
+    check_throttle_timeout,
+    make_policy,
+)
 from ._hostmap import ThrottlerMap, resolve_limiter
 from ._protocols import AsyncLimiter
-from ._validate import non_negative_float, positive_float
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -95,8 +102,6 @@ __all__ = [
     "throttle_trace_config",
 ]
 
-DEFAULT_HOLD_TIMEOUT: Final = 300.0
-"""Seconds after its headers arrived that an unreleased response gives its slot back."""
 
 _logger = logging.getLogger("throttled_http")
 
@@ -112,7 +117,7 @@ class _Hold:
 
     __slots__ = ("entry", "holds", "key")
 
-    def __init__(self, entry: EntryLike, key: str, holds: _Holds) -> None:
+    def __init__(self, entry: EntryLike, key: str, holds: Holds[_Hold]) -> None:
         self.entry = entry
         self.key = key
         self.holds = holds
@@ -132,58 +137,8 @@ class _Hold:
             self.entry.close()
 
 
-@final
-class _Holds:
-    """Responses held open, oldest first, and one timer for the oldest deadline.
-
-    Every hold gets the same ``hold_timeout``, so insertion order is deadline order: one
-    timer, armed at the oldest deadline and moved on when it fires, ends each overlong
-    hold exactly ``hold_timeout`` seconds after its headers arrived, without a timer per
-    response.
-    """
-
-    __slots__ = ("_deadlines", "_hold_timeout", "_loop", "_timer")
-
-    def __init__(self, hold_timeout: float | None) -> None:
-        self._hold_timeout = hold_timeout
-        self._deadlines: dict[_Hold, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, hold: _Hold) -> None:
-        hold_timeout = self._hold_timeout
-        if hold_timeout is None:
-            return  # nothing to time: the connection callback alone closes the entry
-        loop = asyncio.get_running_loop()
-        self._deadlines[hold] = loop.time() + hold_timeout
-        if self._timer is None or self._loop is not loop:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._loop = loop
-            self._timer = loop.call_at(next(iter(self._deadlines.values())), self._sweep)
-
-    def discard(self, hold: _Hold) -> None:
-        self._deadlines.pop(hold, None)
-
-    def _sweep(self) -> None:
-        self._timer = None
-        loop = self._loop
-        hold_timeout = self._hold_timeout
-        if loop is None or hold_timeout is None:  # pragma: no cover - armed only with both
-            return
-        deadlines = self._deadlines
-        now = loop.time()
-        while deadlines:
-            hold, deadline = next(iter(deadlines.items()))
-            if deadline > now:
-                self._timer = loop.call_at(deadline, self._sweep)
-                return
-            del deadlines[hold]
-            hold.expire(hold_timeout)
-
-
 def _hold_until_released(
-    entry: EntryLike, response: aiohttp.ClientResponse, key: str, holds: _Holds
+    entry: EntryLike, response: aiohttp.ClientResponse, key: str, holds: Holds[_Hold]
 ) -> None:
     """Settle ``entry`` now (headers arrived) and close it when ``response`` is released."""
     entry.settle()
@@ -269,9 +224,9 @@ class ThrottleMiddleware:
         feedback: FeedbackPolicy | None = None,
     ) -> None:
         self._limiter = _check_limiter(limiter)
-        self._hold_timeout = _check_hold_timeout(hold_timeout)
-        self._holds = _Holds(self._hold_timeout)
-        self._throttle_timeout = _check_throttle_timeout(throttle_timeout)
+        self._hold_timeout = check_hold_timeout(hold_timeout)
+        self._holds: Holds[_Hold] = Holds(self._hold_timeout)
+        self._throttle_timeout = check_throttle_timeout(throttle_timeout)
         if feedback is not None and not isinstance(feedback, FeedbackPolicy):
             raise TypeError(f"feedback must be a FeedbackPolicy or None, got {feedback!r}")
         self._feedback = feedback
@@ -428,8 +383,8 @@ def throttle_trace_config(
         throttle_timeout: as for :func:`throttle_middleware`.
     """
     checked = _check_limiter(limiter)
-    holds = _Holds(_check_hold_timeout(hold_timeout))
-    throttle_timeout = _check_throttle_timeout(throttle_timeout)
+    holds: Holds[_Hold] = Holds(check_hold_timeout(hold_timeout))
+    throttle_timeout = check_throttle_timeout(throttle_timeout)
 
     async def admit(ctx: SimpleNamespace, url: URL) -> None:
         ctx.throttled_http_entry = None
@@ -602,29 +557,21 @@ class ThrottledClientSession:
                 backend=backend,
             )
         else:
-            given = [
-                name
-                for name, value in (
-                    ("rates", rates),
-                    ("max_concurrency", max_concurrency),
-                    ("burst", burst),
-                    ("overrides", overrides),
-                    ("backend", backend),
-                )
-                if value is not None
-            ]
-            if scope != "host":
-                given.append("scope")
-            if given:
-                raise ValueError(
-                    f"throttler= carries its own limits; do not pass {', '.join(given)} with it"
-                )
+            check_exclusive(
+                throttler,
+                rates=rates,
+                max_concurrency=max_concurrency,
+                burst=burst,
+                overrides=overrides,
+                backend=backend,
+                scope=None if scope == "host" else scope,
+            )
             limiter = _check_limiter(throttler)
         middleware = ThrottleMiddleware(
             limiter,
             hold_timeout=hold_timeout,
             throttle_timeout=throttle_timeout,
-            feedback=_make_feedback(feedback, max_retry_after, adapt, retries),
+            feedback=make_policy(feedback, max_retry_after, adapt, retries),
         )
         middlewares: Sequence[Any]
         if session is None:
@@ -873,21 +820,3 @@ def _check_limiter(limiter: object) -> AsyncLimiter | ThrottlerMap:
     raise TypeError(
         f"limiter must be a Throttler, a ThrottlerMap or another AsyncLimiter, got {limiter!r}"
     )
-
-
-def _check_hold_timeout(value: float | None) -> float | None:
-    return None if value is None else positive_float("hold_timeout", value)
-
-
-def _check_throttle_timeout(value: float | None) -> float | None:
-    return None if value is None else non_negative_float("throttle_timeout", value)
-
-
-def _make_feedback(
-    feedback: FeedbackPolicy | None, max_retry_after: float | None, adapt: bool, retries: int
-) -> FeedbackPolicy:
-    if feedback is None:
-        return FeedbackPolicy(max_retry_after=max_retry_after, adapt=adapt, retries=retries)
-    if not isinstance(feedback, FeedbackPolicy):
-        raise TypeError(f"feedback must be a FeedbackPolicy, got {feedback!r}")
-    return feedback

@@ -53,18 +53,25 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "throttled_http.httpx needs httpx: pip install throttled_http[httpx]"
     ) from exc
 
-from ._feedback import FeedbackPolicy
 from ._headers import may_carry_feedback
+from ._holding import (
+    DEFAULT_HOLD_TIMEOUT,
+    Holds,
+    check_exclusive,
+    check_hold_timeout,
+    check_throttle_timeout,
+    make_policy,
+)
 from ._hostmap import ThrottlerMap, resolve_limiter
 from ._ledger import INF
 from ._protocols import AsyncLimiter
 from ._sync import SyncThrottler
-from ._validate import non_negative_float, positive_float, positive_int
+from ._validate import positive_int
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Mapping
 
-    from ._feedback import FeedbackTarget
+    from ._feedback import FeedbackPolicy, FeedbackTarget
     from ._hostmap import Scope, ThrottlerBackend
     from ._protocols import EntryLike
     from ._rates import Rate, RatesLike
@@ -87,8 +94,6 @@ KEY_EXTENSION: Final = "throttled_http_key"
 BYPASS_EXTENSION: Final = "throttled_http_bypass"
 """``request.extensions`` key: ``True`` sends the request without throttling it."""
 
-DEFAULT_HOLD_TIMEOUT: Final = 300.0
-"""Seconds after its headers arrived that a never-closed response gives its slot back."""
 
 logger = logging.getLogger("throttled_http")
 
@@ -130,27 +135,6 @@ def _replayable(request: httpx.Request) -> bool:
     return isinstance(request.stream, httpx.ByteStream)
 
 
-def _hold_timeout(value: object) -> float | None:
-    return None if value is None else positive_float("hold_timeout", value)
-
-
-def _throttle_timeout(value: object) -> float | None:
-    return None if value is None else non_negative_float("throttle_timeout", value)
-
-
-def _make_policy(
-    feedback: FeedbackPolicy | None,
-    max_retry_after: float | None,
-    adapt: bool,
-    retries: int,
-) -> FeedbackPolicy:
-    if feedback is None:
-        return FeedbackPolicy(max_retry_after=max_retry_after, adapt=adapt, retries=retries)
-    if not isinstance(feedback, FeedbackPolicy):
-        raise TypeError(f"feedback must be a FeedbackPolicy, got {feedback!r}")
-    return feedback
-
-
 def _consult(
     policy: FeedbackPolicy,
     limiter: FeedbackTarget,
@@ -190,7 +174,11 @@ class _AsyncReleasingStream(httpx.AsyncByteStream):
     __slots__ = ("_chunks", "_entry", "_holds", "_stream", "key")
 
     def __init__(
-        self, stream: httpx.AsyncByteStream, entry: EntryLike, holds: _AsyncHolds, key: str
+        self,
+        stream: httpx.AsyncByteStream,
+        entry: EntryLike,
+        holds: Holds[_AsyncReleasingStream],
+        key: str,
     ) -> None:
         self._stream = stream
         self._chunks: AsyncIterator[bytes] | None = None
@@ -233,69 +221,6 @@ class _AsyncReleasingStream(httpx.AsyncByteStream):
         if not self._entry.closed:
             _warn_unclosed(self.key, hold_timeout)
         self._entry.close()
-
-
-@final
-class _AsyncHolds:
-    """Open response bodies, oldest first, and one timer for the oldest deadline.
-
-    Every body gets the same ``hold_timeout``, so insertion order is deadline order: one
-    timer, armed at the oldest deadline and moved on when it fires, gives each overlong
-    hold back exactly ``hold_timeout`` seconds after its headers arrived, without a timer
-    per response.
-    """
-
-    __slots__ = ("_deadlines", "_hold_timeout", "_loop", "_timer")
-
-    def __init__(self, hold_timeout: float | None) -> None:
-        self._hold_timeout = hold_timeout
-        self._deadlines: dict[_AsyncReleasingStream, float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def add(self, stream: _AsyncReleasingStream) -> None:
-        hold_timeout = self._hold_timeout
-        if hold_timeout is None:  # kept only so that aclose() can give the slot back
-            self._deadlines[stream] = INF
-            return
-        loop = asyncio.get_running_loop()
-        self._deadlines[stream] = loop.time() + hold_timeout
-        if self._timer is None or self._loop is not loop:
-            self._arm(loop)
-
-    def discard(self, stream: _AsyncReleasingStream) -> None:
-        self._deadlines.pop(stream, None)
-
-    def pop_all(self) -> list[_AsyncReleasingStream]:
-        streams = list(self._deadlines)
-        self._deadlines.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        return streams
-
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        oldest = next(iter(self._deadlines.values()))
-        self._loop = loop
-        self._timer = loop.call_at(oldest, self._sweep)
-
-    def _sweep(self) -> None:
-        self._timer = None
-        loop = self._loop
-        if loop is None:  # pragma: no cover - armed only with a loop
-            return
-        hold_timeout = cast("float", self._hold_timeout)
-        deadlines = self._deadlines
-        now = loop.time()
-        while deadlines:
-            stream, deadline = next(iter(deadlines.items()))
-            if deadline > now:
-                self._timer = loop.call_at(deadline, self._sweep)
-                return
-            del deadlines[stream]
-            stream.expire(hold_timeout)
 
 
 @final
@@ -344,16 +269,6 @@ def _target(request: httpx.Request) -> object:
             f"{KEY_EXTENSION} must be a URL or a host name such as 'api.example.com', got {key!r}"
         )
     return key if "://" in key else f"{request.url.scheme}://{key}"
-
-
-def _check_exclusive(throttler: object, **options: object) -> None:
-    if throttler is None:
-        return
-    given = sorted(name for name, value in options.items() if value is not None)
-    if given:
-        raise ValueError(
-            f"throttler= already carries its limits; do not pass {', '.join(given)} with it"
-        )
 
 
 @final
@@ -452,7 +367,7 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
         throttle_timeout: float | None = None,
     ) -> None:
-        _check_exclusive(
+        check_exclusive(
             throttler,
             rates=rates,
             max_concurrency=max_concurrency,
@@ -483,9 +398,9 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
             raise TypeError(f"transport must be an httpx.AsyncBaseTransport, got {transport!r}")
         self._limiter: AsyncLimiter | ThrottlerMap = throttler
         self._transport = transport
-        self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
-        self._holds = _AsyncHolds(_hold_timeout(hold_timeout))
-        self._throttle_timeout = _throttle_timeout(throttle_timeout)
+        self._policy = make_policy(feedback, max_retry_after, adapt, retries)
+        self._holds: Holds[_AsyncReleasingStream] = Holds(check_hold_timeout(hold_timeout))
+        self._throttle_timeout = check_throttle_timeout(throttle_timeout)
 
     @property
     def throttler(self) -> AsyncLimiter | ThrottlerMap:
@@ -719,7 +634,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
         hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
         throttle_timeout: float | None = None,
     ) -> None:
-        _check_exclusive(
+        check_exclusive(
             throttler,
             rates=rates,
             max_concurrency=max_concurrency,
@@ -748,9 +663,9 @@ class SyncThrottledTransport(httpx.BaseTransport):
             raise TypeError(f"transport must be an httpx.BaseTransport, got {transport!r}")
         self._transport = transport
         self._map_lock = threading.Lock()
-        self._policy = _make_policy(feedback, max_retry_after, adapt, retries)
-        self._holds = _Holds(_hold_timeout(hold_timeout))
-        self._throttle_timeout = _throttle_timeout(throttle_timeout)
+        self._policy = make_policy(feedback, max_retry_after, adapt, retries)
+        self._holds = _Holds(check_hold_timeout(hold_timeout))
+        self._throttle_timeout = check_throttle_timeout(throttle_timeout)
 
     @property
     def throttler(self) -> SyncThrottler | ThrottlerMap:
