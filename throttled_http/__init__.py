@@ -15,7 +15,7 @@ from ._exceptions import (
     ThrottlerTimeoutError,
 )
 from ._feedback import FeedbackPolicy, FeedbackStatistics, KeyFeedbackStatistics
-from ._headers import Feedback, parse_feedback
+from ._headers import Feedback, may_carry_feedback, parse_feedback
 from ._hostmap import (
     KeyStatistics,
     ThrottlerBackend,
@@ -53,6 +53,7 @@ __all__ = [
     "ThrottlerTimeoutError",
     "__version__",
     "host_key",
+    "may_carry_feedback",
     "parse_feedback",
     "parse_rates",
     "resolve_limiter",
