@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, final
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF
 from ._rates import Rate, RatesLike, parse_rates
-from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _LedgerFront
+from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _EntryState, _LedgerFront
 from ._validate import non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
@@ -312,14 +312,14 @@ class SyncThrottler(_LedgerFront):
 
 
 @final
-class SyncEntry:
+class SyncEntry(_EntryState):
     """An admitted latency-proof entry of a :class:`SyncThrottler`.
 
     ``settle()`` stamps it now; ``close()`` settles it if needed and gives back its slot.
     Both are idempotent and thread-safe, so any thread may call them.
     """
 
-    __slots__ = ("_generation", "_guard", "_state", "_throttler", "cost")
+    __slots__ = ("_generation", "_guard", "_throttler")
 
     def __init__(self, throttler: SyncThrottler, cost: int, generation: int) -> None:
         self._throttler = throttler
@@ -327,16 +327,6 @@ class SyncEntry:
         self._generation = generation
         self._state = _OPEN
         self._guard = threading.Lock()
-
-    @property
-    def settled(self) -> bool:
-        """Whether the entry has been stamped."""
-        return self._state != _OPEN
-
-    @property
-    def closed(self) -> bool:
-        """Whether the entry's slot has been given back."""
-        return self._state == _CLOSED
 
     def settle(self) -> None:
         """Stamp the entry now: it counts in windows until ``period`` seconds from now."""
@@ -354,10 +344,6 @@ class SyncEntry:
                 return
             self._state = _CLOSED
         self._throttler._close_entry()
-
-    def __repr__(self) -> str:
-        state = ("open", "settled", "closed")[self._state]
-        return f"<SyncEntry cost={self.cost} {state}>"
 
 
 @final

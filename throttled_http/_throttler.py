@@ -669,22 +669,17 @@ def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
     return int_in_range("burst", burst, 1, slowest.limit)
 
 
-@final
-class Entry:
-    """An admitted latency-proof entry; see :meth:`Throttler.entry`.
+class _EntryState:
+    """The state every kind of entry shares: open, settled (stamped), closed (slot back).
 
-    ``settle()`` stamps it now (idempotent); ``close()`` settles it if needed and gives
-    back its concurrency slot (idempotent). Both are synchronous, so response callbacks
-    can call them.
+    Subclasses decide how ``settle()`` and ``close()`` reach their throttler; these views
+    and the repr are the same for all of them.
     """
 
-    __slots__ = ("_generation", "_state", "_throttler", "cost")
+    __slots__ = ("_state", "cost")
 
-    def __init__(self, throttler: Throttler, cost: int, generation: int) -> None:
-        self._throttler = throttler
-        self.cost = cost
-        self._generation = generation
-        self._state = _OPEN
+    _state: int
+    cost: int
 
     @property
     def settled(self) -> bool:
@@ -695,6 +690,28 @@ class Entry:
     def closed(self) -> bool:
         """Whether the entry's slot has been given back."""
         return self._state == _CLOSED
+
+    def __repr__(self) -> str:
+        state = ("open", "settled", "closed")[self._state]
+        return f"<{type(self).__name__} cost={self.cost} {state}>"
+
+
+@final
+class Entry(_EntryState):
+    """An admitted latency-proof entry; see :meth:`Throttler.entry`.
+
+    ``settle()`` stamps it now (idempotent); ``close()`` settles it if needed and gives
+    back its concurrency slot (idempotent). Both are synchronous, so response callbacks
+    can call them.
+    """
+
+    __slots__ = ("_generation", "_throttler")
+
+    def __init__(self, throttler: Throttler, cost: int, generation: int) -> None:
+        self._throttler = throttler
+        self.cost = cost
+        self._generation = generation
+        self._state = _OPEN
 
     def settle(self) -> None:
         """Stamp the entry now: it counts in windows until ``period`` from now."""
@@ -709,10 +726,6 @@ class Entry:
         self.settle()
         self._state = _CLOSED
         self._throttler._close_entry()
-
-    def __repr__(self) -> str:
-        state = ("open", "settled", "closed")[self._state]
-        return f"<Entry cost={self.cost} {state}>"
 
 
 @final

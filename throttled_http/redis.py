@@ -72,7 +72,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-extras tes
 from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
 from ._ledger import INF, Ledger
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
-from ._throttler import Throttler, ThrottlerStatistics, _check_burst
+from ._throttler import Throttler, ThrottlerStatistics, _check_burst, _EntryState
 from ._validate import int_in_range, non_negative_float, positive_float
 
 if TYPE_CHECKING:
@@ -1415,7 +1415,7 @@ else:  # pragma: no cover - Python 3.10
 
 
 @final
-class RedisEntry:
+class RedisEntry(_EntryState):
     """An admitted latency-proof entry of a :class:`RedisThrottler` (an ``EntryLike``).
 
     ``settle()`` stamps it at the Redis server's time (sent in the background; idempotent);
@@ -1431,11 +1431,9 @@ class RedisEntry:
         "_generation",
         "_local",
         "_member",
-        "_state",
         "_throttler",
         "_ticket",
         "admitted_at",
-        "cost",
     )
 
     def __init__(
@@ -1454,16 +1452,6 @@ class RedisEntry:
         self._state = _ST_OPEN
         self._generation: int | None = None  # in the throttler's shadow ledger
         self._ticket = 0  # the flusher batch that carries its settle to Redis
-
-    @property
-    def settled(self) -> bool:
-        """Whether the entry has been stamped."""
-        return self._state != _ST_OPEN
-
-    @property
-    def closed(self) -> bool:
-        """Whether the entry's slot has been given back."""
-        return self._state == _ST_CLOSED
 
     def settle(self) -> None:
         """Stamp the entry now (on the server's clock): it counts until ``period`` later."""
@@ -1484,10 +1472,6 @@ class RedisEntry:
         if self._local is not None:
             self._local.close()
         self._throttler._release_slot()
-
-    def __repr__(self) -> str:
-        state = ("open", "settled", "closed")[self._state]
-        return f"<RedisEntry cost={self.cost} {state}>"
 
 
 @final
