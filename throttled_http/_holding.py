@@ -9,18 +9,28 @@ a single loop timer. No HTTP client is imported here.
 from __future__ import annotations
 
 import asyncio
-from typing import Final, Generic, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, final
 
 from ._feedback import FeedbackPolicy
+from ._hostmap import ThrottlerMap
 from ._ledger import INF
+from ._protocols import AsyncLimiter
 from ._validate import non_negative_float, positive_float
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._hostmap import Scope, ThrottlerBackend
+    from ._rates import Rate, RatesLike
 
 __all__ = [
     "DEFAULT_HOLD_TIMEOUT",
     "Holds",
     "check_exclusive",
     "check_hold_timeout",
+    "check_limiter",
     "check_throttle_timeout",
+    "limiter_from_options",
     "make_policy",
 ]
 
@@ -130,3 +140,52 @@ def check_exclusive(throttler: object, **options: object) -> None:
         raise ValueError(
             f"throttler= already carries its limits; do not pass {', '.join(given)} with it"
         )
+
+
+def check_limiter(name: str, value: object) -> AsyncLimiter | ThrottlerMap:
+    """``value`` if it is a throttler or a map, else a TypeError naming ``name``."""
+    if isinstance(value, (ThrottlerMap, AsyncLimiter)):
+        return value
+    raise TypeError(
+        f"{name} must be a Throttler, a ThrottlerMap or another AsyncLimiter, got {value!r}"
+    )
+
+
+def limiter_from_options(
+    throttler: object,
+    rate_limit: int | str | Rate,
+    period: float,
+    *,
+    rates: RatesLike | None,
+    max_concurrency: int | None,
+    burst: int | None,
+    scope: Scope,
+    overrides: Mapping[str, RatesLike | None] | None,
+    backend: ThrottlerBackend | None,
+) -> AsyncLimiter | ThrottlerMap:
+    """What an async client is throttled by: the shared ``throttler=``, or a new map.
+
+    A shared throttler carries its own limits, so the limit options must not be given
+    beside it; otherwise every option builds a per-key :class:`ThrottlerMap`.
+    """
+    check_exclusive(
+        throttler,
+        rates=rates,
+        max_concurrency=max_concurrency,
+        burst=burst,
+        overrides=overrides,
+        backend=backend,
+        scope=None if scope == "host" else scope,
+    )
+    if throttler is not None:
+        return check_limiter("throttler", throttler)
+    return ThrottlerMap(
+        rate_limit,
+        period,
+        rates=rates,
+        max_concurrency=max_concurrency,
+        burst=burst,
+        scope=scope,
+        overrides=overrides,
+        backend=backend,
+    )

@@ -78,20 +78,20 @@ from ._headers import may_carry_feedback
 from ._holding import (
     DEFAULT_HOLD_TIMEOUT,
     Holds,
-    check_exclusive,
     check_hold_timeout,
+    check_limiter,
     check_throttle_timeout,
+    limiter_from_options,
     make_policy,
 )
 from ._hostmap import ThrottlerMap, resolve_limiter
-from ._protocols import AsyncLimiter
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import SimpleNamespace, TracebackType
 
     from ._hostmap import Scope, ThrottlerBackend
-    from ._protocols import EntryLike
+    from ._protocols import AsyncLimiter, EntryLike
     from ._rates import Rate, RatesLike
 
 __all__ = [
@@ -223,7 +223,7 @@ class ThrottleMiddleware:
         throttle_timeout: float | None = None,
         feedback: FeedbackPolicy | None = None,
     ) -> None:
-        self._limiter = _check_limiter(limiter)
+        self._limiter = check_limiter("limiter", limiter)
         self._hold_timeout = check_hold_timeout(hold_timeout)
         self._holds: Holds[_Hold] = Holds(self._hold_timeout)
         self._throttle_timeout = check_throttle_timeout(throttle_timeout)
@@ -382,7 +382,7 @@ def throttle_trace_config(
         hold_timeout: as for :func:`throttle_middleware`.
         throttle_timeout: as for :func:`throttle_middleware`.
     """
-    checked = _check_limiter(limiter)
+    checked = check_limiter("limiter", limiter)
     holds: Holds[_Hold] = Holds(check_hold_timeout(hold_timeout))
     throttle_timeout = check_throttle_timeout(throttle_timeout)
 
@@ -545,28 +545,17 @@ class ThrottledClientSession:
         throttle_timeout: float | None = None,
         **client_session_kwargs: Any,
     ) -> None:
-        if throttler is None:
-            limiter: AsyncLimiter | ThrottlerMap = ThrottlerMap(
-                rate_limit,
-                period,
-                rates=rates,
-                max_concurrency=max_concurrency,
-                burst=burst,
-                scope=scope,
-                overrides=overrides,
-                backend=backend,
-            )
-        else:
-            check_exclusive(
-                throttler,
-                rates=rates,
-                max_concurrency=max_concurrency,
-                burst=burst,
-                overrides=overrides,
-                backend=backend,
-                scope=None if scope == "host" else scope,
-            )
-            limiter = _check_limiter(throttler)
+        limiter = limiter_from_options(
+            throttler,
+            rate_limit,
+            period,
+            rates=rates,
+            max_concurrency=max_concurrency,
+            burst=burst,
+            scope=scope,
+            overrides=overrides,
+            backend=backend,
+        )
         middleware = ThrottleMiddleware(
             limiter,
             hold_timeout=hold_timeout,
@@ -812,11 +801,3 @@ def _absolute_url(session: aiohttp.ClientSession, url: Any) -> URL | None:
     if not isinstance(target, URL) or not target.is_absolute() or not target.host:
         return None
     return target
-
-
-def _check_limiter(limiter: object) -> AsyncLimiter | ThrottlerMap:
-    if isinstance(limiter, (ThrottlerMap, AsyncLimiter)):
-        return limiter
-    raise TypeError(
-        f"limiter must be a Throttler, a ThrottlerMap or another AsyncLimiter, got {limiter!r}"
-    )

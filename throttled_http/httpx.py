@@ -60,11 +60,11 @@ from ._holding import (
     check_exclusive,
     check_hold_timeout,
     check_throttle_timeout,
+    limiter_from_options,
     make_policy,
 )
 from ._hostmap import ThrottlerMap, resolve_limiter
 from ._ledger import INF
-from ._protocols import AsyncLimiter
 from ._sync import SyncThrottler
 from ._validate import positive_int
 
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
     from ._feedback import FeedbackPolicy, FeedbackTarget
     from ._hostmap import Scope, ThrottlerBackend
-    from ._protocols import EntryLike
+    from ._protocols import AsyncLimiter, EntryLike
     from ._rates import Rate, RatesLike
     from ._sync import SyncEntry
 
@@ -367,36 +367,22 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
         throttle_timeout: float | None = None,
     ) -> None:
-        check_exclusive(
+        limiter = limiter_from_options(
             throttler,
+            rate_limit,
+            period,
             rates=rates,
             max_concurrency=max_concurrency,
             burst=burst,
+            scope=scope,
             overrides=overrides,
             backend=backend,
-            scope=None if scope == "host" else scope,
         )
-        if throttler is None:
-            throttler = ThrottlerMap(
-                rate_limit,
-                period,
-                rates=rates,
-                max_concurrency=max_concurrency,
-                burst=burst,
-                scope=scope,
-                overrides=overrides,
-                backend=backend,
-            )
-        elif not isinstance(throttler, (ThrottlerMap, AsyncLimiter)):
-            raise TypeError(
-                f"throttler must be a Throttler, a ThrottlerMap or another AsyncLimiter, "
-                f"got {throttler!r}"
-            )
         if transport is None:
             transport = httpx.AsyncHTTPTransport()
         elif not isinstance(transport, httpx.AsyncBaseTransport):
             raise TypeError(f"transport must be an httpx.AsyncBaseTransport, got {transport!r}")
-        self._limiter: AsyncLimiter | ThrottlerMap = throttler
+        self._limiter: AsyncLimiter | ThrottlerMap = limiter
         self._transport = transport
         self._policy = make_policy(feedback, max_retry_after, adapt, retries)
         self._holds: Holds[_AsyncReleasingStream] = Holds(check_hold_timeout(hold_timeout))
