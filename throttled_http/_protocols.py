@@ -1,9 +1,12 @@
-"""The structural types the integrations program against.
+"""The structural types the integrations, the maps and the feedback policy program against.
 
-Anything shaped like :class:`AsyncLimiter` can stand where a :class:`~throttled_http.Throttler`
-does: the in-memory throttler and the Redis throttler both are. The HTTP integrations only
-use :meth:`AsyncLimiter.open_entry` (a latency-proof entry, settled when response headers
-arrive and closed when the response is released) plus the feedback methods.
+Anything shaped like :class:`ThrottlerLike` can stand where a
+:class:`~throttled_http.Throttler` does: the in-memory throttler and the Redis throttler
+both are; :class:`SyncThrottlerLike` is its blocking twin (:class:`~throttled_http.SyncThrottler`).
+They hold only what the package calls: a latency-proof entry (settled when response headers
+arrive, closed when the response is released), the server-feedback controls, and the
+idleness test a :class:`~throttled_http.ThrottlerMap` evicts by. The protocols describe
+throttlers you pass in; they are not classes to instantiate.
 """
 
 from __future__ import annotations
@@ -11,11 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from ._rates import Rate, RatesLike
 
-__all__ = ["AsyncLimiter", "EntryLike"]
+__all__ = ["EntryLike", "SyncThrottlerLike", "ThrottlerLike"]
 
 
 @runtime_checkable
@@ -36,40 +37,50 @@ class EntryLike(Protocol):
 
 
 @runtime_checkable
-class AsyncLimiter(Protocol):
-    """What an async throttler offers: the interface of :class:`~throttled_http.Throttler`."""
+class _FeedbackControls(Protocol):
+    """What both kinds of throttler share: their rates and the server-feedback controls."""
 
     @property
-    def rates(self) -> tuple[Rate, ...]: ...
+    def rates(self) -> tuple[Rate, ...]:
+        """The limits in force."""
 
     @property
     def burst(self) -> int | None:
         """Smooth-mode burst, or ``None``."""
 
-    async def __aenter__(self) -> None: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None: ...
-
-    def try_acquire(self, cost: int = 1) -> bool: ...
-
-    def release(self) -> None: ...
-
-    async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> EntryLike: ...
-
-    def pause(self, seconds: float) -> None: ...
-
-    def resume(self) -> None: ...
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for ``seconds``; a shorter pause never cuts a longer one short."""
 
     @property
-    def paused_for(self) -> float: ...
+    def paused_for(self) -> float:
+        """Seconds left of the current pause, 0 if none."""
 
-    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None: ...
+    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
+        """Put other limits in force without loosening any window already counted."""
 
-    def is_idle(self) -> bool: ...
+    def is_idle(self) -> bool:
+        """Whether forgetting this throttler now could not loosen any limit."""
+
+
+@runtime_checkable
+class ThrottlerLike(_FeedbackControls, Protocol):
+    """An asyncio throttler, as the integrations and :class:`~throttled_http.ThrottlerMap` use it.
+
+    :class:`~throttled_http.Throttler` and ``throttled_http.redis.RedisThrottler`` are.
+    """
+
+    async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> EntryLike:
+        """Wait for a latency-proof entry of ``cost`` (at most ``timeout`` seconds)."""
+        ...
+
+
+@runtime_checkable
+class SyncThrottlerLike(_FeedbackControls, Protocol):
+    """A thread-safe, blocking throttler (:class:`~throttled_http.SyncThrottler`)."""
+
+    def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> EntryLike:
+        """Block until a latency-proof entry of ``cost`` is admitted (at most ``timeout`` s)."""
+        ...
+
+
+AsyncLimiter = ThrottlerLike  # transitional: removed once every module uses ThrottlerLike
