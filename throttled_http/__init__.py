@@ -18,20 +18,19 @@ from ._feedback import FeedbackPolicy, FeedbackStatistics, KeyFeedbackStatistics
 from ._headers import Feedback, may_carry_feedback, parse_feedback
 from ._hostmap import (
     KeyStatistics,
+    SyncThrottlerMap,
     ThrottlerBackend,
     ThrottlerMap,
     ThrottlerMapStatistics,
-    resolve_limiter,
 )
 from ._keys import host_key
-from ._protocols import AsyncLimiter, EntryLike
+from ._protocols import EntryLike, SyncThrottlerLike, ThrottlerLike
 from ._rates import Rate, parse_rates
 from ._sync import SyncThrottler
 from ._throttler import Entry, Throttler, ThrottlerStatistics
 from ._version import __version__
 
 __all__ = [
-    "AsyncLimiter",
     "Entry",
     "EntryLike",
     "Feedback",
@@ -43,10 +42,13 @@ __all__ = [
     "KeyStatistics",
     "Rate",
     "SyncThrottler",
+    "SyncThrottlerLike",
+    "SyncThrottlerMap",
     "ThrottledHTTPError",
     "Throttler",
     "ThrottlerBackend",
     "ThrottlerBackendError",
+    "ThrottlerLike",
     "ThrottlerMap",
     "ThrottlerMapStatistics",
     "ThrottlerStatistics",
@@ -56,7 +58,6 @@ __all__ = [
     "may_carry_feedback",
     "parse_feedback",
     "parse_rates",
-    "resolve_limiter",
 ]
 
 

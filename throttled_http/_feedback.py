@@ -51,7 +51,7 @@ DEFAULT_RETRY_METHODS: Final = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 """The idempotent methods (RFC 9110 §9.2.2, less TRACE) retried by default."""
 
 _MIN_FACTOR: Final = 1.0 / 1024.0
-_ADOPT_WITHOUT_CAP: Final = 300.0  # longest adopted window when max_retry_after is None
+_ADOPT_WITHOUT_CAP: Final = 300.0  # longest adopted window with ignore_server_times=True
 _LRU_LIMITERS: Final = 1024  # tuning state kept for limiters that cannot be weakly referenced
 
 
@@ -59,7 +59,7 @@ class FeedbackTarget(Protocol):
     """What :meth:`FeedbackPolicy.observe` needs of a limiter.
 
     :class:`~throttled_http.Throttler`, :class:`~throttled_http.SyncThrottler` and every
-    :class:`~throttled_http.AsyncLimiter` have it.
+    :class:`~throttled_http.ThrottlerLike` have it.
     """
 
     @property
@@ -98,7 +98,7 @@ class KeyFeedbackStatistics:
 @final
 @dataclass(frozen=True, slots=True)
 class FeedbackStatistics:
-    """A snapshot of what a :class:`FeedbackPolicy` did, from :meth:`FeedbackPolicy.stats`.
+    """A snapshot of what a :class:`FeedbackPolicy` did, from :meth:`FeedbackPolicy.statistics`.
 
     The totals count every key since the policy was made; ``by_key`` holds the
     ``max_keys`` most recently active keys.
@@ -197,8 +197,9 @@ class _Tuning:
 class FeedbackPolicy:
     """Pause, retune and retry as the server asks; bounded against hostile servers.
 
-    One policy serves any number of limiters and keys; the HTTP integrations make one per
-    client from their ``max_retry_after``, ``adapt`` and ``retries`` options.
+    Build one and pass it to a client (``feedback=FeedbackPolicy(retries=3)``); one policy
+    serves any number of throttlers, keys and clients. A client given none uses
+    ``FeedbackPolicy()``: pauses on ``Retry-After``, no adaptation, no retries.
 
     **Pauses.** :meth:`observe` pauses the limiter of the responding host (and only that
     one) for the time the server names: ``Retry-After`` on a 429, 503 or 403,
@@ -234,14 +235,15 @@ class FeedbackPolicy:
 
     **Observability.** Every pause that starts or extends a host's pause is logged on the
     ``"throttled_http"`` logger (WARNING after a 429/503, INFO otherwise) with the key,
-    the header and the duration, and counted in :meth:`stats`; the limiter's
+    the header and the duration, and counted in :meth:`statistics`; the throttler's
     ``paused_for`` shows the time left.
 
     Args:
         max_retry_after: longest pause, in seconds (a finite number >= 0), and longest
-            adopted window (300 s when ``None``). ``None`` ignores every time servers
-            give: no pause, retries wait for the backoff only, and with ``adapt`` every 429
-            counts as one without a usable header.
+            adopted window.
+        ignore_server_times: ignore every time servers give: no pause, retries wait for
+            the backoff only, and with ``adapt`` every 429 counts as one without a usable
+            header.
         adapt: follow advertised quotas and cut the rate after a bare 429.
         retries: re-sends allowed per request, an int from 0 to 100.
         retry_methods: methods that may be re-sent (upper-cased); the default is the
@@ -260,6 +262,10 @@ class FeedbackPolicy:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
 
     Thread-safe: one policy may serve the async and the threaded clients at once.
+
+    Changed in 0.2: ``stats()`` is :meth:`statistics`; ``max_retry_after=None`` is
+    spelled ``ignore_server_times=True``; the policy is the clients' only way to set
+    ``max_retry_after``, ``adapt`` and ``retries``.
     """
 
     __slots__ = (
@@ -270,6 +276,7 @@ class FeedbackPolicy:
         "_lock",
         "_max_backoff",
         "_max_keys",
+        "_cap",
         "_max_retry_after",
         "_quiet_period",
         "_retries",
@@ -283,7 +290,8 @@ class FeedbackPolicy:
     def __init__(
         self,
         *,
-        max_retry_after: float | None = 300.0,
+        max_retry_after: float = 300.0,
+        ignore_server_times: bool = False,
         adapt: bool = False,
         retries: int = 0,
         retry_methods: Iterable[str] = DEFAULT_RETRY_METHODS,
@@ -294,11 +302,18 @@ class FeedbackPolicy:
         quiet_period: float | None = None,
         max_keys: int = 10_000,
     ) -> None:
-        self._max_retry_after = (
-            None
-            if max_retry_after is None
-            else non_negative_float("max_retry_after", max_retry_after)
-        )
+        if max_retry_after is None:
+            raise TypeError(
+                "max_retry_after must be a finite number of seconds >= 0, got None; to "
+                "ignore the times servers give, pass ignore_server_times=True"
+            )
+        self._cap = non_negative_float("max_retry_after", max_retry_after)
+        if not isinstance(ignore_server_times, bool):
+            raise TypeError(
+                f"ignore_server_times must be True or False, got {ignore_server_times!r}"
+            )
+        # None inside: no server time is read at all.
+        self._max_retry_after = None if ignore_server_times else self._cap
         if not isinstance(adapt, bool):
             raise TypeError(f"adapt must be True or False, got {adapt!r}")
         self.adapt: Final = adapt
@@ -323,9 +338,14 @@ class FeedbackPolicy:
     # -- configuration ---------------------------------------------------------------
 
     @property
-    def max_retry_after(self) -> float | None:
-        """The longest pause in seconds, or ``None`` when server times are ignored."""
-        return self._max_retry_after
+    def max_retry_after(self) -> float:
+        """The longest pause, in seconds."""
+        return self._cap
+
+    @property
+    def ignore_server_times(self) -> bool:
+        """Whether every time servers give is ignored."""
+        return self._max_retry_after is None
 
     @property
     def retries(self) -> int:
@@ -366,7 +386,7 @@ class FeedbackPolicy:
         Returns:
             The seconds the server asked to wait, capped at ``max_retry_after`` (``0.0``
             when its time has passed), or ``None`` when no header gives a time (or
-            ``max_retry_after`` is ``None``). Pass it to :meth:`retry_delay`.
+            ``ignore_server_times`` is set). Pass it to :meth:`retry_delay`.
         """
         feedback = parse_feedback(
             status, headers, now=time.time(), max_retry_after=self._max_retry_after
@@ -427,17 +447,30 @@ class FeedbackPolicy:
             cap = self._max_retry_after
             wait = server_delay if cap is None or server_delay <= cap else cap
         else:
-            ceiling = min(self._max_backoff, self._backoff * 2.0 ** min(attempt - 1, 64))
-            wait = ceiling / 2 + random.random() * ceiling / 2  # jitter, not crypto
+            wait = self.backoff_delay(attempt)
         with self._lock:
             self._totals.retries += 1
             if key is not None:
                 self._counters(key).retries += 1
         return wait
 
+    def backoff_delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` when the server named no time.
+
+        An exponential backoff with "equal jitter": uniform in ``[b / 2, b]`` with
+        ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``. For retries the policy does
+        not decide itself, such as after a connection error.
+
+        Raises:
+            ValueError, TypeError: when ``attempt`` is not an int >= 1.
+        """
+        attempt = positive_int("attempt", attempt)
+        ceiling = min(self._max_backoff, self._backoff * 2.0 ** min(attempt - 1, 64))
+        return ceiling / 2 + random.random() * ceiling / 2  # jitter, not crypto
+
     # -- introspection ---------------------------------------------------------------
 
-    def stats(self) -> FeedbackStatistics:
+    def statistics(self) -> FeedbackStatistics:
         """A frozen snapshot of the counters, in all and per key."""
         with self._lock:
             totals = self._totals
@@ -452,7 +485,8 @@ class FeedbackPolicy:
 
     def __repr__(self) -> str:
         return (
-            f"<FeedbackPolicy max_retry_after={self._max_retry_after!r} adapt={self.adapt} "
+            f"<FeedbackPolicy max_retry_after={self._cap!r} "
+            f"ignore_server_times={self.ignore_server_times} adapt={self.adapt} "
             f"retries={self._retries}>"
         )
 

@@ -1,94 +1,124 @@
-"""What both HTTP integrations share: holding responses open, and their options' checks.
+"""Holding a response's entry open until the caller releases the response.
 
-A response holds its entry (and its ``max_concurrency`` slot) until the caller releases
-it. One that is never released gives the slot back ``hold_timeout`` seconds after its
-headers arrived; :class:`Holds` does the timing for every open response of a client with
-a single loop timer. No HTTP client is imported here.
+A request occupies its concurrency slot from admission until its response is released:
+the body has been read to its end, the response was closed, reading it failed. A
+:class:`Hold` is that tie between one entry and one response; the client adapter calls
+:meth:`Hold.release` when its client says the response is done. A response nobody
+releases gives its slot back ``release_timeout`` seconds after its headers arrived, with a
+warning: :class:`Holds` (one event-loop timer for every open response of a client) and
+:class:`ThreadHolds` (one helper thread, for the blocking clients) do that timing.
+
+Every hold of a client gets the same ``release_timeout``, so insertion order is deadline
+order: the timer only ever waits for the oldest deadline. No HTTP client is imported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, final
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Final, final
 
-from ._feedback import FeedbackPolicy
-from ._hostmap import ThrottlerMap
 from ._ledger import INF
-from ._protocols import AsyncLimiter
-from ._validate import non_negative_float, positive_float
+from ._validate import positive_float
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from ._hostmap import Scope, ThrottlerBackend
-    from ._rates import Rate, RatesLike
+    from ._protocols import EntryLike
 
 __all__ = [
-    "DEFAULT_HOLD_TIMEOUT",
+    "DEFAULT_RELEASE_TIMEOUT",
+    "Hold",
     "Holds",
-    "check_exclusive",
-    "check_hold_timeout",
-    "check_limiter",
-    "check_throttle_timeout",
-    "limiter_from_options",
-    "make_policy",
+    "ThreadHolds",
+    "check_release_timeout",
 ]
 
-DEFAULT_HOLD_TIMEOUT: Final = 300.0
+DEFAULT_RELEASE_TIMEOUT: Final = 300.0
 """Seconds after its headers arrived that an unreleased response gives its slot back."""
 
-
-class _Expiring(Protocol):
-    def expire(self, hold_timeout: float) -> None: ...
+logger = logging.getLogger("throttled_http")
 
 
-_H = TypeVar("_H", bound=_Expiring)
+def check_release_timeout(value: object) -> float | None:
+    """``release_timeout``: ``None`` (never) or a finite number of seconds > 0."""
+    return None if value is None else positive_float("release_timeout", value)
 
 
 @final
-class Holds(Generic[_H]):
-    """Responses held open, oldest first, and one timer for the oldest deadline.
+class Hold:
+    """One response's entry, closed exactly once: on release, on expiry or on shutdown."""
 
-    Every hold gets the same ``hold_timeout``, so insertion order is deadline order: one
-    timer, armed at the oldest deadline and moved on when it fires, expires each overlong
-    hold exactly ``hold_timeout`` seconds after its headers arrived, without a timer per
-    response. With ``hold_timeout=None`` holds are only kept, so :meth:`pop_all` can give
-    their slots back when the client closes.
+    __slots__ = ("entry", "holds", "key")
+
+    def __init__(self, entry: EntryLike, key: str, holds: Holds | ThreadHolds) -> None:
+        self.entry = entry
+        self.key = key
+        self.holds = holds
+
+    def release(self) -> None:
+        """The response is done: give the slot back (idempotent)."""
+        self.holds.discard(self)
+        self.entry.close()
+
+    def expire(self, release_timeout: float | None) -> None:
+        """Nobody released the response in time: give the slot back, with a warning."""
+        if not self.entry.closed:
+            logger.warning(
+                "a response from %s was not released within release_timeout=%s seconds; its "
+                "concurrency slot was given back (release or close responses, for example "
+                "with 'async with')",
+                self.key,
+                release_timeout,
+            )
+            self.entry.close()
+
+
+@final
+class Holds:
+    """The open responses of an asyncio client, and one loop timer for the oldest deadline.
+
+    With ``release_timeout=None`` holds are only kept, so :meth:`close_all` can give their
+    slots back when the client closes.
     """
 
-    __slots__ = ("_deadlines", "_hold_timeout", "_loop", "_timer")
+    __slots__ = ("_deadlines", "_loop", "_timer", "release_timeout")
 
-    def __init__(self, hold_timeout: float | None) -> None:
-        self._hold_timeout = hold_timeout
-        self._deadlines: dict[_H, float] = {}
+    def __init__(self, release_timeout: float | None) -> None:
+        self.release_timeout = release_timeout
+        self._deadlines: dict[Hold, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, hold: _H) -> None:
-        """Start timing ``hold`` (call from the event loop)."""
-        if self._hold_timeout is None:
+    def hold(self, entry: EntryLike, key: str) -> Hold:
+        """Start holding ``entry`` for a response whose headers just arrived."""
+        hold = Hold(entry, key, self)
+        release_timeout = self.release_timeout
+        if release_timeout is None:
             self._deadlines[hold] = INF
-            return
+            return hold
         loop = asyncio.get_running_loop()
-        self._deadlines[hold] = loop.time() + self._hold_timeout
+        self._deadlines[hold] = loop.time() + release_timeout
         if self._timer is None or self._loop is not loop:
             if self._timer is not None:
                 self._timer.cancel()
             self._loop = loop
             self._timer = loop.call_at(next(iter(self._deadlines.values())), self._sweep)
+        return hold
 
-    def discard(self, hold: _H) -> None:
+    def discard(self, hold: Hold) -> None:
         """Stop timing ``hold`` (it was released)."""
         self._deadlines.pop(hold, None)
 
-    def pop_all(self) -> list[_H]:
-        """Every hold still open, forgotten and no longer timed (the client is closing)."""
+    def close_all(self) -> None:
+        """Give back the slot of every response still open (the client is closing)."""
         holds = list(self._deadlines)
         self._deadlines.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        return holds
+        for hold in holds:
+            hold.release()
 
     def __len__(self) -> int:
         return len(self._deadlines)
@@ -96,8 +126,7 @@ class Holds(Generic[_H]):
     def _sweep(self) -> None:
         self._timer = None
         loop = self._loop
-        hold_timeout = self._hold_timeout
-        if loop is None or hold_timeout is None:  # pragma: no cover - armed only with both
+        if loop is None:  # pragma: no cover - armed only with a loop
             return
         deadlines = self._deadlines
         now = loop.time()
@@ -107,85 +136,69 @@ class Holds(Generic[_H]):
                 self._timer = loop.call_at(deadline, self._sweep)
                 return
             del deadlines[hold]
-            hold.expire(hold_timeout)
+            hold.expire(self.release_timeout)
 
 
-def check_hold_timeout(value: object) -> float | None:
-    """``hold_timeout``: ``None`` (never) or a finite number of seconds > 0."""
-    return None if value is None else positive_float("hold_timeout", value)
+@final
+class ThreadHolds:
+    """The open responses of a threaded client, and one thread that ends overlong holds.
 
-
-def check_throttle_timeout(value: object) -> float | None:
-    """``throttle_timeout``: ``None`` (wait as long as it takes) or seconds >= 0."""
-    return None if value is None else non_negative_float("throttle_timeout", value)
-
-
-def make_policy(
-    feedback: FeedbackPolicy | None, max_retry_after: float | None, adapt: bool, retries: int
-) -> FeedbackPolicy:
-    """The ``feedback=`` policy given, or one built from the shorthand keywords."""
-    if feedback is None:
-        return FeedbackPolicy(max_retry_after=max_retry_after, adapt=adapt, retries=retries)
-    if not isinstance(feedback, FeedbackPolicy):
-        raise TypeError(f"feedback must be a FeedbackPolicy, got {feedback!r}")
-    return feedback
-
-
-def check_exclusive(throttler: object, **options: object) -> None:
-    """``throttler=`` carries its own limits: refuse limit options given beside it."""
-    if throttler is None:
-        return
-    given = [name for name, value in options.items() if value is not None]
-    if given:
-        raise ValueError(
-            f"throttler= already carries its limits; do not pass {', '.join(given)} with it"
-        )
-
-
-def check_limiter(name: str, value: object) -> AsyncLimiter | ThrottlerMap:
-    """``value`` if it is a throttler or a map, else a TypeError naming ``name``."""
-    if isinstance(value, (ThrottlerMap, AsyncLimiter)):
-        return value
-    raise TypeError(
-        f"{name} must be a Throttler, a ThrottlerMap or another AsyncLimiter, got {value!r}"
-    )
-
-
-def limiter_from_options(
-    throttler: object,
-    rate_limit: int | str | Rate,
-    period: float,
-    *,
-    rates: RatesLike | None,
-    max_concurrency: int | None,
-    burst: int | None,
-    scope: Scope,
-    overrides: Mapping[str, RatesLike | None] | None,
-    backend: ThrottlerBackend | None,
-) -> AsyncLimiter | ThrottlerMap:
-    """What an async client is throttled by: the shared ``throttler=``, or a new map.
-
-    A shared throttler carries its own limits, so the limit options must not be given
-    beside it; otherwise every option builds a per-key :class:`ThrottlerMap`.
+    The thread runs only while something is held with a deadline, sleeps until the oldest
+    deadline, and exits when nothing is held.
     """
-    check_exclusive(
-        throttler,
-        rates=rates,
-        max_concurrency=max_concurrency,
-        burst=burst,
-        overrides=overrides,
-        backend=backend,
-        scope=None if scope == "host" else scope,
-    )
-    if throttler is not None:
-        return check_limiter("throttler", throttler)
-    return ThrottlerMap(
-        rate_limit,
-        period,
-        rates=rates,
-        max_concurrency=max_concurrency,
-        burst=burst,
-        scope=scope,
-        overrides=overrides,
-        backend=backend,
-    )
+
+    __slots__ = ("_cond", "_deadlines", "_running", "release_timeout")
+
+    def __init__(self, release_timeout: float | None) -> None:
+        self.release_timeout = release_timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._deadlines: dict[Hold, float] = {}
+        self._running = False
+
+    def hold(self, entry: EntryLike, key: str) -> Hold:
+        """Start holding ``entry`` for a response whose headers just arrived."""
+        hold = Hold(entry, key, self)
+        release_timeout = self.release_timeout
+        with self._cond:
+            if release_timeout is None:  # kept only so that close_all() can give it back
+                self._deadlines[hold] = INF
+                return hold
+            self._deadlines[hold] = time.monotonic() + release_timeout
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="release_timeout", daemon=True).start()
+        return hold
+
+    def discard(self, hold: Hold) -> None:
+        """Stop timing ``hold`` (it was released)."""
+        with self._cond:
+            self._deadlines.pop(hold, None)
+
+    def close_all(self) -> None:
+        """Give back the slot of every response still open (the client is closing)."""
+        with self._cond:
+            holds = list(self._deadlines)
+            self._deadlines.clear()
+            self._cond.notify()
+        for hold in holds:
+            hold.release()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._deadlines)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                deadlines = self._deadlines
+                while True:
+                    if not deadlines:
+                        self._running = False
+                        return
+                    hold, deadline = next(iter(deadlines.items()))
+                    now = time.monotonic()
+                    if deadline <= now:
+                        del deadlines[hold]
+                        break
+                    self._cond.wait(deadline - now)
+            hold.expire(self.release_timeout)

@@ -12,28 +12,46 @@ exactly like the old one would have.
 from __future__ import annotations
 
 import heapq
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, final, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    Literal,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    final,
+    runtime_checkable,
+)
 
 from ._keys import domain_key, is_standalone, parse_override_key, split_url
+from ._protocols import SyncThrottlerLike, ThrottlerLike
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
+from ._sync import SyncThrottler
 from ._throttler import Throttler, ThrottlerStatistics
 from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._protocols import AsyncLimiter, EntryLike
+    from ._protocols import EntryLike
 
 __all__ = [
+    "BaseThrottlerMap",
     "KeyStatistics",
+    "SyncThrottlerMap",
     "ThrottlerBackend",
     "ThrottlerMap",
     "ThrottlerMapStatistics",
-    "resolve_limiter",
 ]
+
+_L = TypeVar("_L", ThrottlerLike, SyncThrottlerLike)
+_L_co = TypeVar("_L_co", covariant=True)
 
 Scope: TypeAlias = "Literal['host', 'domain', 'global'] | Callable[[Any], str]"
 """How URLs map to keys: a scope name, or a callable ``scope(url) -> str``."""
@@ -50,12 +68,13 @@ _Rule = tuple[str, "tuple[Rate, ...] | None"]  # (override key as written, rates
 
 
 @runtime_checkable
-class ThrottlerBackend(Protocol):
-    """Makes the throttler of one key; :class:`ThrottlerMap` calls it on a key's first use.
+class ThrottlerBackend(Protocol[_L_co]):
+    """Makes the throttler of one key; a map calls it on a key's first use.
 
-    The default builds an in-memory :class:`~throttled_http.Throttler`; a shared backend
-    (such as ``throttled_http.redis.RedisBackend``) returns a limiter whose state lives
-    elsewhere. The map still drops only limiters whose :meth:`AsyncLimiter.is_idle` is true.
+    The default builds an in-memory :class:`~throttled_http.Throttler` (a
+    :class:`~throttled_http.SyncThrottler` for :class:`SyncThrottlerMap`); a shared
+    backend (such as ``throttled_http.redis.RedisBackend``) returns a throttler whose
+    state lives elsewhere. The map still drops only throttlers whose ``is_idle()`` is true.
     """
 
     def create(
@@ -65,14 +84,14 @@ class ThrottlerBackend(Protocol):
         *,
         burst: int | None,
         max_concurrency: int | None,
-    ) -> AsyncLimiter:
-        """Return a new limiter enforcing every one of ``rates`` for ``key``."""
+    ) -> _L_co:
+        """Return a new throttler enforcing every one of ``rates`` for ``key``."""
         ...
 
 
 @final
 class _MemoryBackend:
-    """The default backend: one in-memory :class:`Throttler` per key."""
+    """The default backend of :class:`ThrottlerMap`: one in-memory :class:`Throttler` per key."""
 
     __slots__ = ()
 
@@ -83,11 +102,29 @@ class _MemoryBackend:
         *,
         burst: int | None,
         max_concurrency: int | None,
-    ) -> AsyncLimiter:
+    ) -> Throttler:
         return Throttler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
 
 
+@final
+class _ThreadBackend:
+    """The default backend of :class:`SyncThrottlerMap`: one :class:`SyncThrottler` per key."""
+
+    __slots__ = ()
+
+    def create(
+        self,
+        key: str,
+        rates: tuple[Rate, ...],
+        *,
+        burst: int | None,
+        max_concurrency: int | None,
+    ) -> SyncThrottler:
+        return SyncThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+
+
 _MEMORY: Final = _MemoryBackend()
+_THREADS: Final = _ThreadBackend()
 
 
 @final
@@ -112,7 +149,7 @@ class KeyStatistics:
 @final
 @dataclass(frozen=True, slots=True)
 class ThrottlerMapStatistics:
-    """A snapshot of a :class:`ThrottlerMap`, from :meth:`ThrottlerMap.stats`.
+    """A snapshot of a :class:`ThrottlerMap`, from :meth:`ThrottlerMap.statistics`.
 
     Attributes:
         keys: throttlers held now (may exceed ``max_keys`` while that many are busy).
@@ -134,76 +171,9 @@ class ThrottlerMapStatistics:
     busiest: tuple[KeyStatistics, ...]
 
 
-@final
-class ThrottlerMap:
-    """One throttler per host, created on demand, in bounded memory.
-
-    >>> hosts = ThrottlerMap(10, 1.0, overrides={"api.github.com": "5000/h", "*.local": None})
-    >>> hosts.key_for("https://API.github.com/repos")
-    'https://api.github.com:443'
-
-    Use it around any request::
-
-        async with hosts.limit(url):
-            async with session.get(url) as response:
-                ...
-
-    **The guarantee.** For every key, every half-open window of ``period`` seconds holds at
-    most ``rate_limit`` entries (each of its rates), counting an entry from admission until
-    the ``limit()`` block exits (the response has arrived) and ``period`` after that. This
-    holds across eviction: a key is forgotten only while its throttler is idle.
-
-    **Keys** (``scope``):
-
-    * ``"host"``: ``scheme://host:port``, normalized (lower case, IDNA, default port
-      explicit, IPv6 in brackets, no userinfo, no trailing dot);
-    * ``"domain"``: the registrable domain per the Public Suffix List, so
-      ``www.bbc.co.uk`` and ``news.bbc.co.uk`` share ``bbc.co.uk`` (any scheme and port);
-      IP addresses, ``localhost`` and bare public suffixes key by themselves;
-    * ``"global"``: one throttler, key ``"*"``, for everything;
-    * a callable ``scope(url) -> str``: any key you like (an API token, a path prefix).
-      It receives the URL object as given.
-
-    **Overrides** give some hosts other rates, or ``None`` for no limit at all. Keys are
-    host names, optionally with a port: ``"api.github.com"``, ``"localhost:8080"``,
-    ``"*.example.org"`` (subdomains of ``example.org``, not ``example.org`` itself). An exact
-    host beats the longest matching ``*.`` pattern, which beats the default; at equal
-    length a rule with the request's port beats one for any port. Overrides choose the
-    rates; the scope still chooses the key. With a scope other than ``"host"`` the hosts
-    matching one override rule get their own throttler per scope key, keyed
-    ``"<scope key> [<override key>]"`` so that no key ever runs under two sets of rates
-    (an IP address or single-label host such as ``localhost``, which is its own domain,
-    keeps its plain key under an exact override).
-
-    **Memory.** At most ``max_keys`` throttlers are kept when the others are idle: inserting
-    a key past the cap examines a few of the least recently used keys, forgets the idle
-    ones and moves busy ones to the young end, so every lookup is O(1) amortized. A key
-    with an entry in its window, a waiter, a request in flight or a pause is never
-    forgotten, since forgetting it would let a burst through: when more than ``max_keys``
-    keys are busy at once the map grows past the cap, and shrinks back as they go idle
-    and later lookups sweep them out.
-
-    Not thread-safe: use it from one event loop.
-
-    Args:
-        rate_limit: default entries per window per key, an int >= 1 (or a rate string
-            such as ``"10/s"``).
-        period: the default window, in seconds (finite, > 0).
-        rates: default rates as ``"10/s; 1000/h"``, :class:`~throttled_http.Rate` values
-            or an iterable of them; overrides ``rate_limit`` and ``period``.
-        max_concurrency: cap on requests in flight per key (``None``: no cap).
-        burst: smooth mode for every key, ``1 <= burst <=`` each key's slowest limit.
-        scope: ``"host"``, ``"domain"``, ``"global"`` or a callable ``scope(url) -> str``.
-        overrides: a mapping of host name or ``*.suffix`` pattern to rates (as for
-            ``rates``) or ``None`` (no limit for those hosts).
-        max_keys: idle throttlers kept at most, an int >= 1.
-        backend: makes each key's throttler (default: an in-memory
-            :class:`~throttled_http.Throttler`).
-
-    Raises:
-        TypeError, ValueError: at construction, naming the argument; an invalid override
-            names its key (``overrides['api.github.com']: ...``).
-    """
+class BaseThrottlerMap(Generic[_L]):
+    """What :class:`ThrottlerMap` and :class:`SyncThrottlerMap` share: keys, overrides,
+    bounded memory and statistics, over throttlers of type ``_L``."""
 
     __slots__ = (
         "_backend",
@@ -222,18 +192,20 @@ class ThrottlerMap:
         "_scope_kind",
     )
 
+    _default_backend: Any = _MEMORY
+
     def __init__(
         self,
-        rate_limit: int | str | Rate = 10,
-        period: float = 1.0,
+        rate_limit: int | str | Rate | None = None,
+        period: float | None = None,
         *,
         rates: RatesLike | None = None,
         max_concurrency: int | None = None,
         burst: int | None = None,
         scope: Scope = "host",
-        overrides: Mapping[str, RatesLike | None] | None = None,
+        overrides: Mapping[str, RatesLike | int | None] | None = None,
         max_keys: int = 10_000,
-        backend: ThrottlerBackend | None = None,
+        backend: ThrottlerBackend[_L] | None = None,
     ) -> None:
         self._rates = resolve_rates(rate_limit, period, rates)
         if max_concurrency is not None:
@@ -256,25 +228,25 @@ class ThrottlerMap:
         self._scope = scope
         self._max_keys = positive_int("max_keys", max_keys)
         if backend is None:
-            backend = _MEMORY
+            backend = self._default_backend
         elif not isinstance(backend, ThrottlerBackend):
             raise TypeError(
                 "backend must have a create(key, rates, *, burst, max_concurrency) method, "
                 f"got {backend!r}"
             )
-        self._backend: ThrottlerBackend = backend
+        self._backend: ThrottlerBackend[_L] = backend
         self._exact: dict[tuple[str, int | None], _Rule] = {}
         self._patterns: dict[tuple[str, int | None], _Rule] = {}
         if overrides is not None:
             self._add_overrides(overrides)
-        self._limiters: OrderedDict[str, AsyncLimiter] = OrderedDict()
+        self._limiters: OrderedDict[str, _L] = OrderedDict()
         # origin -> (key, rates): both depend only on the URL's scheme, host and port for
         # the named scopes, and the configuration never changes, so entries never go stale.
         self._origins: dict[Hashable, tuple[str, tuple[Rate, ...] | None]] = {}
         self._created = 0
         self._evictions = 0
 
-    def _add_overrides(self, overrides: Mapping[str, RatesLike | None]) -> None:
+    def _add_overrides(self, overrides: Mapping[str, RatesLike | int | None]) -> None:
         if not isinstance(overrides, Mapping):
             raise TypeError(
                 f"overrides must be a mapping of host name to rates or None, got {overrides!r}"
@@ -291,6 +263,9 @@ class ThrottlerMap:
             rule_rates: tuple[Rate, ...] | None = None
             if spec is not None:
                 try:
+                    if isinstance(spec, int) and not isinstance(spec, bool):
+                        # n per the map's own period, as rate_limit=n would be
+                        spec = Rate(positive_int("the limit", spec), self._rates[0].period)
                     rule_rates = parse_rates(spec)
                     Throttler.from_rates(
                         *rule_rates, burst=self._burst, max_concurrency=self._max_concurrency
@@ -330,7 +305,7 @@ class ThrottlerMap:
 
     def resolve(
         self, url: object, *, origin: Hashable | None = None
-    ) -> tuple[str, AsyncLimiter | None]:
+    ) -> tuple[str, _L | None]:
         """The key and the throttler for one request (created on first use).
 
         The throttler is ``None`` when an override says "no limit" for the host.
@@ -380,42 +355,22 @@ class ThrottlerMap:
                 self._sweep(_SWEEP_ON_HIT, self._max_keys, key)
         return key, limiter
 
-    def holds(self, key: str, limiter: AsyncLimiter) -> bool:
-        """Whether ``limiter`` is still the one the map keeps under ``key``.
+    def is_current(self, key: str, throttler: object) -> bool:
+        """Whether ``throttler`` is still the one the map keeps under ``key``.
 
         For callers that resolved a key, then waited without holding the map: a key may be
         evicted while idle, and an entry must count in the throttler the map holds. Asks
         nothing of ``scope``, so a scope that answers differently each time (a rotating
         API token) cannot send the caller round again.
         """
-        return self._limiters.get(key) is limiter
+        return self._limiters.get(key) is throttler
 
-    def throttler_for(self, url: object) -> AsyncLimiter | None:
+    def throttler_for(self, url: object) -> _L | None:
         """The throttler for ``url`` (created on first use), or ``None`` for no limit.
 
         See the warning in :meth:`resolve`.
         """
         return self.resolve(url)[1]
-
-    def limit(self, url: object, cost: int = 1, *, timeout: float | None = None) -> _Limit:
-        """An async context manager that admits one request to ``url`` under its key's limit.
-
-        ``async with hosts.limit(url) as entry:`` waits for a latency-proof entry of
-        ``cost``; it counts in the key's windows from admission until the block exits (or
-        ``entry.settle()`` is called, e.g. when response headers arrive) and for ``period``
-        after that. ``entry`` is ``None`` and nothing waits when an override says "no limit"
-        for the host.
-
-        Args:
-            url: the request's URL (``str``, ``yarl.URL``, ``httpx.URL``...).
-            cost: weight of the request, ``1 <=`` cost ``<=`` the key's smallest limit.
-            timeout: seconds to wait at most, else
-                :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
-
-        Raises:
-            InvalidURLError: on entering, for a URL without a scheme or host.
-        """
-        return _Limit(self, url, cost, timeout)
 
     def pause(self, url: object, seconds: float) -> None:
         """Admit nothing for ``url``'s key for ``seconds`` (a server said "slow down").
@@ -430,7 +385,7 @@ class ThrottlerMap:
 
     # -- introspection ---------------------------------------------------------------
 
-    def stats(self, top: int = 10) -> ThrottlerMapStatistics:
+    def statistics(self, top: int = 10) -> ThrottlerMapStatistics:
         """A frozen snapshot with the ``top`` busiest keys (paused keys first).
 
         Takes O(number of keys) time; meant for monitoring, not for every request.
@@ -576,26 +531,180 @@ class _Limit:
             entry.close()
 
 
-def resolve_limiter(
-    limiter: AsyncLimiter | ThrottlerMap, url: object, *, origin: Hashable | None = None
-) -> tuple[str, AsyncLimiter | None]:
-    """The key and the limiter for one request, for the HTTP integrations.
-
-    A :class:`ThrottlerMap` gives the URL's key and its throttler (``None`` when an
-    override says "no limit"); any other limiter gives the key ``"*"`` and itself.
-    ``origin`` is passed on to :meth:`ThrottlerMap.resolve`.
-
-    Raises:
-        InvalidURLError: (a ValueError) when ``limiter`` is a map and ``url`` has no host.
-    """
-    if isinstance(limiter, ThrottlerMap):
-        return limiter.resolve(url, origin=origin)
-    return "*", limiter
-
-
-def _statistics_of(limiter: AsyncLimiter) -> ThrottlerStatistics | None:
+def _statistics_of(limiter: object) -> ThrottlerStatistics | None:
     method = getattr(limiter, "statistics", None)
     if not callable(method):
         return None
     snapshot = method()
     return snapshot if isinstance(snapshot, ThrottlerStatistics) else None
+
+
+@final
+class ThrottlerMap(BaseThrottlerMap[ThrottlerLike]):
+    """One throttler per host, created on demand, in bounded memory.
+
+    >>> hosts = ThrottlerMap(10, 1.0, overrides={"api.github.com": "5000/h", "*.local": None})
+    >>> hosts.key_for("https://API.github.com/repos")
+    'https://api.github.com:443'
+
+    Use it around any request::
+
+        async with hosts.limit(url):
+            async with session.get(url) as response:
+                ...
+
+    **The guarantee.** For every key, every half-open window of ``period`` seconds holds at
+    most ``rate_limit`` entries (each of its rates), counting an entry from admission until
+    the ``limit()`` block exits (the response has arrived) and ``period`` after that. This
+    holds across eviction: a key is forgotten only while its throttler is idle.
+
+    **Keys** (``scope``):
+
+    * ``"host"``: ``scheme://host:port``, normalized (lower case, IDNA, default port
+      explicit, IPv6 in brackets, no userinfo, no trailing dot);
+    * ``"domain"``: the registrable domain per the Public Suffix List, so
+      ``www.bbc.co.uk`` and ``news.bbc.co.uk`` share ``bbc.co.uk`` (any scheme and port);
+      IP addresses, ``localhost`` and bare public suffixes key by themselves;
+    * ``"global"``: one throttler, key ``"*"``, for everything;
+    * a callable ``scope(url) -> str``: any key you like (an API token, a path prefix).
+      It receives the URL object as given.
+
+    **Overrides** give some hosts other rates, or ``None`` for no limit at all. Keys are
+    host names, optionally with a port: ``"api.github.com"``, ``"localhost:8080"``,
+    ``"*.example.org"`` (subdomains of ``example.org``, not ``example.org`` itself). An exact
+    host beats the longest matching ``*.`` pattern, which beats the default; at equal
+    length a rule with the request's port beats one for any port. Overrides choose the
+    rates; the scope still chooses the key. With a scope other than ``"host"`` the hosts
+    matching one override rule get their own throttler per scope key, keyed
+    ``"<scope key> [<override key>]"`` so that no key ever runs under two sets of rates
+    (an IP address or single-label host such as ``localhost``, which is its own domain,
+    keeps its plain key under an exact override).
+
+    **Memory.** At most ``max_keys`` throttlers are kept when the others are idle: inserting
+    a key past the cap examines a few of the least recently used keys, forgets the idle
+    ones and moves busy ones to the young end, so every lookup is O(1) amortized. A key
+    with an entry in its window, a waiter, a request in flight or a pause is never
+    forgotten, since forgetting it would let a burst through: when more than ``max_keys``
+    keys are busy at once the map grows past the cap, and shrinks back as they go idle
+    and later lookups sweep them out.
+
+    Not thread-safe: use it from one event loop (:class:`SyncThrottlerMap` is the
+    thread-safe twin, for the threaded clients).
+
+    Args:
+        rate_limit: default entries per window per key, an int >= 1 (default 10), or a
+            rate string such as ``"10/s"``.
+        period: the default window, in seconds (finite, > 0; default 1.0), for an int
+            ``rate_limit`` only.
+        rates: default rates as ``"10/s; 1000/h"``, :class:`~throttled_http.Rate` values
+            or an iterable of them, instead of ``rate_limit`` and ``period``.
+        max_concurrency: cap on requests in flight per key (``None``: no cap).
+        burst: smooth mode for every key, ``1 <= burst <=`` each key's slowest limit.
+        scope: ``"host"``, ``"domain"``, ``"global"`` or a callable ``scope(url) -> str``.
+        overrides: a mapping of host name or ``*.suffix`` pattern to rates (as for
+            ``rates``; an int ``n`` means ``n`` per the map's ``period``) or ``None`` (no
+            limit for those hosts).
+        max_keys: idle throttlers kept at most, an int >= 1.
+        backend: makes each key's throttler (default: an in-memory
+            :class:`~throttled_http.Throttler`).
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument (a ``TypeError``
+            names both when one would leave the other unused, as ``rates`` beside
+            ``rate_limit``); an invalid override names its key
+            (``overrides['api.github.com']: ...``).
+
+    Changed in 0.2: ``stats()`` is :meth:`statistics`, ``holds()`` is :meth:`is_current`;
+    ``rate_limit``/``period`` beside ``rates`` is a ``TypeError``.
+    """
+
+
+    __slots__ = ()
+
+    def limit(self, url: object, cost: int = 1, *, timeout: float | None = None) -> _Limit:
+        """An async context manager that admits one request to ``url`` under its key's limit.
+
+        ``async with hosts.limit(url) as entry:`` waits for a latency-proof entry of
+        ``cost``; it counts in the key's windows from admission until the block exits (or
+        ``entry.settle()`` is called, e.g. when response headers arrive) and for ``period``
+        after that. ``entry`` is ``None`` and nothing waits when an override says "no limit"
+        for the host.
+
+        Args:
+            url: the request's URL (``str``, ``yarl.URL``, ``httpx.URL``...).
+            cost: weight of the request, ``1 <=`` cost ``<=`` the key's smallest limit.
+            timeout: seconds to wait at most, else
+                :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
+
+        Raises:
+            InvalidURLError: on entering, for a URL without a scheme or host.
+        """
+        return _Limit(self, url, cost, timeout)
+
+
+@final
+class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
+    """The thread-safe twin of :class:`ThrottlerMap`, over ``SyncThrottler`` instances.
+
+    ::
+
+        hosts = SyncThrottlerMap(rate_limit=5, period=1.0)
+        a = httpx.Client(transport=SyncThrottledTransport(throttler=hosts))
+        b = httpx.Client(transport=SyncThrottledTransport(throttler=hosts))
+        # a and b share each host's limit, from any thread
+
+    The same keys, overrides, bounded memory and guarantee as :class:`ThrottlerMap`
+    (one implementation), with a lock around every lookup, so any number of threads and
+    clients may share it. Its default backend builds a
+    :class:`~throttled_http.SyncThrottler` per key.
+
+    Args:
+        rate_limit, period, rates, max_concurrency, burst, scope, overrides, max_keys,
+            backend: as for :class:`ThrottlerMap`.
+    """
+
+    __slots__ = ("_lock",)
+    _default_backend: Any = _THREADS
+
+    def __init__(
+        self,
+        rate_limit: int | str | Rate | None = None,
+        period: float | None = None,
+        *,
+        rates: RatesLike | None = None,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+        scope: Scope = "host",
+        overrides: Mapping[str, RatesLike | int | None] | None = None,
+        max_keys: int = 10_000,
+        backend: ThrottlerBackend[SyncThrottlerLike] | None = None,
+    ) -> None:
+        super().__init__(
+            rate_limit,
+            period,
+            rates=rates,
+            max_concurrency=max_concurrency,
+            burst=burst,
+            scope=scope,
+            overrides=overrides,
+            max_keys=max_keys,
+            backend=backend,
+        )
+        self._lock = threading.Lock()
+
+    def resolve(
+        self, url: object, *, origin: Hashable | None = None
+    ) -> tuple[str, SyncThrottlerLike | None]:
+        """As :meth:`ThrottlerMap.resolve`, under the map's lock."""
+        with self._lock:
+            return super().resolve(url, origin=origin)
+
+    def is_current(self, key: str, throttler: object) -> bool:
+        """As :meth:`ThrottlerMap.is_current`, under the map's lock."""
+        with self._lock:
+            return super().is_current(key, throttler)
+
+    def statistics(self, top: int = 10) -> ThrottlerMapStatistics:
+        """As :meth:`ThrottlerMap.statistics`, under the map's lock."""
+        with self._lock:
+            return super().statistics(top)

@@ -214,13 +214,29 @@ def parse_rates(*specs: RatesLike) -> tuple[Rate, ...]:
 
 
 def resolve_rates(rate_limit: object, period: object, rates: RatesLike | None) -> tuple[Rate, ...]:
-    """The rates of a ``(rate_limit, period, *, rates=None)`` signature.
+    """The rates of a ``(rate_limit=None, period=None, *, rates=None)`` signature.
 
-    ``rates`` wins when given; otherwise ``rate_limit`` may be an int (with ``period``),
-    a :class:`Rate` or a rate string.
+    ``rates``, or ``rate_limit`` as a :class:`Rate` or a rate string, stand alone; an int
+    ``rate_limit`` goes with ``period`` (default 1.0). Nothing given means 10 per second.
+    An argument that the others would leave unused is a ``TypeError`` naming both.
     """
     if rates is not None:
+        for name, value in (("rate_limit", rate_limit), ("period", period)):
+            if value is not None:
+                raise TypeError(
+                    f"rates= and {name}= were both given; rates= replaces rate_limit and "
+                    f"period: drop {name}="
+                )
         return parse_rates(rates)
     if isinstance(rate_limit, (Rate, str)):
+        if period is not None:
+            raise TypeError(
+                f"rate_limit={rate_limit!r} carries its own period, so period= would be "
+                "unused: drop period=, or give rate_limit as an int"
+            )
         return parse_rates(rate_limit)
+    if rate_limit is None:
+        rate_limit = 10
+    if period is None:
+        period = 1.0
     return (Rate(positive_int("rate_limit", rate_limit), positive_float("period", period)),)

@@ -20,21 +20,27 @@ Three ways in, from the most complete to the least:
   request on a dropped keep-alive connection: the resent request rides on the entry of the
   one it replaces.
 
+**Options as objects.** Each takes what throttles it as an object (``throttler=`` a
+:class:`~throttled_http.ThrottlerMap`, :class:`~throttled_http.Throttler` or
+``RedisThrottler``) and the server-feedback policy as another (``feedback=``); the session
+also takes the shorthand ``rate_limit=``/``period=`` for a per-host map at that rate.
+
 **The guarantee.** Each hop is a latency-proof entry of the throttler for its host: it
 counts from admission until its response headers arrive (or it fails) and for ``period``
 seconds after that. A request can reach the server only in between, so the server sees at
 most ``rate_limit`` requests in any window of ``period`` seconds, whatever the latency and
-connection set-up time. With ``burst=1`` arrivals are at least ``period / rate_limit``
-seconds apart, which a leaky-bucket server (nginx ``limit_req``) accepts without a 429.
+connection set-up time. With ``burst=1`` on the map, arrivals are at least
+``period / rate_limit`` seconds apart, which a leaky-bucket server (nginx ``limit_req``)
+accepts without a 429.
 
-**Concurrency.** With ``max_concurrency=n`` a host has at most ``n`` responses open. A slot
-is given back exactly once, when the response's connection is released: the whole body
-has arrived (aiohttp buffers a small body at once, read or not), the response was released
-or closed (``async with`` does it), reading failed, or the request was cancelled at any
-point. A response nobody releases gives its slot back
-``hold_timeout`` seconds (default 300) after its headers arrived, with a warning on the
-``throttled_http`` logger. A ``101 Switching Protocols`` (``ws_connect``) gives the slot
-back as soon as the handshake is done: a websocket is not a request in flight.
+**Concurrency.** With ``max_concurrency=n`` on the map, a host has at most ``n`` responses
+open. A slot is given back exactly once, when the response's connection is released: the
+whole body has arrived (aiohttp buffers a small body at once, read or not), the response
+was released or closed (``async with`` does it), reading failed, or the request was
+cancelled at any point. A response nobody releases gives its slot back ``release_timeout``
+seconds (default 300) after its headers arrived, with a warning on the ``throttled_http``
+logger. A ``101 Switching Protocols`` (``ws_connect``) gives the slot back as soon as the
+handshake is done: a websocket is not a request in flight.
 
 **Timeouts.** aiohttp starts a request's ``ClientTimeout.total`` before any middleware
 runs, so a wait inside the middleware (every redirect hop or retry, and every hop with
@@ -44,9 +50,10 @@ never times a request out by itself. ``throttle_timeout=`` bounds every wait for
 throttler (raising :class:`~throttled_http.ThrottlerTimeoutError`, a ``TimeoutError``).
 
 **Server feedback.** A 429 or 503 with ``Retry-After`` pauses that host's throttler (at
-most ``max_retry_after`` seconds); ``adapt=True`` follows the rate-limit headers the server
-advertises; ``retries=n`` sends a refused request again, through the throttler, after the
-delay the server asked for (never one whose body cannot be replayed).
+most ``max_retry_after`` seconds); ``FeedbackPolicy(adapt=True)`` follows the rate-limit
+headers the server advertises; ``FeedbackPolicy(retries=n)`` sends a refused request again,
+through the throttler, after the delay the server asked for (never one whose body cannot
+be replayed).
 
 **Mocks.** ``aioresponses`` replaces ``ClientSession._request``, so no middleware runs;
 :class:`ThrottledClientSession` still charges each mocked request (one entry per call, to
@@ -54,18 +61,25 @@ the host of the URL called; aioresponses follows mocked redirects itself, unseen
 the server feedback of the mocked response and retries it, so tests see the throttling.
 A ``passthrough`` request reaches the real middleware and is charged once. See
 :func:`throttled_http.testing.aioresponses_compat`.
+
+All three are thin adapters over the package's one request pipeline
+(:class:`throttled_http._pipeline.Pipeline`): the session lends the first hop's entry to its
+middleware as a :class:`~throttled_http._pipeline.Ticket`.
+
+aiohttp names used that are not public API, each checked on aiohttp 3.12.0 to 3.14.5:
+``ClientSession._build_url`` (the base URL joined, as aiohttp will send the first hop;
+``yarl.URL(url)`` is the fallback) and ``ClientSession._middlewares`` (the middlewares of a
+wrapped session, which a per-request ``middlewares=`` would otherwise replace).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 try:
     import aiohttp
-    from aiohttp.client import _RequestContextManager, _WSRequestContextManager
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "throttled_http.aiohttp needs aiohttp: pip install throttled_http[aiohttp]"
@@ -74,130 +88,104 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from yarl import URL
 
 from ._feedback import FeedbackPolicy
-from ._headers import may_carry_feedback
-from ._holding import (
-    DEFAULT_HOLD_TIMEOUT,
-    Holds,
-    check_hold_timeout,
-    check_limiter,
+from ._holding import DEFAULT_RELEASE_TIMEOUT, Holds, check_release_timeout
+from ._pipeline import (
+    Pipeline,
+    Ticket,
+    check_feedback,
     check_throttle_timeout,
-    limiter_from_options,
-    make_policy,
+    throttler_from_options,
 )
-from ._hostmap import ThrottlerMap, resolve_limiter
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import SimpleNamespace, TracebackType
 
-    from ._hostmap import Scope, ThrottlerBackend
-    from ._protocols import AsyncLimiter, EntryLike
-    from ._rates import Rate, RatesLike
+    from multidict import CIMultiDictProxy
+
+    from ._hostmap import ThrottlerMap
+    from ._protocols import EntryLike, ThrottlerLike
+    from ._rates import Rate
 
 __all__ = [
-    "DEFAULT_HOLD_TIMEOUT",
+    "DEFAULT_RELEASE_TIMEOUT",
     "ThrottleMiddleware",
     "ThrottledClientSession",
     "throttle_middleware",
     "throttle_trace_config",
 ]
 
-
-_logger = logging.getLogger("throttled_http")
-
 _MAX_TARGETS: Final = 1024  # URL strings whose absolute URL a session remembers
 
+_Origin = tuple[str, "str | None", "int | None"]
+_R = TypeVar("_R")
 
-# -- holding an entry until the response is released -----------------------------------
+# The ticket a ThrottledClientSession lends to its middleware for the first hop.
+_LENT: ContextVar[Ticket | None] = ContextVar("throttled_http_lent", default=None)
 
 
-@final
-class _Hold:
-    """Closes an entry once: when the response's connection is released, or on expiry."""
+# -- reading aiohttp requests and responses for the pipeline -----------------------------
 
-    __slots__ = ("entry", "holds", "key")
 
-    def __init__(self, entry: EntryLike, key: str, holds: Holds[_Hold]) -> None:
-        self.entry = entry
-        self.key = key
+class _Exchange:
+    """What the pipeline reads of an aiohttp hop (the middleware's ``ClientRequest``)."""
+
+    __slots__ = ("holds",)
+
+    def __init__(self, holds: Holds) -> None:
         self.holds = holds
 
-    def release(self) -> None:
-        self.holds.discard(self)
-        self.entry.close()
+    def status(self, response: aiohttp.ClientResponse) -> int:
+        return response.status
 
-    def expire(self, hold_timeout: float) -> None:
-        if not self.entry.closed:
-            _logger.warning(
-                "a response from %s was not released within hold_timeout=%s seconds; its "
-                "concurrency slot is given back now",
-                self.key,
-                hold_timeout,
-            )
-            self.entry.close()
+    def headers(self, response: aiohttp.ClientResponse) -> CIMultiDictProxy[str]:
+        return response.headers
 
+    def method(self, request: aiohttp.ClientRequest) -> str:
+        return request.method
 
-def _hold_until_released(
-    entry: EntryLike, response: aiohttp.ClientResponse, key: str, holds: Holds[_Hold]
-) -> None:
-    """Settle ``entry`` now (headers arrived) and close it when ``response`` is released."""
-    entry.settle()
-    connection = response.connection
-    if connection is None or response.closed or response.status == 101:
-        entry.close()
-        return
-    hold = _Hold(entry, key, holds)
-    connection.add_callback(hold.release)
-    holds.add(hold)
+    def replayable(self, request: aiohttp.ClientRequest) -> bool:
+        return not getattr(request.body, "consumed", False)
 
-
-def _replayable(request: aiohttp.ClientRequest) -> bool:
-    body = request.body
-    return not getattr(body, "consumed", False)
-
-
-# -- an entry opened before aiohttp runs, for the first hop ------------------------------
+    def hold(
+        self, response: aiohttp.ClientResponse, entry: EntryLike, key: str
+    ) -> aiohttp.ClientResponse:
+        """Close ``entry`` when ``response``'s connection is released."""
+        connection = response.connection
+        if connection is None or response.closed or response.status == 101:
+            entry.close()
+        else:
+            connection.add_callback(self.holds.hold(entry, key).release)
+        return response
 
 
 @final
-class _Prepaid:
-    """An entry :class:`ThrottledClientSession` opened for a request's first hop."""
+class _Call:
+    """One call of a session request method: what the session's own journey reads."""
 
-    __slots__ = ("entry", "key", "limiter", "owner", "url")
+    __slots__ = ("kwargs", "method", "url")
 
-    def __init__(
-        self, owner: ThrottleMiddleware, url: URL, limiter: AsyncLimiter, key: str, entry: EntryLike
-    ) -> None:
-        self.owner = owner
+    def __init__(self, method: str, url: Any, kwargs: dict[str, Any]) -> None:
+        self.method = method
         self.url = url
-        self.limiter = limiter
-        self.key = key
-        self.entry: EntryLike | None = entry
-
-    def take(self) -> EntryLike | None:
-        entry, self.entry = self.entry, None
-        return entry
+        self.kwargs = kwargs
 
 
-_PREPAID: ContextVar[_Prepaid | None] = ContextVar("throttled_http_aiohttp_prepaid", default=None)
+@final
+class _CallExchange(_Exchange):
+    """The session's side: a whole call, seen only when no middleware ran (a mock)."""
+
+    __slots__ = ()
+
+    def method(self, request: _Call) -> str:  # type: ignore[override]
+        return request.method
+
+    def replayable(self, request: _Call) -> bool:  # type: ignore[override]
+        data = request.kwargs.get("data")
+        return not (hasattr(data, "__aiter__") or hasattr(data, "read"))
 
 
-def _take_prepaid(owner: ThrottleMiddleware, limiter: AsyncLimiter) -> EntryLike | None:
-    prepaid = _PREPAID.get()
-    if prepaid is None or prepaid.entry is None or prepaid.owner is not owner:
-        return None
-    entry = prepaid.take()
-    if prepaid.limiter is not limiter and entry is not None:
-        # The hop goes elsewhere than the session computed: give the entry back (it counts
-        # as used, which is safe) and wait for the right one.
-        entry.close()
-        return None
-    return entry
-
-
-def _may_carry_feedback(policy: FeedbackPolicy, response: aiohttp.ClientResponse) -> bool:
-    """Whether ``policy.observe`` could act on this response (a cheap pre-check)."""
-    return policy.adapt or may_carry_feedback(response.status, response.headers)
+def _release(response: aiohttp.ClientResponse) -> None:
+    response.release()
 
 
 # -- the middleware ----------------------------------------------------------------------
@@ -209,115 +197,72 @@ class ThrottleMiddleware:
 
     Build it with :func:`throttle_middleware`. aiohttp calls it once per hop: the first
     request, each redirect, and its own resend of an idempotent request whose keep-alive
-    connection dropped. Each call waits for an entry of the hop's limiter, settles it when
-    the response headers arrive and closes it when the response is released.
+    connection dropped. Each call waits for an entry of the hop's throttler, settles it
+    when the response headers arrive and closes it when the response is released.
     """
 
-    __slots__ = ("_feedback", "_hold_timeout", "_holds", "_limiter", "_throttle_timeout")
+    __slots__ = ("_exchange", "_pipeline")
 
     def __init__(
         self,
-        limiter: AsyncLimiter | ThrottlerMap,
+        throttler: ThrottlerLike | ThrottlerMap,
         *,
-        hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
-        throttle_timeout: float | None = None,
         feedback: FeedbackPolicy | None = None,
+        release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
+        throttle_timeout: float | None = None,
     ) -> None:
-        self._limiter = check_limiter("limiter", limiter)
-        self._hold_timeout = check_hold_timeout(hold_timeout)
-        self._holds: Holds[_Hold] = Holds(self._hold_timeout)
-        self._throttle_timeout = check_throttle_timeout(throttle_timeout)
-        if feedback is not None and not isinstance(feedback, FeedbackPolicy):
-            raise TypeError(f"feedback must be a FeedbackPolicy or None, got {feedback!r}")
-        self._feedback = feedback
+        holds = Holds(check_release_timeout(release_timeout))
+        self._pipeline: Pipeline[Any] = Pipeline(
+            throttler_from_options(throttler, None, None),
+            check_feedback(feedback),
+            holds,
+            check_throttle_timeout(throttle_timeout),
+        )
+        self._exchange = _Exchange(holds)
 
     @property
-    def limiter(self) -> AsyncLimiter | ThrottlerMap:
+    def throttler(self) -> ThrottlerLike | ThrottlerMap:
         """The throttler or map every hop is charged to."""
-        return self._limiter
+        return self._pipeline.throttler  # type: ignore[no-any-return]
+
+    @property
+    def feedback(self) -> FeedbackPolicy | None:
+        """The server-feedback policy applied to every response, if any."""
+        return self._pipeline.feedback
 
     async def __call__(
         self,
         request: aiohttp.ClientRequest,
         handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
     ) -> aiohttp.ClientResponse:
-        attempt = 0
-        while True:
-            prepaid = _PREPAID.get()
-            entry: EntryLike | None = None
-            limiter: AsyncLimiter | None
-            if (
-                prepaid is not None
-                and prepaid.owner is self
-                and prepaid.entry is not None
-                # aiohttp passes on the URL object it built, the one the session built
-                and (prepaid.url is request.url or prepaid.url == request.url)
-            ):
-                # The first hop, admitted by ThrottledClientSession before aiohttp ran.
-                key, limiter, entry = prepaid.key, prepaid.limiter, prepaid.take()
-            else:
-                url = request.url
-                key, limiter = resolve_limiter(
-                    self._limiter, url, origin=(url.scheme, url.raw_host, url.port)
-                )
-                if limiter is not None:
-                    entry = _take_prepaid(self, limiter)
-                    if entry is None:
-                        entry = await limiter.open_entry(1, timeout=self._throttle_timeout)
-            try:
-                response = await handler(request)
-            except BaseException:
-                if entry is not None:
-                    entry.close()
-                raise
-            if entry is not None:
-                entry.settle()
-            # Apply the server's feedback (a pause) before the slot can free: a complete
-            # body releases the connection at once, and a queued hop must not slip through
-            # ahead of the Retry-After pause.
-            policy = self._feedback
-            delay = None
-            if policy is not None and _may_carry_feedback(policy, response):
-                attempt += 1
-                delay = _retry_delay(
-                    policy, limiter, key, request.method, response, attempt, _replayable(request)
-                )
-            if entry is not None:
-                _hold_until_released(entry, response, key, self._holds)
-            if delay is None:
-                return response
-            response.release()
-            await asyncio.sleep(delay)
+        url = request.url
+        pipeline = self._pipeline
+        steps = pipeline.steps(
+            self._exchange,
+            request,
+            url,
+            (url.scheme, url.raw_host, url.port),  # the map remembers the origin's key
+            1,
+            ticket=_LENT.get(),
+        )
+
+        def send(request: aiohttp.ClientRequest, ticket: Ticket | None) -> Any:
+            return handler(request)
+
+        return await pipeline.run(steps, request, send, _release)
 
     def __repr__(self) -> str:
-        return f"<ThrottleMiddleware {self._limiter!r}>"
-
-
-def _retry_delay(
-    policy: FeedbackPolicy,
-    limiter: AsyncLimiter | None,
-    key: str,
-    method: str,
-    response: aiohttp.ClientResponse,
-    attempt: int,
-    replayable: bool,
-) -> float | None:
-    """Apply the server's feedback; seconds to wait before sending again, or None."""
-    status = response.status
-    server_delay = policy.observe(limiter, key, status, response.headers)
-    if status < 400:
-        return None
-    return policy.retry_delay(method, status, attempt, server_delay, replayable=replayable, key=key)
+        return f"<ThrottleMiddleware {self.throttler!r}>"
 
 
 def throttle_middleware(
-    limiter: AsyncLimiter | ThrottlerMap,
+    throttler: ThrottlerLike | ThrottlerMap,
     *,
-    hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
-    throttle_timeout: float | None = None,
     feedback: FeedbackPolicy | None = None,
+    release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
+    throttle_timeout: float | None = None,
 ) -> ThrottleMiddleware:
-    """A client middleware charging every hop to ``limiter`` (aiohttp >= 3.12).
+    """A client middleware charging every hop to ``throttler`` (aiohttp >= 3.12).
 
     ::
 
@@ -331,21 +276,27 @@ def throttle_middleware(
     inside aiohttp's ``ClientTimeout.total`` for the request.
 
     Args:
-        limiter: a :class:`~throttled_http.Throttler` (or any
-            :class:`~throttled_http.AsyncLimiter`) for one shared limit, or a
+        throttler: a :class:`~throttled_http.Throttler` (or any
+            :class:`~throttled_http.ThrottlerLike`) for one shared limit, or a
             :class:`~throttled_http.ThrottlerMap` for a limit per host.
-        hold_timeout: seconds after its headers arrived that a response nobody releases
+        feedback: a :class:`~throttled_http.FeedbackPolicy` applied to every response
+            (pauses on ``Retry-After``, optional adaptation and retries); ``None``: none.
+        release_timeout: seconds after its headers arrived that a response nobody releases
             gives its concurrency slot back (finite, > 0; ``None``: never).
         throttle_timeout: seconds a hop may wait for the throttler at most, then
             :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
-        feedback: a :class:`~throttled_http.FeedbackPolicy` applied to every response
-            (pauses on ``Retry-After``, optional adaptation and retries); ``None``: none.
 
     Raises:
         TypeError, ValueError: on an invalid argument, naming it.
+
+    Changed in 0.2: the first parameter is ``throttler`` (was ``limiter``);
+    ``hold_timeout`` is ``release_timeout``.
     """
     return ThrottleMiddleware(
-        limiter, hold_timeout=hold_timeout, throttle_timeout=throttle_timeout, feedback=feedback
+        throttler,
+        feedback=feedback,
+        release_timeout=release_timeout,
+        throttle_timeout=throttle_timeout,
     )
 
 
@@ -353,12 +304,12 @@ def throttle_middleware(
 
 
 def throttle_trace_config(
-    limiter: AsyncLimiter | ThrottlerMap,
+    throttler: ThrottlerLike | ThrottlerMap,
     *,
-    hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
+    release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
     throttle_timeout: float | None = None,
 ) -> aiohttp.TraceConfig:
-    """A ``TraceConfig`` that charges the first hop and every redirect to ``limiter``.
+    """A ``TraceConfig`` that charges the first hop and every redirect to ``throttler``.
 
     For code that can pass ``trace_configs=[...]`` but no middleware::
 
@@ -377,21 +328,25 @@ def throttle_trace_config(
     ``throttle_timeout`` to bound the wait.
 
     Args:
-        limiter: a throttler or a :class:`~throttled_http.ThrottlerMap`, as for
+        throttler: a throttler or a :class:`~throttled_http.ThrottlerMap`, as for
             :func:`throttle_middleware`.
-        hold_timeout: as for :func:`throttle_middleware`.
+        release_timeout: as for :func:`throttle_middleware`.
         throttle_timeout: as for :func:`throttle_middleware`.
     """
-    checked = check_limiter("limiter", limiter)
-    holds: Holds[_Hold] = Holds(check_hold_timeout(hold_timeout))
-    throttle_timeout = check_throttle_timeout(throttle_timeout)
+    holds = Holds(check_release_timeout(release_timeout))
+    pipeline: Pipeline[Any] = Pipeline(
+        throttler_from_options(throttler, None, None),
+        None,
+        holds,
+        check_throttle_timeout(throttle_timeout),
+    )
+    exchange = _Exchange(holds)
 
     async def admit(ctx: SimpleNamespace, url: URL) -> None:
         ctx.throttled_http_entry = None
-        key, hop_limiter = resolve_limiter(checked, url)
-        ctx.throttled_http_key = key
-        if hop_limiter is not None:
-            ctx.throttled_http_entry = await hop_limiter.open_entry(1, timeout=throttle_timeout)
+        admitted = await pipeline.admit(url)
+        if admitted is not None:
+            ctx.throttled_http_key, _, ctx.throttled_http_entry = admitted
 
     def close(ctx: SimpleNamespace) -> None:
         entry: EntryLike | None = getattr(ctx, "throttled_http_entry", None)
@@ -430,7 +385,8 @@ def throttle_trace_config(
         entry: EntryLike | None = getattr(ctx, "throttled_http_entry", None)
         ctx.throttled_http_entry = None
         if entry is not None:
-            _hold_until_released(entry, params.response, ctx.throttled_http_key, holds)
+            entry.settle()
+            exchange.hold(params.response, entry, ctx.throttled_http_key)
 
     async def on_exception(
         session: aiohttp.ClientSession,
@@ -452,6 +408,32 @@ def throttle_trace_config(
 
 
 @final
+class _RequestContext(Generic[_R]):
+    """What a request method returns, as aiohttp's own: awaitable, or ``async with``."""
+
+    __slots__ = ("_coro", "_response")
+
+    def __init__(self, coro: Coroutine[Any, Any, _R]) -> None:
+        self._coro = coro
+        self._response: Any = None
+
+    def __await__(self) -> Generator[Any, None, _R]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> _R:
+        self._response = await self._coro
+        return await self._response.__aenter__()  # type: ignore[no-any-return]
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._response.__aexit__(exc_type, exc, tb)
+
+
+@final
 class ThrottledClientSession:
     """An ``aiohttp.ClientSession`` in which every request waits its turn, per host.
 
@@ -460,6 +442,9 @@ class ThrottledClientSession:
         async with ThrottledClientSession(rate_limit=3, period=1.0) as session:
             async with session.get(url) as response:
                 body = await response.read()
+
+        hosts = ThrottlerMap(rates="10/s; 1000/h", max_concurrency=4, overrides={...})
+        session = ThrottledClientSession(throttler=hosts, feedback=FeedbackPolicy(retries=3))
 
     It behaves as a ``ClientSession`` does for its users (``get``, ``post``, ``put``,
     ``patch``, ``delete``, ``head``, ``options``, ``request`` return the same awaitable
@@ -475,34 +460,21 @@ class ThrottledClientSession:
     Create it inside a coroutine, as a ``ClientSession``.
 
     Args:
-        rate_limit: requests per window per host, an int >= 1 (or a rate such as
-            ``"10/s"``).
-        period: the window in seconds (finite, > 0).
-        rates: several limits such as ``"10/s; 1000/h"`` (replaces ``rate_limit`` and
-            ``period``).
-        max_concurrency: responses open at once per host (``None``: no cap).
-        burst: smooth mode: at most ``burst`` requests back to back, the rest spaced
-            ``period / rate_limit`` seconds apart (``1``: evenly spaced).
-        scope: what shares a limit: ``"host"`` (``scheme://host:port``), ``"domain"``,
-            ``"global"`` or a callable ``scope(url) -> str``.
-        overrides: other rates (or ``None``: no limit) for some hosts, as in
-            :class:`~throttled_http.ThrottlerMap`.
-        throttler: a :class:`~throttled_http.Throttler` or
-            :class:`~throttled_http.ThrottlerMap` shared with other sessions or clients
-            (then ``rates``, ``max_concurrency``, ``burst``, ``scope``, ``overrides`` and
-            ``backend`` must not be given).
+        rate_limit: shorthand for ``throttler=ThrottlerMap(rate_limit, period)``: requests
+            per window per host, an int >= 1 or a rate such as ``"10/s"`` (default 10).
+        period: the window of an int ``rate_limit``, in seconds (default 1.0).
+        throttler: a :class:`~throttled_http.ThrottlerMap` (a limit per host: rates,
+            burst, ``max_concurrency``, scope, overrides, backend all live there), or a
+            :class:`~throttled_http.Throttler` or ``RedisThrottler`` (one limit for all),
+            shared with other sessions or clients if you like. Not with ``rate_limit`` or
+            ``period``.
+        feedback: a :class:`~throttled_http.FeedbackPolicy` (default
+            ``FeedbackPolicy()``: pause on ``Retry-After``, no retries).
         session: an ``aiohttp.ClientSession`` to wrap instead of creating one; the caller
             keeps ownership (``close()`` leaves it open) unless ``close_session=True``.
             ``client_session_kwargs`` must then be empty.
         close_session: whether :meth:`close` closes a wrapped ``session``.
-        backend: makes each host's throttler (e.g. a Redis backend shared by processes).
-        max_retry_after: the longest pause in seconds a server may impose on a host
-            (``None``: ignore the times servers give).
-        adapt: follow the rate-limit headers the server advertises.
-        retries: how many times a refused (429/503) replayable request is sent again.
-        feedback: a ready :class:`~throttled_http.FeedbackPolicy` (replaces the three
-            above).
-        hold_timeout: seconds after its headers arrived that a response nobody releases
+        release_timeout: seconds after its headers arrived that a response nobody releases
             gives its concurrency slot back (``None``: never).
         throttle_timeout: seconds a hop may wait for the throttler at most, then
             :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
@@ -511,61 +483,46 @@ class ThrottledClientSession:
 
     Raises:
         TypeError, ValueError: on an invalid argument, naming it.
+
+    Changed in 0.2: every parameter is keyword-only; the limit options moved to
+    ``throttler=`` and the feedback options to ``feedback=``; ``hold_timeout`` is
+    ``release_timeout``; the ``limiter`` property is :attr:`throttler`.
     """
 
     __slots__ = (
         "_close_session",
-        "_limiter",
+        "_exchange",
         "_middleware",
         "_middlewares",
         "_per_request",
+        "_pipeline",
         "_session",
         "_targets",
     )
 
     def __init__(
         self,
-        rate_limit: int | str | Rate = 10,
-        period: float = 1.0,
         *,
-        rates: RatesLike | None = None,
-        max_concurrency: int | None = None,
-        burst: int | None = None,
-        scope: Scope = "host",
-        overrides: Mapping[str, RatesLike | None] | None = None,
-        throttler: AsyncLimiter | ThrottlerMap | None = None,
+        rate_limit: int | str | Rate | None = None,
+        period: float | None = None,
+        throttler: ThrottlerLike | ThrottlerMap | None = None,
+        feedback: FeedbackPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         close_session: bool = False,
-        backend: ThrottlerBackend | None = None,
-        max_retry_after: float | None = 300.0,
-        adapt: bool = False,
-        retries: int = 0,
-        feedback: FeedbackPolicy | None = None,
-        hold_timeout: float | None = DEFAULT_HOLD_TIMEOUT,
+        release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
         throttle_timeout: float | None = None,
         **client_session_kwargs: Any,
     ) -> None:
-        limiter = limiter_from_options(
-            throttler,
-            rate_limit,
-            period,
-            rates=rates,
-            max_concurrency=max_concurrency,
-            burst=burst,
-            scope=scope,
-            overrides=overrides,
-            backend=backend,
-        )
         middleware = ThrottleMiddleware(
-            limiter,
-            hold_timeout=hold_timeout,
+            throttler_from_options(throttler, rate_limit, period),
+            feedback=check_feedback(feedback) or FeedbackPolicy(),
+            release_timeout=release_timeout,
             throttle_timeout=throttle_timeout,
-            feedback=make_policy(feedback, max_retry_after, adapt, retries),
         )
         middlewares: Sequence[Any]
         if session is None:
             if close_session:
-                raise ValueError("close_session=True needs a session= to close")
+                raise TypeError("close_session=True needs a session= to close")
             middlewares = tuple(client_session_kwargs.pop("middlewares", None) or ())
             # Ours last: innermost, so every hop any other middleware sends is charged.
             session = aiohttp.ClientSession(
@@ -587,13 +544,16 @@ class ThrottledClientSession:
             per_request = True
         self._session = session
         self._close_session = bool(close_session)
-        self._limiter = limiter
         self._middleware = middleware
+        # The session's own journey shares the middleware's pipeline: the middleware
+        # claims what the session lends it.
+        self._pipeline = middleware._pipeline
+        self._exchange = _CallExchange(self._pipeline.holds)  # type: ignore[arg-type]
         self._middlewares = (*middlewares, middleware)
         self._per_request = per_request
         # URL string -> (the URL aiohttp builds from it, its origin): the session's base
         # URL never changes, so neither does the answer.
-        self._targets: dict[str, tuple[URL, tuple[str, str | None, int | None]]] = {}
+        self._targets: dict[str, tuple[URL, _Origin]] = {}
 
     # -- properties ------------------------------------------------------------------
 
@@ -603,9 +563,14 @@ class ThrottledClientSession:
         return self._session
 
     @property
-    def limiter(self) -> AsyncLimiter | ThrottlerMap:
+    def throttler(self) -> ThrottlerLike | ThrottlerMap:
         """The :class:`~throttled_http.ThrottlerMap` (or shared throttler) in use."""
-        return self._limiter
+        return self._middleware.throttler
+
+    @property
+    def feedback(self) -> FeedbackPolicy:
+        """The server-feedback policy (its :meth:`~FeedbackPolicy.statistics` too)."""
+        return self._pipeline.feedback  # type: ignore[return-value]
 
     @property
     def closed(self) -> bool:
@@ -634,68 +599,87 @@ class ThrottledClientSession:
 
     # -- requests --------------------------------------------------------------------
 
-    def request(self, method: str, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def request(
+        self, method: str, url: Any, **kwargs: Any
+    ) -> _RequestContext[aiohttp.ClientResponse]:
         """Send ``method`` to ``url`` through the throttler; as ``ClientSession.request``."""
-        return _RequestContextManager(self._request(method, url, **kwargs))
+        return _RequestContext(self._request(method, url, kwargs))
 
-    def get(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def get(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``GET``, as ``ClientSession.get``."""
-        return _RequestContextManager(self._request("GET", url, **kwargs))
+        return _RequestContext(self._request("GET", url, kwargs))
 
-    def options(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def options(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``OPTIONS``, as ``ClientSession.options``."""
-        return _RequestContextManager(self._request("OPTIONS", url, **kwargs))
+        return _RequestContext(self._request("OPTIONS", url, kwargs))
 
-    def head(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def head(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``HEAD`` (no redirects unless ``allow_redirects=True``), as ``ClientSession.head``."""
         kwargs.setdefault("allow_redirects", False)
-        return _RequestContextManager(self._request("HEAD", url, **kwargs))
+        return _RequestContext(self._request("HEAD", url, kwargs))
 
-    def post(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def post(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``POST``, as ``ClientSession.post``."""
-        return _RequestContextManager(self._request("POST", url, **kwargs))
+        return _RequestContext(self._request("POST", url, kwargs))
 
-    def put(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def put(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``PUT``, as ``ClientSession.put``."""
-        return _RequestContextManager(self._request("PUT", url, **kwargs))
+        return _RequestContext(self._request("PUT", url, kwargs))
 
-    def patch(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def patch(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``PATCH``, as ``ClientSession.patch``."""
-        return _RequestContextManager(self._request("PATCH", url, **kwargs))
+        return _RequestContext(self._request("PATCH", url, kwargs))
 
-    def delete(self, url: Any, **kwargs: Any) -> _RequestContextManager:
+    def delete(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
         """``DELETE``, as ``ClientSession.delete``."""
-        return _RequestContextManager(self._request("DELETE", url, **kwargs))
+        return _RequestContext(self._request("DELETE", url, kwargs))
 
-    def ws_connect(self, url: Any, **kwargs: Any) -> _WSRequestContextManager:
+    def ws_connect(
+        self, url: Any, **kwargs: Any
+    ) -> _RequestContext[aiohttp.ClientWebSocketResponse]:
         """Open a websocket, as ``ClientSession.ws_connect``; the handshake is throttled.
 
         The handshake's slot is given back once the connection is upgraded.
         """
-        return _WSRequestContextManager(self._ws_connect(url, **kwargs))
+        return _RequestContext(self._ws_connect(url, kwargs))
 
-    async def _ws_connect(self, url: Any, **kwargs: Any) -> Any:
-        prepaid = await self._prepay(url)
-        token = _PREPAID.set(prepaid)
+    async def _ws_connect(self, url: Any, kwargs: dict[str, Any]) -> Any:
+        hop = self._first_hop(url)
+        ticket = None if hop is None else await self._pipeline.lend(*hop)
+        token = _LENT.set(ticket)
         try:
             return await self._session.ws_connect(url, **kwargs)
         finally:
-            _PREPAID.reset(token)
-            if prepaid is not None and (unused := prepaid.take()) is not None:
-                unused.close()  # the wrapped session runs no middleware of ours
+            _LENT.reset(token)
+            if ticket is not None and not ticket.claimed:
+                ticket.entry.close()  # the wrapped session runs no middleware of ours
 
-    async def _prepay(self, url: Any) -> _Prepaid | None:
-        """Wait for the first hop's entry, before aiohttp starts its timeout."""
+    async def _request(
+        self, method: str, url: Any, kwargs: dict[str, Any]
+    ) -> aiohttp.ClientResponse:
+        middlewares = kwargs.get("middlewares")
+        if middlewares is not None or self._per_request:
+            kwargs["middlewares"] = self._with_ours(middlewares)
         hop = self._first_hop(url)
-        if hop is None:
-            return None
-        target, key, limiter = hop
-        entry = await limiter.open_entry(1, timeout=self._middleware._throttle_timeout)
-        return _Prepaid(self._middleware, target, limiter, key, entry)
+        if hop is None:  # aiohttp will refuse the URL (or the session is closed): let it
+            return await self._session.request(method, url, **kwargs)
+        call = _Call(method, url, kwargs)
+        pipeline = self._pipeline
+        # The session waits for the first hop's entry itself, outside aiohttp's
+        # ClientTimeout, and lends it to its middleware; a mock that skips the middleware
+        # leaves the rest of the journey (settle, feedback, hold, retry) to this one.
+        steps = pipeline.steps(self._exchange, call, hop[0], hop[1], 1, lend=True)
+        return await pipeline.run(steps, call, self._send, _release)
 
-    def _first_hop(self, url: Any) -> tuple[URL, str, AsyncLimiter] | None:
-        """Where the first hop goes and its limiter; ``None``: aiohttp will refuse the URL,
-        or nothing limits its host."""
+    async def _send(self, call: _Call, ticket: Ticket | None) -> aiohttp.ClientResponse:
+        token = _LENT.set(ticket)
+        try:
+            return await self._session.request(call.method, call.url, **call.kwargs)
+        finally:
+            _LENT.reset(token)
+
+    def _first_hop(self, url: Any) -> tuple[URL, _Origin] | None:
+        """Where the first hop goes; ``None`` when aiohttp will refuse the URL."""
         session = self._session
         if session.closed:
             return None
@@ -710,54 +694,7 @@ class ThrottledClientSession:
                 if len(targets) >= _MAX_TARGETS:
                     targets.clear()
                 targets[url] = known
-        target, origin = known
-        # The map remembers the key of each origin: no parsing of the URL again.
-        key, limiter = resolve_limiter(self._limiter, target, origin=origin)
-        return None if limiter is None else (target, key, limiter)
-
-    async def _request(self, method: str, url: Any, **kwargs: Any) -> aiohttp.ClientResponse:
-        middlewares = kwargs.get("middlewares")
-        if middlewares is not None or self._per_request:
-            kwargs["middlewares"] = self._with_ours(middlewares)
-        attempt = 0
-        middleware = self._middleware
-        while True:
-            # As _prepay(), inlined: one coroutine less per request.
-            prepaid = None
-            hop = self._first_hop(url)
-            if hop is not None:
-                target, key, limiter = hop
-                entry = await limiter.open_entry(1, timeout=middleware._throttle_timeout)
-                prepaid = _Prepaid(middleware, target, limiter, key, entry)
-            token = _PREPAID.set(prepaid)
-            try:
-                # _request, not request(): one wrapper less on every resume of the task.
-                response = await self._session._request(method, url, **kwargs)
-            except BaseException:
-                if prepaid is not None and (unused := prepaid.take()) is not None:
-                    unused.close()
-                raise
-            finally:
-                _PREPAID.reset(token)
-            if prepaid is None or (unused := prepaid.take()) is None:
-                return response
-            # No middleware ran: aioresponses (or another mock) replaced _request. Do here
-            # what the middleware does, for the one entry this call took.
-            unused.settle()
-            policy = middleware._feedback
-            delay = None
-            if policy is not None and _may_carry_feedback(policy, response):
-                attempt += 1
-                data = kwargs.get("data")
-                replayable = not (hasattr(data, "__aiter__") or hasattr(data, "read"))
-                delay = _retry_delay(
-                    policy, prepaid.limiter, prepaid.key, method, response, attempt, replayable
-                )
-            _hold_until_released(unused, response, prepaid.key, middleware._holds)
-            if delay is None:
-                return response
-            response.release()
-            await asyncio.sleep(delay)
+        return known
 
     def _with_ours(self, middlewares: Iterable[Any] | None) -> tuple[Any, ...]:
         if middlewares is None:
@@ -785,7 +722,7 @@ class ThrottledClientSession:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<ThrottledClientSession {state} {self._limiter!r}>"
+        return f"<ThrottledClientSession {state} {self.throttler!r}>"
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -1,0 +1,450 @@
+"""The request pipeline: one request's journey through the package, for every client.
+
+A request travels the same way whatever client sends it::
+
+    resolve its key -> wait for a latency-proof entry -> hand over to the client
+      -> settle the entry when the response headers arrive -> apply the server's feedback
+      -> send again after a delay (back through the throttler), or
+      -> hold the concurrency slot until the response is released
+
+and gives back everything it took exactly once, on every exit: an error, a timeout, a
+cancellation at any point. :class:`Pipeline` owns that journey, written once, as a
+generator (:meth:`Pipeline.steps`) that yields the I/O it needs (wait for an entry, send,
+discard a refused response, sleep) and is told the outcome. Two small drivers perform the
+I/O: :meth:`Pipeline.run` with ``await`` for the asyncio clients, :meth:`Pipeline.run_sync`
+blocking for the threaded ones. Each client module is a thin adapter: an
+:class:`Exchange` that reads its client's requests and responses, and the calls that send.
+
+**The hand-off.** aiohttp runs a session's first hop inside a middleware, after it has
+started the request's ``ClientTimeout``. So that queueing for the throttler does not eat
+into that timeout, the session waits for the first hop's entry itself and *lends* it, as a
+:class:`Ticket`, to the middleware, which :meth:`claims <Ticket.claim>` it instead of
+waiting again. A ticket nobody claims (a mock such as aioresponses replaced the client's
+send, so no middleware ran) leaves the journey with the session's pipeline, which then
+settles, applies feedback and holds the response itself.
+
+No HTTP client is imported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Generator, Hashable
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
+
+from ._feedback import FeedbackPolicy
+from ._headers import may_carry_feedback
+from ._hostmap import BaseThrottlerMap, SyncThrottlerMap, ThrottlerMap
+from ._protocols import SyncThrottlerLike, ThrottlerLike
+from ._validate import non_negative_float
+
+if TYPE_CHECKING:
+    from ._headers import HeadersLike
+    from ._holding import Holds, ThreadHolds
+    from ._protocols import EntryLike
+    from ._rates import Rate
+
+__all__ = [
+    "Exchange",
+    "Pipeline",
+    "Ticket",
+    "check_feedback",
+    "check_throttle_timeout",
+    "throttler_from_options",
+]
+
+_Req = TypeVar("_Req", contravariant=True)
+_Resp = TypeVar("_Resp")
+_R = TypeVar("_R")
+_T = TypeVar("_T", ThrottlerLike, SyncThrottlerLike)
+
+# What the journey asks its driver to do; the tuples carry the arguments.
+_ADMIT: Final = 0  # (_ADMIT, throttler, cost): wait for an entry, answer it
+_SEND: Final = 1  # (_SEND, ticket or None): send the request, answer the response
+_DISCARD: Final = 2  # (_DISCARD, response): close a refused response
+_SLEEP: Final = 3  # (_SLEEP, seconds): wait before sending again
+_SEND_PLAIN: Final = (_SEND, None)
+
+_Step = tuple[Any, ...]
+
+
+class Exchange(Protocol[_Req, _Resp]):
+    """How a client adapter reads its client's requests and responses for the pipeline."""
+
+    def status(self, response: _Resp) -> int:
+        """The response's status code."""
+        ...
+
+    def headers(self, response: _Resp) -> HeadersLike:
+        """The response headers, in a form :func:`~throttled_http.parse_feedback` reads."""
+        ...
+
+    def method(self, request: _Req) -> str:
+        """The request method."""
+        ...
+
+    def replayable(self, request: _Req) -> bool:
+        """Whether the request body can be sent again (not a consumed one-shot stream)."""
+        ...
+
+    def hold(self, response: _Resp, entry: EntryLike, key: str) -> _Resp:
+        """Tie ``entry`` to the end of ``response`` and return what the caller gets.
+
+        Close the entry at once when the body is complete already (in memory).
+        """
+        ...
+
+
+@final
+class Ticket:
+    """A hop's entry waited for by an outer adapter, lent to the inner one that sends it.
+
+    The internal interface between :class:`~throttled_http.aiohttp.ThrottledClientSession`
+    (which waits before aiohttp starts its timeout) and its middleware (which aiohttp calls
+    for the hop). The middleware calls :meth:`claim` once; from then on the entry is its
+    own, and the session only returns the response.
+    """
+
+    __slots__ = ("claimed", "entry", "pipeline", "throttler")
+
+    def __init__(self, pipeline: Pipeline[Any], throttler: object, entry: EntryLike) -> None:
+        self.pipeline = pipeline
+        self.throttler = throttler
+        self.entry = entry
+        self.claimed = False
+
+    def claim(self, pipeline: Pipeline[Any], throttler: object) -> EntryLike | None:
+        """The lent entry, if ``pipeline`` lent it and the hop goes to ``throttler``.
+
+        A hop that goes elsewhere than the lender computed (another middleware rewrote
+        the URL) gives the entry back at once (it counts as used, which is safe) and gets
+        ``None``: the caller waits for the right entry. Either way the ticket is claimed.
+        """
+        if self.pipeline is not pipeline or self.claimed:
+            return None
+        self.claimed = True
+        if self.throttler is throttler:
+            return self.entry
+        self.entry.close()
+        return None
+
+
+@final
+class Pipeline(Generic[_T]):
+    """One client's request journey: its throttler, its feedback policy, its open responses.
+
+    Args:
+        throttler: one throttler for every request, or a map of one per key.
+        feedback: the server-feedback policy applied to every response (``None``: none).
+        holds: the open responses of this client and their ``release_timeout``.
+        throttle_timeout: seconds a hop may wait for its entry at most (``None``: no limit).
+    """
+
+    __slots__ = ("feedback", "holds", "throttle_timeout", "throttler")
+
+    def __init__(
+        self,
+        throttler: _T | BaseThrottlerMap[Any],
+        feedback: FeedbackPolicy | None,
+        holds: Holds | ThreadHolds,
+        throttle_timeout: float | None,
+    ) -> None:
+        self.throttler = throttler
+        self.feedback = feedback
+        self.holds = holds
+        self.throttle_timeout = throttle_timeout
+
+    # -- the journey, written once ---------------------------------------------------
+
+    def steps(
+        self,
+        exchange: Exchange[_Req, _Resp],
+        request: _Req,
+        target: object,
+        origin: Hashable | None,
+        cost: int,
+        *,
+        ticket: Ticket | None = None,
+        lend: bool = False,
+    ) -> Generator[_Step, Any, _Resp]:
+        """One request's journey; yields the I/O it needs and returns the response.
+
+        Args:
+            exchange: reads the client's request and responses.
+            request: the request, passed back to ``exchange``.
+            target: what the throttler is chosen by (the URL, or a key's URL).
+            origin: a hashable standing for the URL's scheme, host and port, so a map
+                need not parse the URL again (``None``: parse it).
+            cost: the request's weight.
+            ticket: an entry lent by an outer adapter for the first hop (claimed here).
+            lend: lend each entry to an inner adapter with the send (see :class:`Ticket`).
+        """
+        policy = self.feedback
+        attempt = 0
+        while True:
+            # Resolved again for each attempt: a map may drop a throttler that went idle
+            # while a retry slept, and the entry must count in the one the map holds.
+            key, throttler = self._resolve(target, origin)
+            if throttler is None:
+                return (yield _SEND_PLAIN)
+            entry = None
+            if ticket is not None:
+                entry = ticket.claim(self, throttler)
+                ticket = None
+            if entry is None:
+                charge = self._charge(throttler, cost)
+                try:
+                    entry = yield (_ADMIT, throttler, charge)
+                except ValueError:
+                    # Adapted below this cost while it waited: charge the new whole limit.
+                    if self._charge(throttler, charge) == charge:
+                        raise
+                    continue
+                if not self._is_current(key, throttler):
+                    # Another thread evicted the (then idle) throttler as this one queued:
+                    # an entry must count in the throttler the map holds.
+                    entry.close()
+                    continue
+            lent = Ticket(self, throttler, entry) if lend else None
+            try:
+                response = yield (_SEND, lent)
+            except BaseException:
+                entry.close()
+                raise
+            if lent is not None and lent.claimed:
+                return response  # the inner adapter settled it, applied feedback, holds it
+            entry.settle()
+            wait = None
+            if policy is not None:
+                attempt += 1
+                try:
+                    wait = self._consult(
+                        policy, exchange, request, response, throttler, key, attempt
+                    )
+                except BaseException:
+                    try:
+                        yield (_DISCARD, response)
+                    finally:
+                        entry.close()
+                    raise
+            if wait is None:
+                return exchange.hold(response, entry, key)
+            try:
+                yield (_DISCARD, response)
+            finally:
+                entry.close()
+            yield (_SLEEP, wait)
+
+    # -- the drivers -----------------------------------------------------------------
+
+    async def run(
+        self,
+        steps: Generator[_Step, Any, _Resp],
+        request: _R,
+        send: Callable[[_R, Ticket | None], Awaitable[_Resp]],
+        discard: Callable[[_Resp], Awaitable[None] | None],
+    ) -> _Resp:
+        """Drive ``steps`` with ``await``: the journey of an asyncio client's request.
+
+        Args:
+            steps: from :meth:`steps`.
+            request: passed to ``send``.
+            send: sends ``request`` once (given the lent :class:`Ticket`, or ``None``).
+            discard: closes a refused response before it is sent again.
+        """
+        value: Any = None
+        error: BaseException | None = None
+        timeout = self.throttle_timeout
+        while True:
+            try:
+                step = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            error = value = None
+            kind = step[0]
+            try:
+                if kind == _SEND:
+                    value = await send(request, step[1])
+                elif kind == _ADMIT:
+                    value = await step[1].open_entry(step[2], timeout=timeout)
+                elif kind == _DISCARD:
+                    closing = discard(step[1])
+                    if closing is not None:
+                        await closing
+                else:
+                    await asyncio.sleep(step[1])
+            except BaseException as exc:
+                error = exc
+
+    def run_sync(
+        self,
+        steps: Generator[_Step, Any, _Resp],
+        request: _R,
+        send: Callable[[_R, Ticket | None], _Resp],
+        discard: Callable[[_Resp], object],
+    ) -> _Resp:
+        """Drive ``steps`` blocking the calling thread: a threaded client's request."""
+        value: Any = None
+        error: BaseException | None = None
+        timeout = self.throttle_timeout
+        while True:
+            try:
+                step = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            error = value = None
+            kind = step[0]
+            try:
+                if kind == _SEND:
+                    value = send(request, step[1])
+                elif kind == _ADMIT:
+                    value = step[1].open_entry(step[2], timeout=timeout)
+                elif kind == _DISCARD:
+                    discard(step[1])
+                else:
+                    time.sleep(step[1])
+            except BaseException as exc:
+                error = exc
+
+    # -- pieces of the journey, for adapters that cannot hand the whole of it over ----
+
+    async def admit(
+        self, target: object, origin: Hashable | None = None
+    ) -> tuple[str, Any, EntryLike] | None:
+        """Wait for one hop's entry: its key, throttler and entry (``None``: no limit).
+
+        For hook-based adapters (aiohttp's ``TraceConfig``) that see a hop start and end
+        but cannot run it; they settle, hold and close the entry themselves.
+        """
+        key, throttler = self._resolve(target, origin)
+        if throttler is None:
+            return None
+        entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
+        return key, throttler, entry
+
+    async def lend(self, target: object, origin: Hashable | None = None) -> Ticket | None:
+        """Wait for a hop's entry and lend it as a :class:`Ticket` (``None``: no limit).
+
+        The caller closes the entry if nobody claimed the ticket.
+        """
+        admitted = await self.admit(target, origin)
+        return None if admitted is None else Ticket(self, admitted[1], admitted[2])
+
+    def _resolve(self, target: object, origin: Hashable | None) -> tuple[str, Any]:
+        throttler = self.throttler
+        if isinstance(throttler, BaseThrottlerMap):
+            return throttler.resolve(target, origin=origin)
+        return "*", throttler
+
+    def _is_current(self, key: str, throttler: object) -> bool:
+        hosts = self.throttler
+        return not isinstance(hosts, BaseThrottlerMap) or hosts.is_current(key, throttler)
+
+    def _charge(self, throttler: Any, cost: int) -> int:
+        """The cost to charge: with ``adapt=True``, at most the smallest limit now in force.
+
+        A server that advertises a quota smaller than a request's cost (or a 429 that cut
+        the rate) must not make that request raise: it is charged as a whole window of the
+        adopted limit instead, which the server's quota allows.
+        """
+        policy = self.feedback
+        if cost == 1 or policy is None or not policy.adapt:
+            return cost
+        rates: tuple[Rate, ...] = throttler.rates
+        smallest = min(rate.limit for rate in rates)
+        return cost if cost <= smallest else smallest
+
+    @staticmethod
+    def _consult(
+        policy: FeedbackPolicy,
+        exchange: Exchange[_Req, _Resp],
+        request: _Req,
+        response: _Resp,
+        throttler: Any,
+        key: str,
+        attempt: int,
+    ) -> float | None:
+        """Apply the response's feedback; the seconds to wait before a retry, or ``None``.
+
+        Feedback is applied before the slot can free (a complete body releases it at
+        once), so no queued hop slips through ahead of a ``Retry-After`` pause.
+        """
+        status = exchange.status(response)
+        headers = exchange.headers(response)
+        # Most responses carry nothing to act on; skip parsing them (unless adapting,
+        # which reads advertised quotas on every response).
+        if not policy.adapt and not may_carry_feedback(status, headers):
+            return None
+        delay = policy.observe(throttler, key, status, headers)
+        if status < 400:
+            return None
+        return policy.retry_delay(
+            exchange.method(request),
+            status,
+            attempt,
+            delay,
+            replayable=exchange.replayable(request),
+            key=key,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.throttler!r} feedback={self.feedback!r}>"
+
+
+# -- options shared by every integration's constructor ----------------------------------
+
+
+def check_throttle_timeout(value: object) -> float | None:
+    """``throttle_timeout``: ``None`` (wait as long as it takes) or seconds >= 0."""
+    return None if value is None else non_negative_float("throttle_timeout", value)
+
+
+def check_feedback(value: object) -> FeedbackPolicy | None:
+    """``feedback``: a :class:`~throttled_http.FeedbackPolicy`, or ``None``."""
+    if value is None or isinstance(value, FeedbackPolicy):
+        return value
+    raise TypeError(
+        f"feedback must be a FeedbackPolicy such as FeedbackPolicy(retries=3), got {value!r}"
+    )
+
+
+def throttler_from_options(
+    throttler: object,
+    rate_limit: object,
+    period: object,
+    *,
+    sync: bool = False,
+) -> Any:
+    """What a client is throttled by: the shared ``throttler=``, or a new per-host map.
+
+    ``rate_limit`` and ``period`` are the design card's shorthand for a per-host map at
+    that rate (10 per second when nothing is given). A shared throttler carries its own
+    limits, so giving the shorthand beside it would leave it unused: a ``TypeError``
+    naming both.
+    """
+    if throttler is None:
+        cls = SyncThrottlerMap if sync else ThrottlerMap
+        return cls(rate_limit, period)
+    for name, value in (("rate_limit", rate_limit), ("period", period)):
+        if value is not None:
+            raise TypeError(
+                f"{name}= and throttler= were both given; the throttler carries its own "
+                f"limits: drop {name}=, or build the map with it "
+                f"(throttler=ThrottlerMap({name}=...))"
+            )
+    blocking = isinstance(throttler, SyncThrottlerMap) or (
+        isinstance(throttler, SyncThrottlerLike)
+        and not inspect.iscoroutinefunction(throttler.open_entry)
+    )
+    if sync and not blocking:
+        raise TypeError(
+            f"throttler must be a SyncThrottler or a SyncThrottlerMap, got {throttler!r}"
+        )
+    if not sync and (blocking or not isinstance(throttler, (ThrottlerMap, ThrottlerLike))):
+        raise TypeError(
+            "throttler must be a Throttler, a ThrottlerMap, a RedisThrottler or another "
+            f"ThrottlerLike, got {throttler!r}"
+        )
+    return throttler
