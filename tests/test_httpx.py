@@ -19,7 +19,15 @@ import httpx
 import pytest
 import respx
 
-from throttled_http import Rate, SyncThrottler, Throttler, ThrottlerMap, ThrottlerTimeoutError
+from throttled_http import (
+    FeedbackPolicy,
+    Rate,
+    SyncThrottler,
+    SyncThrottlerMap,
+    Throttler,
+    ThrottlerMap,
+    ThrottlerTimeoutError,
+)
 from throttled_http.httpx import (
     BYPASS_EXTENSION,
     COST_EXTENSION,
@@ -85,7 +93,7 @@ def streaming(body: httpx.AsyncByteStream) -> httpx.AsyncBaseTransport:
 def in_flight(transport: ThrottledTransport | SyncThrottledTransport, url: str) -> int:
     """Slots held now by ``url``'s key."""
     hosts = transport.throttler
-    assert isinstance(hosts, ThrottlerMap)
+    assert isinstance(hosts, (ThrottlerMap, SyncThrottlerMap))
     limiter = hosts.throttler_for(url)
     assert isinstance(limiter, (Throttler, SyncThrottler))
     return limiter.statistics().in_flight
@@ -147,7 +155,7 @@ def thread_server() -> Iterator[RecordingServer]:
 async def test_per_host_limit_holds_at_the_server_with_latency() -> None:
     """With 40 ms of server latency, each host sees at most 3 requests per 0.3 s window."""
     async with RecordingServer(latency=0.04) as srv:
-        transport = ThrottledTransport(3, 0.3)
+        transport = ThrottledTransport(rate_limit=3, period=0.3)
         async with httpx.AsyncClient(transport=transport) as client:
             start = time.monotonic()
             urls = [srv.url("/", host=i % 2) for i in range(18)]
@@ -164,7 +172,7 @@ async def test_per_host_limit_holds_at_the_server_with_latency() -> None:
 @pytest.mark.realclock
 async def test_limit_holds_whatever_the_connection_set_up_time(server: RecordingServer) -> None:
     """Requests delayed 0.15 s before sending cannot pile up with later ones at the server."""
-    transport = ThrottledTransport(3, 0.3, transport=SlowStart())
+    transport = ThrottledTransport(SlowStart(), rate_limit=3, period=0.3)
     async with httpx.AsyncClient(transport=transport) as client:
         responses = await asyncio.gather(*(client.get(server.url("/")) for _ in range(12)))
     assert [r.status_code for r in responses] == [200] * 12
@@ -175,7 +183,7 @@ async def test_limit_holds_whatever_the_connection_set_up_time(server: Recording
 async def test_smooth_mode_draws_no_429_from_a_leaky_bucket(server: RecordingServer) -> None:
     """burst=1 spaces requests so a leaky-bucket server (nginx limit_req) never refuses one."""
     server.leaky_bucket = 0.045  # the client spaces them 0.05 s apart
-    transport = ThrottledTransport(10, 0.5, burst=1)
+    transport = ThrottledTransport(throttler=ThrottlerMap(10, 0.5, burst=1))
     async with httpx.AsyncClient(transport=transport) as client:
         responses = await asyncio.gather(*(client.get(server.url("/")) for _ in range(10)))
     assert [r.status_code for r in responses] == [200] * 10
@@ -185,7 +193,7 @@ async def test_smooth_mode_draws_no_429_from_a_leaky_bucket(server: RecordingSer
 @pytest.mark.realclock
 async def test_every_redirect_hop_is_throttled(server: RecordingServer) -> None:
     """A redirect chain of 4 hops counts 4 requests against the host's limit."""
-    transport = ThrottledTransport(2, 0.2)
+    transport = ThrottledTransport(rate_limit=2, period=0.2)
     async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
         responses = await asyncio.gather(
             client.get(server.url("/redirect/3")), client.get(server.url("/redirect/3"))
@@ -200,7 +208,7 @@ async def test_a_redirect_to_another_host_is_charged_to_that_host(
     server: RecordingServer,
 ) -> None:
     """A hop to 127.0.0.2 waits in 127.0.0.2's throttler, not in the first host's."""
-    transport = ThrottledTransport(1, 2.0)
+    transport = ThrottledTransport(rate_limit=1, period=2.0)
     async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
         start = time.monotonic()
         response = await client.get(server.url("/to/127.0.0.2/"))
@@ -216,7 +224,7 @@ async def test_a_redirect_to_another_host_is_charged_to_that_host(
 @pytest.mark.realclock
 async def test_max_concurrency_holds_at_the_server(server: RecordingServer) -> None:
     """With max_concurrency=2 the server never handles more than 2 requests per host at once."""
-    transport = ThrottledTransport(100, 1.0, max_concurrency=2)
+    transport = ThrottledTransport(throttler=ThrottlerMap(100, 1.0, max_concurrency=2))
     async with httpx.AsyncClient(transport=transport) as client:
 
         async def fetch(host: int) -> int:
@@ -234,7 +242,7 @@ async def test_max_concurrency_holds_at_the_server(server: RecordingServer) -> N
 @pytest.mark.realclock
 async def test_429_pauses_only_that_host(server: RecordingServer) -> None:
     """A 429 with Retry-After pauses the host that sent it; the other host goes on."""
-    transport = ThrottledTransport(10, 1.0)
+    transport = ThrottledTransport(rate_limit=10, period=1.0)
     async with httpx.AsyncClient(transport=transport) as client:
         refused = await client.get(server.url("/status/429?retry_after=30", host=0))
         assert refused.status_code == 429
@@ -253,7 +261,9 @@ async def test_429_pauses_only_that_host(server: RecordingServer) -> None:
 async def test_retries_deliver_200_from_a_rate_limited_server() -> None:
     """A server allowing 2 per second answers 429 to the rest; retries bring every 200 home."""
     async with RecordingServer(server_limit=Rate(2, 1.0)) as srv:
-        transport = ThrottledTransport(10, 1.0, retries=3)
+        transport = ThrottledTransport(
+            rate_limit=10, period=1.0, feedback=FeedbackPolicy(retries=3)
+        )
         async with httpx.AsyncClient(transport=transport) as client:
             responses = await asyncio.gather(*(client.get(srv.url("/")) for _ in range(3)))
     assert [r.status_code for r in responses] == [200] * 3
@@ -266,7 +276,9 @@ async def test_retries_deliver_200_from_a_rate_limited_server() -> None:
 @pytest.mark.looptime
 async def test_in_memory_response_frees_the_slot_at_once() -> None:
     """A response whose body is already in memory gives its slot back immediately."""
-    transport = ThrottledTransport(10, 1.0, max_concurrency=1, transport=httpx.MockTransport(ok))
+    transport = ThrottledTransport(
+        httpx.MockTransport(ok), throttler=ThrottlerMap(10, 1.0, max_concurrency=1)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         request = client.build_request("GET", "http://a.example/")
         response = await client.send(request, stream=True)
@@ -278,7 +290,9 @@ async def test_in_memory_response_frees_the_slot_at_once() -> None:
 async def test_slot_held_until_the_stream_is_read_to_the_end() -> None:
     """A streamed response holds its slot until its body is exhausted."""
     body = SlowBody(3)
-    transport = ThrottledTransport(10, 1.0, max_concurrency=2, transport=streaming(body))
+    transport = ThrottledTransport(
+        streaming(body), throttler=ThrottlerMap(10, 1.0, max_concurrency=2)
+    )
     async with (
         httpx.AsyncClient(transport=transport) as client,
         client.stream("GET", "http://a.example/") as response,
@@ -293,7 +307,9 @@ async def test_slot_held_until_the_stream_is_read_to_the_end() -> None:
 @pytest.mark.looptime
 async def test_slot_freed_on_aclose_without_reading() -> None:
     """Closing an unread streamed response frees its slot, once."""
-    transport = ThrottledTransport(10, 1.0, max_concurrency=1, transport=streaming(SlowBody()))
+    transport = ThrottledTransport(
+        streaming(SlowBody()), throttler=ThrottlerMap(10, 1.0, max_concurrency=1)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         request = client.build_request("GET", "http://a.example/")
         response = await client.send(request, stream=True)
@@ -307,7 +323,7 @@ async def test_slot_freed_on_aclose_without_reading() -> None:
 async def test_slot_freed_when_reading_the_body_fails() -> None:
     """An error while streaming the body frees the slot."""
     transport = ThrottledTransport(
-        10, 1.0, max_concurrency=1, transport=streaming(SlowBody(3, fail_at=1))
+        streaming(SlowBody(3, fail_at=1)), throttler=ThrottlerMap(10, 1.0, max_concurrency=1)
     )
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(httpx.ReadError):
@@ -320,7 +336,7 @@ async def test_slot_freed_when_the_client_closes() -> None:
     """Closing the client gives back the slots of responses left open, and closes the inner."""
     body = SlowBody()
     inner = streaming(body)
-    transport = ThrottledTransport(10, 1.0, max_concurrency=1, transport=inner)
+    transport = ThrottledTransport(inner, throttler=ThrottlerMap(10, 1.0, max_concurrency=1))
     client = httpx.AsyncClient(transport=transport)
     request = client.build_request("GET", "http://a.example/")
     response = await client.send(request, stream=True)
@@ -332,12 +348,14 @@ async def test_slot_freed_when_the_client_closes() -> None:
 
 
 @pytest.mark.looptime
-async def test_unclosed_response_gives_its_slot_back_after_hold_timeout(
+async def test_unclosed_response_gives_its_slot_back_after_release_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A response nobody closes frees its slot after hold_timeout seconds, with a warning."""
+    """A response nobody closes frees its slot after release_timeout seconds, with a warning."""
     transport = ThrottledTransport(
-        10, 1.0, max_concurrency=1, transport=streaming(SlowBody()), hold_timeout=30
+        streaming(SlowBody()),
+        throttler=ThrottlerMap(10, 1.0, max_concurrency=1),
+        release_timeout=30,
     )
     async with httpx.AsyncClient(transport=transport) as client:
         request = client.build_request("GET", "http://a.example/")
@@ -348,7 +366,7 @@ async def test_unclosed_response_gives_its_slot_back_after_hold_timeout(
         with caplog.at_level(logging.WARNING, logger="throttled_http"):
             await asyncio.sleep(2)
         assert waiter.done()
-        assert "not closed within hold_timeout=30.0 seconds" in caplog.text
+        assert "not released within release_timeout=30.0 seconds" in caplog.text
         await response.aclose()
         assert in_flight(transport, "http://a.example/") == 0
 
@@ -356,7 +374,7 @@ async def test_unclosed_response_gives_its_slot_back_after_hold_timeout(
 @pytest.mark.looptime
 async def test_cancel_while_waiting_for_a_turn_holds_nothing() -> None:
     """A request cancelled while queued in the throttler takes no entry and no slot."""
-    transport = ThrottledTransport(1, 10.0, transport=httpx.MockTransport(ok))
+    transport = ThrottledTransport(httpx.MockTransport(ok), rate_limit=1, period=10.0)
     async with httpx.AsyncClient(transport=transport) as client:
         await client.get("http://a.example/")
         task = asyncio.ensure_future(client.get("http://a.example/"))
@@ -380,7 +398,9 @@ async def test_cancel_while_the_request_is_in_flight_frees_the_slot() -> None:
         await asyncio.sleep(60)
         return httpx.Response(200)
 
-    transport = ThrottledTransport(5, 1.0, max_concurrency=1, transport=httpx.MockTransport(slow))
+    transport = ThrottledTransport(
+        httpx.MockTransport(slow), throttler=ThrottlerMap(5, 1.0, max_concurrency=1)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         task = asyncio.ensure_future(client.get("http://a.example/"))
         await asyncio.sleep(1)
@@ -395,7 +415,7 @@ async def test_cancel_while_the_request_is_in_flight_frees_the_slot() -> None:
 async def test_cancel_while_reading_the_body_frees_the_slot() -> None:
     """A task cancelled while it streams the body gives the slot back."""
     transport = ThrottledTransport(
-        10, 1.0, max_concurrency=1, transport=streaming(SlowBody(chunks=1000))
+        streaming(SlowBody(chunks=1000)), throttler=ThrottlerMap(10, 1.0, max_concurrency=1)
     )
     async with httpx.AsyncClient(transport=transport) as client:
 
@@ -433,7 +453,7 @@ async def test_every_auth_round_is_throttled() -> None:
             return httpx.Response(401)
         return httpx.Response(200)
 
-    transport = ThrottledTransport(1, 10.0, transport=httpx.MockTransport(challenge))
+    transport = ThrottledTransport(httpx.MockTransport(challenge), rate_limit=1, period=10.0)
     async with httpx.AsyncClient(transport=transport, auth=TwoRounds()) as client:
         start = loop.time()
         response = await client.get("http://a.example/")
@@ -451,7 +471,7 @@ async def test_throttle_timeout_gives_up_and_sends_nothing() -> None:
         return httpx.Response(200)
 
     transport = ThrottledTransport(
-        1, 60.0, throttle_timeout=5.0, transport=httpx.MockTransport(record)
+        httpx.MockTransport(record), rate_limit=1, period=60.0, throttle_timeout=5.0
     )
     async with httpx.AsyncClient(transport=transport) as client:
         await client.get("http://a.example/")
@@ -461,10 +481,12 @@ async def test_throttle_timeout_gives_up_and_sends_nothing() -> None:
 
 
 @pytest.mark.looptime
-async def test_hold_timeout_none_keeps_the_slot_until_close() -> None:
-    """With hold_timeout=None an unclosed response keeps its slot until it is closed."""
+async def test_release_timeout_none_keeps_the_slot_until_close() -> None:
+    """With release_timeout=None an unclosed response keeps its slot until it is closed."""
     transport = ThrottledTransport(
-        10, 1.0, max_concurrency=1, transport=streaming(SlowBody()), hold_timeout=None
+        streaming(SlowBody()),
+        throttler=ThrottlerMap(10, 1.0, max_concurrency=1),
+        release_timeout=None,
     )
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.send(client.build_request("GET", "http://a.example/"), stream=True)
@@ -481,7 +503,9 @@ async def test_transport_error_before_headers_frees_the_slot() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    transport = ThrottledTransport(5, 1.0, max_concurrency=1, transport=httpx.MockTransport(refuse))
+    transport = ThrottledTransport(
+        httpx.MockTransport(refuse), throttler=ThrottlerMap(5, 1.0, max_concurrency=1)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get("http://a.example/")
@@ -495,7 +519,7 @@ async def test_transport_error_before_headers_frees_the_slot() -> None:
 async def test_cost_extension_weighs_the_request() -> None:
     """throttled_http_cost=3 uses 3 of the window's 4 entries."""
     loop = asyncio.get_running_loop()
-    transport = ThrottledTransport(4, 10.0, transport=httpx.MockTransport(ok))
+    transport = ThrottledTransport(httpx.MockTransport(ok), rate_limit=4, period=10.0)
     async with httpx.AsyncClient(transport=transport) as client:
         start = loop.time()
         await client.get("http://a.example/", extensions={COST_EXTENSION: 3})
@@ -508,7 +532,7 @@ async def test_cost_extension_weighs_the_request() -> None:
 @pytest.mark.looptime
 async def test_bad_cost_extension_is_rejected() -> None:
     """A cost that is not a positive int raises, naming the extension."""
-    transport = ThrottledTransport(4, 1.0, transport=httpx.MockTransport(ok))
+    transport = ThrottledTransport(httpx.MockTransport(ok), rate_limit=4, period=1.0)
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(ValueError, match="throttled_http_cost must be a positive integer"):
             await client.get("http://a.example/", extensions={COST_EXTENSION: 0})
@@ -519,7 +543,8 @@ async def test_key_extension_charges_another_host() -> None:
     """throttled_http_key charges a request to another host's limit (its overrides apply)."""
     loop = asyncio.get_running_loop()
     transport = ThrottledTransport(
-        10, 1.0, overrides={"quota.example": "1/10s"}, transport=httpx.MockTransport(ok)
+        httpx.MockTransport(ok),
+        throttler=ThrottlerMap(10, 1.0, overrides={"quota.example": "1/10s"}),
     )
     async with httpx.AsyncClient(transport=transport) as client:
         start = loop.time()
@@ -536,7 +561,7 @@ async def test_key_extension_charges_another_host() -> None:
 async def test_bypass_extension_skips_the_throttler() -> None:
     """throttled_http_bypass sends at once, taking no entry."""
     loop = asyncio.get_running_loop()
-    transport = ThrottledTransport(1, 10.0, transport=httpx.MockTransport(ok))
+    transport = ThrottledTransport(httpx.MockTransport(ok), rate_limit=1, period=10.0)
     async with httpx.AsyncClient(transport=transport) as client:
         start = loop.time()
         for _ in range(3):
@@ -550,7 +575,7 @@ async def test_host_with_no_limit_override_is_not_throttled() -> None:
     """An override of None leaves that host unlimited."""
     loop = asyncio.get_running_loop()
     transport = ThrottledTransport(
-        1, 10.0, overrides={"free.example": None}, transport=httpx.MockTransport(ok)
+        httpx.MockTransport(ok), throttler=ThrottlerMap(1, 10.0, overrides={"free.example": None})
     )
     async with httpx.AsyncClient(transport=transport) as client:
         start = loop.time()
@@ -579,7 +604,9 @@ def refuse_first(times: int, retry_after: str = "2") -> httpx.MockTransport:
 async def test_retry_after_429_waits_the_server_delay_and_delivers_200() -> None:
     """retries=2 sends a refused GET again after Retry-After seconds, through the throttler."""
     loop = asyncio.get_running_loop()
-    transport = ThrottledTransport(10, 1.0, retries=2, transport=refuse_first(2))
+    transport = ThrottledTransport(
+        refuse_first(2), rate_limit=10, period=1.0, feedback=FeedbackPolicy(retries=2)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         start = loop.time()
         response = await client.get("http://a.example/")
@@ -591,7 +618,9 @@ async def test_retry_after_429_waits_the_server_delay_and_delivers_200() -> None
 @pytest.mark.looptime
 async def test_retries_stop_after_the_allowed_number() -> None:
     """With retries=1, the second 429 is returned to the caller."""
-    transport = ThrottledTransport(10, 1.0, retries=1, transport=refuse_first(5))
+    transport = ThrottledTransport(
+        refuse_first(5), rate_limit=10, period=1.0, feedback=FeedbackPolicy(retries=1)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.get("http://a.example/")
         assert response.status_code == 429
@@ -617,7 +646,9 @@ async def test_a_one_shot_body_is_never_retried() -> None:
             return httpx.Response(429, headers={"Retry-After": "1"})
 
     inner = Streaming()
-    transport = ThrottledTransport(10, 1.0, retries=3, transport=inner)
+    transport = ThrottledTransport(
+        inner, rate_limit=10, period=1.0, feedback=FeedbackPolicy(retries=3)
+    )
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.put("http://a.example/", content=body())
         assert response.status_code == 429
@@ -628,7 +659,10 @@ async def test_a_one_shot_body_is_never_retried() -> None:
 async def test_max_retry_after_caps_the_pause() -> None:
     """A server asking for an hour pauses the host for max_retry_after seconds only."""
     transport = ThrottledTransport(
-        10, 1.0, max_retry_after=5.0, transport=refuse_first(1, retry_after="3600")
+        refuse_first(1, retry_after="3600"),
+        rate_limit=10,
+        period=1.0,
+        feedback=FeedbackPolicy(max_retry_after=5.0),
     )
     async with httpx.AsyncClient(transport=transport) as client:
         await client.get("http://a.example/")
@@ -648,7 +682,7 @@ async def test_works_under_respx_default_mocking() -> None:
     loop = asyncio.get_running_loop()
     with respx.mock:
         route = respx.get("https://api.example.com/items").respond(200, json=[1])
-        transport = ThrottledTransport(2, 5.0)
+        transport = ThrottledTransport(rate_limit=2, period=5.0)
         async with httpx.AsyncClient(transport=transport) as client:
             start = loop.time()
             responses = await asyncio.gather(
@@ -666,7 +700,7 @@ async def test_works_over_a_respx_router_transport() -> None:
     loop = asyncio.get_running_loop()
     router = respx.Router(assert_all_called=False)
     router.get("https://api.example.com/").respond(204)
-    transport = ThrottledTransport(1, 2.0, transport=httpx.MockTransport(router.handler))
+    transport = ThrottledTransport(httpx.MockTransport(router.handler), rate_limit=1, period=2.0)
     async with httpx.AsyncClient(transport=transport) as client:
         start = loop.time()
         for _ in range(3):
@@ -682,8 +716,8 @@ async def test_shared_throttler_limits_two_clients_together() -> None:
     """Two clients built on one Throttler share its budget."""
     loop = asyncio.get_running_loop()
     shared = Throttler(2, 10.0)
-    a = ThrottledTransport(throttler=shared, transport=httpx.MockTransport(ok))
-    b = ThrottledTransport(throttler=shared, transport=httpx.MockTransport(ok))
+    a = ThrottledTransport(httpx.MockTransport(ok), throttler=shared)
+    b = ThrottledTransport(httpx.MockTransport(ok), throttler=shared)
     async with httpx.AsyncClient(transport=a) as one, httpx.AsyncClient(transport=b) as two:
         start = loop.time()
         await one.get("http://a.example/")
@@ -700,7 +734,7 @@ async def test_aclose_is_forwarded() -> None:
         async def aclose(self) -> None:
             closed.append(True)
 
-    async with ThrottledTransport(transport=Inner()):
+    async with ThrottledTransport(Inner()):
         pass
     assert closed == [True]
 
@@ -709,13 +743,15 @@ async def test_aclose_is_forwarded() -> None:
     ("kwargs", "error", "message"),
     [
         pytest.param(
-            {"throttler": Throttler(1), "burst": 1}, ValueError, "do not pass burst", id="both"
+            {"throttler": Throttler(1), "rate_limit": 1},
+            TypeError,
+            "rate_limit= and throttler= were both given",
+            id="both",
         ),
         pytest.param({"throttler": object()}, TypeError, "throttler must be", id="throttler"),
         pytest.param({"transport": object()}, TypeError, "transport must be", id="transport"),
-        pytest.param({"hold_timeout": 0}, ValueError, "hold_timeout must be", id="hold"),
+        pytest.param({"release_timeout": 0}, ValueError, "release_timeout must be", id="release"),
         pytest.param({"rate_limit": 0}, ValueError, "rate_limit must be a positive", id="rate"),
-        pytest.param({"retries": -1}, ValueError, "retries must be", id="retries"),
         pytest.param({"feedback": 1}, TypeError, "feedback must be", id="feedback"),
     ],
 )
@@ -727,6 +763,12 @@ def test_bad_arguments_are_rejected(
         ThrottledTransport(**kwargs)  # type: ignore[arg-type]
     with pytest.raises((TypeError, ValueError)):
         SyncThrottledTransport(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_feedback_options_are_rejected() -> None:
+    """The feedback options, now on FeedbackPolicy, are checked at construction by name."""
+    with pytest.raises(ValueError, match="retries must be"):
+        FeedbackPolicy(retries=-1)
 
 
 def test_import_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -745,7 +787,7 @@ def test_eight_threads_sharing_a_client_never_exceed_the_limit(
     thread_server: RecordingServer,
 ) -> None:
     """8 threads sharing one httpx.Client put at most 4 requests per 0.25 s on each host."""
-    transport = SyncThrottledTransport(4, 0.25)
+    transport = SyncThrottledTransport(rate_limit=4, period=0.25)
     with httpx.Client(transport=transport) as client:
 
         def work(n: int) -> list[int]:
@@ -763,7 +805,7 @@ def test_eight_threads_sharing_a_client_never_exceed_the_limit(
 @pytest.mark.realclock
 def test_sync_max_concurrency_holds_at_the_server(thread_server: RecordingServer) -> None:
     """The sync transport's max_concurrency holds at the server across threads."""
-    transport = SyncThrottledTransport(1000, 1.0, max_concurrency=2)
+    transport = SyncThrottledTransport(throttler=SyncThrottlerMap(1000, 1.0, max_concurrency=2))
     with httpx.Client(transport=transport) as client:
 
         def work(_: int) -> int:
@@ -779,7 +821,7 @@ def test_sync_max_concurrency_holds_at_the_server(thread_server: RecordingServer
 @pytest.mark.realclock
 def test_sync_redirect_hops_are_each_throttled(thread_server: RecordingServer) -> None:
     """The sync transport charges each redirect hop: 3 hops at 1 per 0.15 s are spaced."""
-    transport = SyncThrottledTransport(1, 0.15)
+    transport = SyncThrottledTransport(rate_limit=1, period=0.15)
     with httpx.Client(transport=transport, follow_redirects=True) as client:
         response = client.get(thread_server.url("/redirect/2"))
     assert response.status_code == 200
@@ -791,7 +833,9 @@ def test_sync_stream_slot_is_freed_exactly_once() -> None:
     """Reading, closing, and closing again give the sync slot back once."""
     body = SyncBody()
     inner = httpx.MockTransport(lambda request: httpx.Response(200, stream=body))
-    transport = SyncThrottledTransport(10, 1.0, max_concurrency=1, transport=inner)
+    transport = SyncThrottledTransport(
+        inner, throttler=SyncThrottlerMap(10, 1.0, max_concurrency=1)
+    )
     with httpx.Client(transport=transport) as client:
         with client.stream("GET", "http://a.example/") as response:
             assert in_flight(transport, "http://a.example/") == 1
@@ -802,13 +846,13 @@ def test_sync_stream_slot_is_freed_exactly_once() -> None:
     assert in_flight(transport, "http://a.example/") == 0
 
 
-def test_sync_unclosed_response_gives_its_slot_back_after_hold_timeout(
+def test_sync_unclosed_response_gives_its_slot_back_after_release_timeout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A sync response nobody closes frees its slot after hold_timeout seconds."""
+    """A sync response nobody closes frees its slot after release_timeout seconds."""
     inner = httpx.MockTransport(lambda request: httpx.Response(200, stream=SyncBody()))
     transport = SyncThrottledTransport(
-        10, 1.0, max_concurrency=1, transport=inner, hold_timeout=0.1
+        inner, throttler=SyncThrottlerMap(10, 1.0, max_concurrency=1), release_timeout=0.1
     )
     with (
         caplog.at_level(logging.WARNING, logger="throttled_http"),
@@ -819,13 +863,13 @@ def test_sync_unclosed_response_gives_its_slot_back_after_hold_timeout(
         start = time.monotonic()
         assert client.get("http://a.example/").status_code == 200  # waits for the slot
         assert time.monotonic() - start >= 0.09
-    assert "not closed within hold_timeout=0.1 seconds" in caplog.text
+    assert "not released within release_timeout=0.1 seconds" in caplog.text
 
 
 def test_sync_throttle_timeout() -> None:
     """The sync transport gives up after throttle_timeout seconds, sending nothing."""
     transport = SyncThrottledTransport(
-        1, 60.0, throttle_timeout=0.05, transport=httpx.MockTransport(ok)
+        httpx.MockTransport(ok), rate_limit=1, period=60.0, throttle_timeout=0.05
     )
     with httpx.Client(transport=transport) as client:
         client.get("http://a.example/")
@@ -833,12 +877,14 @@ def test_sync_throttle_timeout() -> None:
             client.get("http://a.example/")
 
 
-@pytest.mark.parametrize("hold_timeout", [300.0, None], ids=["hold300", "holdNone"])
-def test_sync_client_close_frees_open_slots(hold_timeout: float | None) -> None:
+@pytest.mark.parametrize("release_timeout", [300.0, None], ids=["release300", "releaseNone"])
+def test_sync_client_close_frees_open_slots(release_timeout: float | None) -> None:
     """Closing the sync client gives back slots of responses left open."""
     inner = httpx.MockTransport(lambda request: httpx.Response(200, stream=SyncBody()))
     transport = SyncThrottledTransport(
-        10, 1.0, max_concurrency=1, transport=inner, hold_timeout=hold_timeout
+        inner,
+        throttler=SyncThrottlerMap(10, 1.0, max_concurrency=1),
+        release_timeout=release_timeout,
     )
     client = httpx.Client(transport=transport)
     client.send(client.build_request("GET", "http://a.example/"), stream=True)
@@ -851,7 +897,7 @@ def test_sync_shared_throttler_and_retries() -> None:
     """A shared SyncThrottler limits every request; a 429 is retried after Retry-After."""
     shared = SyncThrottler(10, 1.0)
     transport = SyncThrottledTransport(
-        throttler=shared, retries=1, transport=refuse_first(1, retry_after="0")
+        refuse_first(1, retry_after="0"), throttler=shared, feedback=FeedbackPolicy(retries=1)
     )
     with httpx.Client(transport=transport) as client:
         assert client.get("http://a.example/").status_code == 200
@@ -862,7 +908,7 @@ def test_sync_shared_throttler_and_retries() -> None:
 def test_sync_extensions() -> None:
     """Bypass skips the sync throttler; cost weighs the request."""
     shared = SyncThrottler(3, 10.0)
-    transport = SyncThrottledTransport(throttler=shared, transport=httpx.MockTransport(ok))
+    transport = SyncThrottledTransport(httpx.MockTransport(ok), throttler=shared)
     with httpx.Client(transport=transport) as client:
         client.get("http://a.example/", extensions={BYPASS_EXTENSION: True})
         assert shared.statistics().in_window == 0
@@ -875,7 +921,7 @@ def test_sync_works_under_respx() -> None:
     """respx's default mocking works with the sync transport."""
     with respx.mock:
         respx.get("https://api.example.com/").respond(200, text="hi")
-        with httpx.Client(transport=SyncThrottledTransport(5, 1.0)) as client:
+        with httpx.Client(transport=SyncThrottledTransport(rate_limit=5, period=1.0)) as client:
             assert client.get("https://api.example.com/").text == "hi"
 
 
@@ -911,9 +957,11 @@ async def test_each_unclosed_response_expires_at_its_own_deadline(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With one shared hold timer, responses opened at different times each give their slot
-    back hold_timeout seconds after their own headers, and a closed one is not warned about."""
+    back release_timeout seconds after their own headers, and a closed one is not warned about."""
     transport = ThrottledTransport(
-        10, 1.0, max_concurrency=3, transport=streaming(SlowBody()), hold_timeout=30
+        streaming(SlowBody()),
+        throttler=ThrottlerMap(10, 1.0, max_concurrency=3),
+        release_timeout=30,
     )
     async with httpx.AsyncClient(transport=transport) as client:
         request = client.build_request("GET", "http://a.example/")
@@ -931,7 +979,7 @@ async def test_each_unclosed_response_expires_at_its_own_deadline(
             assert in_flight(transport, "http://a.example/") == 1
             await asyncio.sleep(1)  # t = 40.5
             assert in_flight(transport, "http://a.example/") == 0
-        assert caplog.text.count("not closed within hold_timeout") == 2
+        assert caplog.text.count("not released within release_timeout") == 2
         await first.aclose()
         await second.aclose()
         assert in_flight(transport, "http://a.example/") == 0
@@ -947,7 +995,8 @@ def test_sync_scope_that_answers_differently_each_time_does_not_loop() -> None:
         return next(tokens)
 
     transport = SyncThrottledTransport(
-        100, 1.0, scope=by_token, transport=httpx.MockTransport(lambda r: httpx.Response(200))
+        httpx.MockTransport(lambda r: httpx.Response(200)),
+        throttler=SyncThrottlerMap(100, 1.0, scope=by_token),
     )
     with httpx.Client(transport=transport) as client:
         assert client.get("http://127.0.0.1/").status_code == 200
@@ -961,7 +1010,12 @@ def _tiny_quota(request: httpx.Request) -> httpx.Response:
 
 async def test_adapt_to_a_quota_below_the_cost_charges_the_whole_limit() -> None:
     """With adapt=True a server's tiny quota never makes a weighted request raise."""
-    transport = ThrottledTransport(10, 1.0, adapt=True, transport=httpx.MockTransport(_tiny_quota))
+    transport = ThrottledTransport(
+        httpx.MockTransport(_tiny_quota),
+        rate_limit=10,
+        period=1.0,
+        feedback=FeedbackPolicy(adapt=True),
+    )
     heavy = {"throttled_http_cost": 5}
     async with httpx.AsyncClient(transport=transport) as client:
         assert (await client.get("http://127.0.0.1/a", extensions=heavy)).status_code == 200
@@ -970,7 +1024,7 @@ async def test_adapt_to_a_quota_below_the_cost_charges_the_whole_limit() -> None
 
 async def test_without_adapt_a_cost_above_the_limit_is_still_an_error() -> None:
     """The clamp is for server-lowered limits only: a caller's own mistake still raises."""
-    transport = ThrottledTransport(3, 1.0, transport=httpx.MockTransport(ok))
+    transport = ThrottledTransport(httpx.MockTransport(ok), rate_limit=3, period=1.0)
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(ValueError, match="cost"):
             await client.get("http://127.0.0.1/", extensions={"throttled_http_cost": 5})
@@ -979,7 +1033,10 @@ async def test_without_adapt_a_cost_above_the_limit_is_still_an_error() -> None:
 def test_sync_adapt_to_a_quota_below_the_cost_charges_the_whole_limit() -> None:
     """The thread-safe transport charges a server-lowered limit the same way."""
     transport = SyncThrottledTransport(
-        10, 1.0, adapt=True, transport=httpx.MockTransport(_tiny_quota)
+        httpx.MockTransport(_tiny_quota),
+        rate_limit=10,
+        period=1.0,
+        feedback=FeedbackPolicy(adapt=True),
     )
     with httpx.Client(transport=transport) as client:
         for path in ("/a", "/b"):
