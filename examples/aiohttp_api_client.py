@@ -48,7 +48,7 @@ async def main() -> None:
         await asyncio.sleep(QUOTA.period)  # let the server's window empty
         server.reset()
         start = time.monotonic()
-        async with ThrottledClientSession(QUOTA.limit, QUOTA.period) as session:
+        async with ThrottledClientSession(rate_limit=QUOTA.limit, period=QUOTA.period) as session:
             statuses = await fetch_all(session, url)
         elapsed = time.monotonic() - start
         busiest = server.max_in_window(QUOTA.period)

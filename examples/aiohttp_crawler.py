@@ -20,6 +20,7 @@ from collections import Counter
 
 from aiohttp import web
 
+from throttled_http import ThrottlerMap
 from throttled_http.aiohttp import ThrottledClientSession
 from throttled_http.testing import RecordingServer
 
@@ -78,7 +79,7 @@ async def crawl(session: ThrottledClientSession, seeds: list[str]) -> int:
 async def main() -> None:
     async with RecordingServer(routes=site()) as server:
         politeness = ThrottledClientSession(
-            rate_limit=4, period=1.0, max_concurrency=1, overrides={"127.0.0.2": "8/s"}
+            throttler=ThrottlerMap(4, 1.0, max_concurrency=1, overrides={"127.0.0.2": "8/s"})
         )
         async with politeness as session:
             start = time.monotonic()

@@ -19,7 +19,7 @@ import time
 
 import httpx
 
-from throttled_http import Rate
+from throttled_http import Rate, ThrottlerMap
 from throttled_http.httpx import ThrottledTransport
 from throttled_http.testing import RecordingServer
 
@@ -29,7 +29,7 @@ REQUESTS = 30
 async def main() -> None:
     async with RecordingServer(latency=0.05, server_limit=Rate(5, 1.0)) as server:
         # 5 per second per host, at most 3 responses open per host at once.
-        transport = ThrottledTransport(rate_limit=5, period=1.0, max_concurrency=3)
+        transport = ThrottledTransport(throttler=ThrottlerMap(5, 1.0, max_concurrency=3))
         async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
             # Every third request takes one redirect: 2 hops, both throttled.
             paths = ["/redirect/1" if i % 3 == 0 else f"/?item={i}" for i in range(REQUESTS)]

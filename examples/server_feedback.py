@@ -91,7 +91,7 @@ async def main() -> None:
     finally:
         await runner.cleanup()
     elapsed = asyncio.get_running_loop().time() - start
-    stats = policy.stats()
+    stats = policy.statistics()
     print(f"rates now: {', '.join(str(r) for r in throttler.rates)}")
     print(
         f"{REQUESTS} requests in {elapsed:.2f} s; pauses: {stats.pauses} "

@@ -27,7 +27,6 @@ from throttled_http._fetch import (
     key_of,
     load_done,
     parse_urls,
-    retry_after,
     safe_name,
 )
 from throttled_http.testing import RecordingServer
@@ -237,20 +236,6 @@ def test_keys_for_progress() -> None:
     assert key_of("https://News.BBC.co.uk/a", "host") == "news.bbc.co.uk"
     assert key_of("https://news.bbc.co.uk/a", "domain") == "bbc.co.uk"
     assert key_of("http://127.0.0.2:8080/", "domain") == "127.0.0.2"
-
-
-def test_retry_after_forms() -> None:
-    """Delay-seconds and HTTP-dates are read and capped; anything else is ignored."""
-    assert retry_after("2", 300.0) == 2.0
-    assert retry_after("100000", 30.0) == 30.0
-    assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 30.0, now=1445412480.0) == 10.0
-    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 30.0, now=1445412490.0) == 0.0
-    assert retry_after("-1", 30.0) is None
-    assert retry_after("later", 30.0) is None
-    assert retry_after(None, 30.0) is None
-    # Hostile digits: str.isdigit() accepts these, float() does not.
-    assert retry_after("\u00b2", 30.0) is None
-    assert retry_after("\u0663", 30.0) is None
 
 
 # -- fetch: end to end -------------------------------------------------------------------

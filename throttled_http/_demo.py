@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, final
 
+from ._feedback import FeedbackPolicy
 from ._rates import Rate
 
 if TYPE_CHECKING:
@@ -488,7 +489,8 @@ async def _run_client(
     if name == "aiohttp":
         from .aiohttp import ThrottledClientSession
 
-        async with ThrottledClientSession(throttler=tmap, retries=DEMO_RETRIES) as session:
+        policy = FeedbackPolicy(retries=DEMO_RETRIES)
+        async with ThrottledClientSession(throttler=tmap, feedback=policy) as session:
 
             async def send(url: str) -> int:
                 async with session.get(url) as response:
@@ -501,7 +503,9 @@ async def _run_client(
 
         from .httpx import ThrottledTransport
 
-        transport = ThrottledTransport(throttler=tmap, retries=DEMO_RETRIES)
+        transport = ThrottledTransport(
+            throttler=tmap, feedback=FeedbackPolicy(retries=DEMO_RETRIES)
+        )
         async with httpx.AsyncClient(transport=transport) as client:
 
             async def send(url: str) -> int:

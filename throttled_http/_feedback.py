@@ -271,12 +271,12 @@ class FeedbackPolicy:
     __slots__ = (
         "_backoff",
         "_by_key",
+        "_cap",
         "_decrease",
         "_increase",
         "_lock",
         "_max_backoff",
         "_max_keys",
-        "_cap",
         "_max_retry_after",
         "_quiet_period",
         "_retries",

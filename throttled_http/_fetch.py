@@ -11,10 +11,11 @@ standard input) is downloaded once, through
 * at most ``--rate`` requests per host (``--per host``) or per registered domain
   (``--per domain``) in any window, and at most ``--concurrency`` at once per key;
 * a 429 or 503 with ``Retry-After`` pauses that host for the time asked (capped by
-  ``--max-retry-after``), then the request is retried;
+  ``--max-retry-after``): the session's :class:`~throttled_http.FeedbackPolicy` does it,
+  and a retry waits for the pause in the throttler like any request;
 * 408, 429 and 5xx answers, connection errors and timeouts are retried up to ``--retries``
-  times, after ``max(Retry-After, backoff)`` seconds, the backoff doubling from 0.5 s up to
-  30 s with jitter;
+  times, after the policy's backoff (doubling from 0.5 s up to 30 s, with jitter) and,
+  through the throttler, after any pause the server asked for;
 * a body is written to ``DIR/<name>.part`` and renamed to ``DIR/<name>`` once complete,
   where ``<name>`` is 12 hex digits of the URL's SHA-256 and a sanitized last path
   segment: never a path outside ``DIR``;
@@ -38,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import re
 import signal
 import sys
@@ -50,7 +50,8 @@ from urllib.parse import unquote, urlsplit
 
 from ._demo import Board, print_table
 from ._exceptions import InvalidRateError
-from ._headers import parse_retry_after
+from ._feedback import FeedbackPolicy
+from ._hostmap import ThrottlerMap
 from ._rates import Rate
 
 if TYPE_CHECKING:
@@ -265,30 +266,6 @@ def key_of(url: str, per: str) -> str:
     return host
 
 
-def retry_after(value: str | None, cap: float, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` value asks for (RFC 9110 section 10.2.3), capped.
-
-    Accepts delay-seconds and an HTTP-date; returns ``None`` for anything else.
-
-    >>> retry_after("3", 300.0)
-    3.0
-    >>> retry_after("9999", 60.0)
-    60.0
-    >>> retry_after("soon", 60.0) is None
-    True
-    """
-    if value is None:
-        return None
-    delay = parse_retry_after(value, now=time.time() if now is None else now)
-    return None if delay is None else min(delay, cap)
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based), with jitter."""
-    base = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1))
-    return float(base * random.uniform(0.5, 1.0))
-
-
 # -- the download loop -----------------------------------------------------------------
 
 
@@ -346,25 +323,33 @@ def _trace_config() -> Any:
     return trace
 
 
-def _session(options: FetchOptions) -> Any:
+def _policy(options: FetchOptions) -> FeedbackPolicy:
+    """Pauses on Retry-After; retries are made here (connection errors and 5xx as well)."""
+    return FeedbackPolicy(
+        max_retry_after=options.max_retry_after, backoff=BACKOFF_FIRST, max_backoff=BACKOFF_MAX
+    )
+
+
+def _session(options: FetchOptions, policy: FeedbackPolicy) -> Any:
     import aiohttp
 
     from .aiohttp import ThrottledClientSession
 
     return ThrottledClientSession(
-        rates=options.rates,
-        scope=options.per,
-        max_concurrency=options.concurrency,
-        max_retry_after=options.max_retry_after,
-        retries=0,  # retried here, for connection errors as well as statuses
+        throttler=ThrottlerMap(
+            rates=options.rates, scope=options.per, max_concurrency=options.concurrency
+        ),
+        feedback=policy,
         timeout=aiohttp.ClientTimeout(total=options.timeout),
         # An attempt ends within --timeout, body included: never cut a slot short before.
-        hold_timeout=options.timeout + 1.0,
+        release_timeout=options.timeout + 1.0,
         trace_configs=[_trace_config()],
     )
 
 
-async def _download(session: Any, url: str, options: FetchOptions) -> _Outcome:
+async def _download(
+    session: Any, url: str, options: FetchOptions, policy: FeedbackPolicy
+) -> _Outcome:
     """Fetch ``url`` with retries; write the body; never raise except on cancellation."""
     import aiohttp
 
@@ -380,7 +365,6 @@ async def _download(session: Any, url: str, options: FetchOptions) -> _Outcome:
             outcome.attempts = attempt
             marker = _SendTimes()
             asked = time.monotonic()
-            delay: float | None = None
             try:
                 async with session.get(url, trace_request_ctx=marker) as response:
                     outcome.waited += (marker.sent or asked) - asked
@@ -399,9 +383,6 @@ async def _download(session: Any, url: str, options: FetchOptions) -> _Outcome:
                     outcome.error = f"HTTP {response.status} {response.reason or ''}".rstrip()
                     if response.status not in RETRY_STATUSES:
                         return outcome
-                    delay = retry_after(
-                        response.headers.get("Retry-After"), options.max_retry_after
-                    )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if marker.sent is not None:
                     outcome.waited += marker.sent - asked
@@ -411,7 +392,8 @@ async def _download(session: Any, url: str, options: FetchOptions) -> _Outcome:
                     part_path.unlink()
             if attempt > options.retries:
                 return outcome
-            pause = max(delay or 0.0, backoff(attempt))
+            # A pause the server asked for is kept by the throttler: the retry waits for it.
+            pause = policy.backoff_delay(attempt)
             outcome.waited += pause
             await asyncio.sleep(pause)
     except BaseException:
@@ -449,10 +431,11 @@ async def _fetch_all(
 
     outcomes: list[_Outcome] = []
     try:
-        async with _session(options) as session:
+        policy = _policy(options)
+        async with _session(options, policy) as session:
 
             async def one(url: str) -> None:
-                outcome = await _download(session, url, options)
+                outcome = await _download(session, url, options, policy)
                 outcomes.append(outcome)
                 log.write(json.dumps(outcome.record()) + "\n")
                 log.flush()

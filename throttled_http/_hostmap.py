@@ -265,8 +265,9 @@ class BaseThrottlerMap(Generic[_L]):
                 try:
                     if isinstance(spec, int) and not isinstance(spec, bool):
                         # n per the map's own period, as rate_limit=n would be
-                        spec = Rate(positive_int("the limit", spec), self._rates[0].period)
-                    rule_rates = parse_rates(spec)
+                        rule_rates = (Rate(positive_int("the limit", spec), self._rates[0].period),)
+                    else:
+                        rule_rates = parse_rates(spec)  # type: ignore[arg-type]
                     Throttler.from_rates(
                         *rule_rates, burst=self._burst, max_concurrency=self._max_concurrency
                     )
@@ -303,9 +304,7 @@ class BaseThrottlerMap(Generic[_L]):
         """
         return self._key_and_rates(url)[0]
 
-    def resolve(
-        self, url: object, *, origin: Hashable | None = None
-    ) -> tuple[str, _L | None]:
+    def resolve(self, url: object, *, origin: Hashable | None = None) -> tuple[str, _L | None]:
         """The key and the throttler for one request (created on first use).
 
         The throttler is ``None`` when an override says "no limit" for the host.
@@ -617,7 +616,6 @@ class ThrottlerMap(BaseThrottlerMap[ThrottlerLike]):
     Changed in 0.2: ``stats()`` is :meth:`statistics`, ``holds()`` is :meth:`is_current`;
     ``rate_limit``/``period`` beside ``rates`` is a ``TypeError``.
     """
-
 
     __slots__ = ()
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Generator, Hashable
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
 from ._feedback import FeedbackPolicy
 from ._headers import may_carry_feedback
@@ -41,6 +40,8 @@ from ._protocols import SyncThrottlerLike, ThrottlerLike
 from ._validate import non_negative_float
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Generator, Hashable
+
     from ._headers import HeadersLike
     from ._holding import Holds, ThreadHolds
     from ._protocols import EntryLike
@@ -58,7 +59,6 @@ __all__ = [
 _Req = TypeVar("_Req", contravariant=True)
 _Resp = TypeVar("_Resp")
 _R = TypeVar("_R")
-_T = TypeVar("_T", ThrottlerLike, SyncThrottlerLike)
 
 # What the journey asks its driver to do; the tuples carry the arguments.
 _ADMIT: Final = 0  # (_ADMIT, throttler, cost): wait for an entry, answer it
@@ -109,13 +109,13 @@ class Ticket:
 
     __slots__ = ("claimed", "entry", "pipeline", "throttler")
 
-    def __init__(self, pipeline: Pipeline[Any], throttler: object, entry: EntryLike) -> None:
+    def __init__(self, pipeline: Pipeline, throttler: object, entry: EntryLike) -> None:
         self.pipeline = pipeline
         self.throttler = throttler
         self.entry = entry
         self.claimed = False
 
-    def claim(self, pipeline: Pipeline[Any], throttler: object) -> EntryLike | None:
+    def claim(self, pipeline: Pipeline, throttler: object) -> EntryLike | None:
         """The lent entry, if ``pipeline`` lent it and the hop goes to ``throttler``.
 
         A hop that goes elsewhere than the lender computed (another middleware rewrote
@@ -132,7 +132,7 @@ class Ticket:
 
 
 @final
-class Pipeline(Generic[_T]):
+class Pipeline:
     """One client's request journey: its throttler, its feedback policy, its open responses.
 
     Args:
@@ -146,12 +146,12 @@ class Pipeline(Generic[_T]):
 
     def __init__(
         self,
-        throttler: _T | BaseThrottlerMap[Any],
+        throttler: ThrottlerLike | SyncThrottlerLike | BaseThrottlerMap[Any],
         feedback: FeedbackPolicy | None,
         holds: Holds | ThreadHolds,
         throttle_timeout: float | None,
     ) -> None:
-        self.throttler = throttler
+        self.throttler: Any = throttler
         self.feedback = feedback
         self.holds = holds
         self.throttle_timeout = throttle_timeout
@@ -188,7 +188,8 @@ class Pipeline(Generic[_T]):
             # while a retry slept, and the entry must count in the one the map holds.
             key, throttler = self._resolve(target, origin)
             if throttler is None:
-                return (yield _SEND_PLAIN)
+                response: _Resp = yield _SEND_PLAIN
+                return response
             entry = None
             if ticket is not None:
                 entry = ticket.claim(self, throttler)
@@ -426,7 +427,7 @@ def throttler_from_options(
     """
     if throttler is None:
         cls = SyncThrottlerMap if sync else ThrottlerMap
-        return cls(rate_limit, period)
+        return cls(rate_limit, period)  # type: ignore[arg-type]  # checked there
     for name, value in (("rate_limit", rate_limit), ("period", period)):
         if value is not None:
             raise TypeError(

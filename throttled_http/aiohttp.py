@@ -74,7 +74,6 @@ wrapped session, which a per-request ``middlewares=`` would otherwise replace).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
@@ -98,6 +97,7 @@ from ._pipeline import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
     from types import SimpleNamespace, TracebackType
 
     from multidict import CIMultiDictProxy
@@ -212,7 +212,7 @@ class ThrottleMiddleware:
         throttle_timeout: float | None = None,
     ) -> None:
         holds = Holds(check_release_timeout(release_timeout))
-        self._pipeline: Pipeline[Any] = Pipeline(
+        self._pipeline: Pipeline = Pipeline(
             throttler_from_options(throttler, None, None),
             check_feedback(feedback),
             holds,
@@ -334,7 +334,7 @@ def throttle_trace_config(
         throttle_timeout: as for :func:`throttle_middleware`.
     """
     holds = Holds(check_release_timeout(release_timeout))
-    pipeline: Pipeline[Any] = Pipeline(
+    pipeline: Pipeline = Pipeline(
         throttler_from_options(throttler, None, None),
         None,
         holds,

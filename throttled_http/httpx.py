@@ -323,7 +323,7 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
             transport, httpx.AsyncBaseTransport, httpx.AsyncHTTPTransport
         )
         holds = Holds(check_release_timeout(release_timeout))
-        self._pipeline: Pipeline[Any] = Pipeline(
+        self._pipeline: Pipeline = Pipeline(
             throttler_from_options(throttler, rate_limit, period),
             check_feedback(feedback) or FeedbackPolicy(),
             holds,
@@ -424,7 +424,7 @@ class SyncThrottledTransport(httpx.BaseTransport):
             transport, httpx.BaseTransport, httpx.HTTPTransport
         )
         holds = ThreadHolds(check_release_timeout(release_timeout))
-        self._pipeline: Pipeline[Any] = Pipeline(
+        self._pipeline: Pipeline = Pipeline(
             throttler_from_options(throttler, rate_limit, period, sync=True),
             check_feedback(feedback) or FeedbackPolicy(),
             holds,
