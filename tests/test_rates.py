@@ -145,13 +145,47 @@ def test_parse_rates_rejects_nothing_and_junk() -> None:
 def test_resolve_rates() -> None:
     """The (rate_limit, period, *, rates) signature resolves to a tuple of rates."""
     assert resolve_rates(10, 2.0, None) == (Rate(10, 2),)
-    assert resolve_rates("10/s; 1000/h", 1.0, None) == (Rate(10, 1), Rate(1000, 3600))
-    assert resolve_rates(Rate(3, 1), 1.0, None) == (Rate(3, 1),)
-    assert resolve_rates(10, 1.0, "5/s") == (Rate(5, 1),)
+    assert resolve_rates("10/s; 1000/h", None, None) == (Rate(10, 1), Rate(1000, 3600))
+    assert resolve_rates(Rate(3, 1), None, None) == (Rate(3, 1),)
+    assert resolve_rates(None, None, "5/s") == (Rate(5, 1),)
     with pytest.raises(ValueError, match="rate_limit must be a positive integer, got 0"):
         resolve_rates(0, 1.0, None)
     with pytest.raises(ValueError, match="period must be a finite number of seconds > 0"):
         resolve_rates(1, -1.0, None)
+
+
+def test_resolve_rates_defaults_to_ten_per_second() -> None:
+    """Nothing given means 10 per 1.0 s; an int alone gets period 1.0, a period alone 10."""
+    assert resolve_rates(None, None, None) == (Rate(10, 1.0),)
+    assert resolve_rates(3, None, None) == (Rate(3, 1.0),)
+    assert resolve_rates(None, 60.0, None) == (Rate(10, 60.0),)
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "period", "rates", "names"),
+    [
+        (10, None, "5/s", ("rates=", "rate_limit=")),
+        (None, 1.0, "5/s", ("rates=", "period=")),
+        (10, 1.0, "5/s", ("rates=", "rate_limit=")),
+        ("5/s", 1.0, None, ("rate_limit='5/s'", "period=")),
+        (Rate(5, 1), 1.0, None, ("rate_limit=Rate(5/s)", "period=")),
+    ],
+    ids=[
+        "rates-and-rate_limit",
+        "rates-and-period",
+        "rates-and-both",
+        "string-and-period",
+        "Rate-and-period",
+    ],
+)
+def test_resolve_rates_refuses_an_argument_left_unused(
+    rate_limit: object, period: object, rates: str | None, names: tuple[str, str]
+) -> None:
+    """An argument the others would leave unused is a TypeError naming both."""
+    with pytest.raises(TypeError) as caught:
+        resolve_rates(rate_limit, period, rates)
+    for name in names:
+        assert name in str(caught.value)
 
 
 def test_rate_value_semantics() -> None:
