@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from throttled_http import Rate, Throttler, ThrottlerMap, ThrottlerTimeoutError
+from throttled_http import (
+    FeedbackPolicy,
+    Rate,
+    Throttler,
+    ThrottlerMap,
+    ThrottlerTimeoutError,
+)
 from throttled_http.aiohttp import (
     ThrottledClientSession,
     ThrottleMiddleware,
@@ -51,18 +57,18 @@ async def fetch(session: ThrottledClientSession | aiohttp.ClientSession, url: st
 
 def in_flight(session: ThrottledClientSession, url: str) -> int:
     """Slots the session's throttler for ``url``'s host holds now."""
-    limiter = session.limiter
-    assert isinstance(limiter, ThrottlerMap)
-    throttler = limiter.throttler_for(url)
+    hosts = session.throttler
+    assert isinstance(hosts, ThrottlerMap)
+    throttler = hosts.throttler_for(url)
     assert isinstance(throttler, Throttler)
     return throttler.statistics().in_flight
 
 
 def stats_for(session: ThrottledClientSession, url: str) -> Throttler:
     """The in-memory throttler of ``url``'s host."""
-    limiter = session.limiter
-    assert isinstance(limiter, ThrottlerMap)
-    throttler = limiter.throttler_for(url)
+    hosts = session.throttler
+    assert isinstance(hosts, ThrottlerMap)
+    throttler = hosts.throttler_for(url)
     assert isinstance(throttler, Throttler)
     return throttler
 
@@ -74,7 +80,9 @@ async def test_per_host_limit_holds_at_the_server_with_latency() -> None:
     """No window of period at the server exceeds each host's own limit, whatever the latency."""
     async with (
         RecordingServer(latency=0.05) as server,
-        ThrottledClientSession(3, PERIOD, overrides={"127.0.0.2": f"6/{PERIOD}s"}) as session,
+        ThrottledClientSession(
+            throttler=ThrottlerMap(3, PERIOD, overrides={"127.0.0.2": f"6/{PERIOD}s"})
+        ) as session,
     ):
         urls = [server.url("/", host=i % 2) for i in range(24)]
         statuses = await asyncio.gather(*(fetch(session, url) for url in urls))
@@ -91,7 +99,7 @@ async def test_smooth_mode_draws_no_429_from_a_leaky_bucket() -> None:
     interval = PERIOD / 3
     async with (
         RecordingServer(leaky_bucket=interval) as server,
-        ThrottledClientSession(3, PERIOD, burst=1) as session,
+        ThrottledClientSession(throttler=ThrottlerMap(3, PERIOD, burst=1)) as session,
     ):
         statuses = await asyncio.gather(*(fetch(session, server.url("/")) for _ in range(7)))
     assert statuses == [200] * 7
@@ -102,7 +110,7 @@ async def test_smooth_mode_draws_no_429_from_a_leaky_bucket() -> None:
 async def test_without_smooth_mode_a_leaky_bucket_rejects(server: RecordingServer) -> None:
     """The control for the smooth-mode test: window-only bursts draw 429s."""
     server.leaky_bucket = PERIOD / 3
-    async with ThrottledClientSession(3, PERIOD) as session:
+    async with ThrottledClientSession(rate_limit=3, period=PERIOD) as session:
         await asyncio.gather(*(fetch(session, server.url("/")) for _ in range(3)))
     assert server.rejected["127.0.0.1"] > 0
 
@@ -110,7 +118,7 @@ async def test_without_smooth_mode_a_leaky_bucket_rejects(server: RecordingServe
 async def test_every_redirect_hop_is_throttled(server: RecordingServer) -> None:
     """A chain of 6 redirects (7 hops) at 3 per period spans at least two periods."""
     async with (
-        ThrottledClientSession(3, PERIOD) as session,
+        ThrottledClientSession(rate_limit=3, period=PERIOD) as session,
         session.get(server.url("/redirect/6")) as response,
     ):
         assert response.status == 200
@@ -123,7 +131,7 @@ async def test_every_redirect_hop_is_throttled(server: RecordingServer) -> None:
 
 async def test_cross_host_redirect_is_charged_to_its_target(server: RecordingServer) -> None:
     """A redirect to another host takes an entry of that host, not of the first one."""
-    async with ThrottledClientSession(1, 60.0, throttle_timeout=0.05) as session:
+    async with ThrottledClientSession(rate_limit=1, period=60.0, throttle_timeout=0.05) as session:
         assert await fetch(session, server.url("/to/127.0.0.2/")) == 200
         first, second = (
             stats_for(session, server.url(host=0)),
@@ -137,7 +145,7 @@ async def test_cross_host_redirect_is_charged_to_its_target(server: RecordingSer
 
 async def test_aiohttp_own_retry_is_charged(server: RecordingServer) -> None:
     """aiohttp's resend of an idempotent request on a dropped connection takes an entry."""
-    async with ThrottledClientSession(5, 60.0) as session:
+    async with ThrottledClientSession(rate_limit=5, period=60.0) as session:
         assert await fetch(session, server.url("/drop/a")) == 200
         assert [a.status for a in server.arrivals] == [0, 200]
         assert stats_for(session, server.url()).statistics().in_window == 2
@@ -162,7 +170,9 @@ async def test_two_sessions_share_one_quota(server: RecordingServer) -> None:
 
 async def test_max_concurrency_holds_at_the_server(server: RecordingServer) -> None:
     """The server never has more than max_concurrency requests in flight per host."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=2) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=2)
+    ) as session:
         urls = [server.url("/delay/0.05", host=i % 2) for i in range(12)]
         await asyncio.gather(*(fetch(session, url) for url in urls))
         assert in_flight(session, server.url(host=0)) == 0
@@ -177,7 +187,9 @@ async def test_slot_is_given_back_once_however_the_response_ends(
     server: RecordingServer, finish: str
 ) -> None:
     """Reading, releasing, closing or a broken body gives the slot back exactly once."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=1) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=1)
+    ) as session:
         path = "/stream/3?interval=0&abort=1" if finish == "broken_body" else "/stream/3"
         url = server.url(path)
         if finish == "context":
@@ -216,7 +228,9 @@ async def _cancel_after(delay: float, coro: Awaitable[object]) -> None:
 
 async def test_cancelled_while_waiting_for_the_throttler(server: RecordingServer) -> None:
     """A request cancelled in the throttler's queue takes no entry and no slot."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=1) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=1)
+    ) as session:
         url = server.url("/")
         held = await session.get(server.url("/stream/1000?interval=0.05"))
         await _cancel_after(0.05, fetch(session, url))
@@ -230,7 +244,9 @@ async def test_cancelled_while_waiting_for_the_throttler(server: RecordingServer
 
 async def test_cancelled_while_waiting_for_headers(server: RecordingServer) -> None:
     """A request cancelled before its headers arrive gives its slot back."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=1) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=1)
+    ) as session:
         await _cancel_after(0.1, fetch(session, server.url("/delay/5")))
         assert in_flight(session, server.url()) == 0
         assert stats_for(session, server.url()).statistics().open == 0
@@ -239,22 +255,26 @@ async def test_cancelled_while_waiting_for_headers(server: RecordingServer) -> N
 
 async def test_cancelled_while_reading_the_body(server: RecordingServer) -> None:
     """A request cancelled in the middle of its body gives its slot back."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=1) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=1)
+    ) as session:
         await _cancel_after(0.1, fetch(session, server.url("/stream/100?interval=0.02")))
         assert in_flight(session, server.url()) == 0
         assert await fetch(session, server.url("/")) == 200
 
 
-async def test_unreleased_response_gives_its_slot_back_after_hold_timeout(
+async def test_unreleased_response_gives_its_slot_back_after_release_timeout(
     server: RecordingServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A response nobody releases frees its slot hold_timeout seconds later, with a warning."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=1, hold_timeout=0.2) as session:
+    """A response nobody releases frees its slot release_timeout seconds later, with a warning."""
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=1), release_timeout=0.2
+    ) as session:
         forgotten = await session.get(server.url("/stream/1000?interval=0.05"))
         assert in_flight(session, server.url()) == 1
         with caplog.at_level(logging.WARNING, logger="throttled_http"):
             assert await fetch(session, server.url("/")) == 200  # waits ~0.2 s, not forever
-        assert "hold_timeout=0.2" in caplog.text
+        assert "release_timeout=0.2" in caplog.text
         forgotten.release()
         assert in_flight(session, server.url()) == 0
 
@@ -263,8 +283,10 @@ async def test_each_unreleased_response_expires_at_its_own_deadline(
     server: RecordingServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With one shared hold timer, responses opened at different times each free their slot
-    hold_timeout seconds after their own headers."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=3, hold_timeout=1.0) as session:
+    release_timeout seconds after their own headers."""
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=3), release_timeout=1.0
+    ) as session:
         slow = server.url("/stream/1000?interval=0.05")
         with caplog.at_level(logging.WARNING, logger="throttled_http"):
             first = await session.get(slow)
@@ -275,7 +297,7 @@ async def test_each_unreleased_response_expires_at_its_own_deadline(
             assert in_flight(session, server.url()) == 1
             await asyncio.sleep(0.5)
             assert in_flight(session, server.url()) == 0
-        assert caplog.text.count("hold_timeout=1.0") == 2
+        assert caplog.text.count("release_timeout=1.0") == 2
         first.release()
         second.release()
         assert in_flight(session, server.url()) == 0
@@ -289,7 +311,7 @@ async def test_waiting_for_the_first_hop_does_not_eat_client_timeout(
 ) -> None:
     """ThrottledClientSession queues outside ClientTimeout.total: no request times out."""
     timeout = aiohttp.ClientTimeout(total=0.2)
-    async with ThrottledClientSession(1, 0.15, timeout=timeout) as session:
+    async with ThrottledClientSession(rate_limit=1, period=0.15, timeout=timeout) as session:
         statuses = await asyncio.gather(*(fetch(session, server.url("/")) for _ in range(4)))
     assert statuses == [200] * 4
     times = [a.time for a in server.arrivals]
@@ -304,14 +326,14 @@ async def test_middleware_wait_counts_against_client_timeout(server: RecordingSe
         assert await fetch(session, server.url("/")) == 200
         with pytest.raises(asyncio.TimeoutError):
             await fetch(session, server.url("/"))
-    assert isinstance(middleware.limiter, Throttler)
-    assert middleware.limiter.statistics().waiting == 0
+    assert isinstance(middleware.throttler, Throttler)
+    assert middleware.throttler.statistics().waiting == 0
     assert len(server.arrivals) == 1
 
 
 async def test_throttle_timeout_bounds_the_wait(server: RecordingServer) -> None:
     """throttle_timeout gives up with ThrottlerTimeoutError and leaves nothing held."""
-    async with ThrottledClientSession(1, 60.0, throttle_timeout=0.05) as session:
+    async with ThrottledClientSession(rate_limit=1, period=60.0, throttle_timeout=0.05) as session:
         assert await fetch(session, server.url("/")) == 200
         with pytest.raises(ThrottlerTimeoutError):
             await fetch(session, server.url("/"))
@@ -326,7 +348,7 @@ async def test_throttle_timeout_bounds_the_wait(server: RecordingServer) -> None
 
 async def test_429_with_retry_after_pauses_only_that_host(server: RecordingServer) -> None:
     """A 429 with Retry-After pauses its host's throttler; the other host goes on."""
-    async with ThrottledClientSession(10, 1.0, throttle_timeout=0.05) as session:
+    async with ThrottledClientSession(rate_limit=10, period=1.0, throttle_timeout=0.05) as session:
         assert await fetch(session, server.url("/status/429?retry_after=30")) == 429
         assert stats_for(session, server.url(host=0)).paused_for > 20
         assert stats_for(session, server.url(host=1)).paused_for == 0
@@ -339,7 +361,9 @@ async def test_a_queued_hop_does_not_slip_through_before_the_pause(
     server: RecordingServer,
 ) -> None:
     """The pause applies before the refused response frees its slot for the next in line."""
-    async with ThrottledClientSession(100, 1.0, max_concurrency=1) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(100, 1.0, max_concurrency=1)
+    ) as session:
         refused = asyncio.ensure_future(fetch(session, server.url("/status/429?retry_after=30")))
         queued = asyncio.ensure_future(fetch(session, server.url("/queued")))
         assert await refused == 429
@@ -353,7 +377,7 @@ async def test_a_queued_hop_does_not_slip_through_before_the_pause(
 
 async def test_a_200_saying_nothing_remains_pauses_the_host(server: RecordingServer) -> None:
     """X-RateLimit-Remaining: 0 with a reset, on a successful response, pauses its host."""
-    async with ThrottledClientSession(10, 1.0) as session:
+    async with ThrottledClientSession(rate_limit=10, period=1.0) as session:
         url = server.url("/status/200?X-RateLimit-Remaining=0&X-RateLimit-Reset=30")
         assert await fetch(session, url) == 200
         assert stats_for(session, server.url()).paused_for > 20
@@ -365,7 +389,9 @@ async def test_retries_deliver_200_after_the_servers_delay() -> None:
     """Refused requests are sent again through the throttler and end with 200."""
     async with (
         RecordingServer(server_limit="2/0.5s") as server,
-        ThrottledClientSession(10, 1.0, retries=3, max_retry_after=1.0) as session,
+        ThrottledClientSession(
+            rate_limit=10, period=1.0, feedback=FeedbackPolicy(retries=3, max_retry_after=1.0)
+        ) as session,
     ):
         urls = [server.url("/", host=i % 2) for i in range(6)]
         statuses = await asyncio.gather(*(fetch(session, url) for url in urls))
@@ -402,7 +428,7 @@ async def test_middleware_innermost_sees_retries_of_outer_middlewares(
 async def test_trace_config_throttles_first_hop_and_redirects(server: RecordingServer) -> None:
     """The TraceConfig route charges every redirect hop to the host it goes to."""
     hosts = ThrottlerMap(3, PERIOD)
-    config = throttle_trace_config(hosts, hold_timeout=5.0)
+    config = throttle_trace_config(hosts, release_timeout=5.0)
     async with aiohttp.ClientSession(trace_configs=[config]) as session:
         assert await fetch(session, server.url("/to/127.0.0.2/redirect/4")) == 200
         assert await fetch(session, server.url("/")) == 200
@@ -425,7 +451,9 @@ async def test_trace_config_misses_aiohttp_own_retry(server: RecordingServer) ->
 
 async def test_session_methods_pass_through(server: RecordingServer) -> None:
     """Every method and keyword behaves as on a ClientSession."""
-    async with ThrottledClientSession(100, 1.0, headers={"X-Test": "1"}) as session:
+    async with ThrottledClientSession(
+        rate_limit=100, period=1.0, headers={"X-Test": "1"}
+    ) as session:
         for method in ("get", "post", "put", "patch", "delete", "options"):
             async with getattr(session, method)(server.url("/"), params={"q": "1"}) as response:
                 assert response.status == 200
@@ -454,7 +482,7 @@ async def test_ws_connect_handshake_is_charged_then_frees_its_slot(
 ) -> None:
     """The websocket handshake takes an entry; the open websocket holds no slot."""
     async with (
-        ThrottledClientSession(100, 1.0, max_concurrency=1) as session,
+        ThrottledClientSession(throttler=ThrottlerMap(100, 1.0, max_concurrency=1)) as session,
         session.ws_connect(server.url("/ws")) as ws,
     ):
         await ws.send_str("hello")
@@ -479,7 +507,7 @@ async def test_wrapped_session_stays_open_and_keeps_its_middlewares(
         return await handler(request)
 
     async with aiohttp.ClientSession(middlewares=[spy]) as inner:
-        async with ThrottledClientSession(2, 60.0, session=inner) as session:
+        async with ThrottledClientSession(rate_limit=2, period=60.0, session=inner) as session:
             assert session.session is inner
             assert await fetch(session, server.url("/redirect/1")) == 200
             assert stats_for(session, server.url()).statistics().in_window == 2
@@ -490,9 +518,9 @@ async def test_wrapped_session_stays_open_and_keeps_its_middlewares(
 async def test_another_throttle_middleware_does_not_take_our_entry(
     server: RecordingServer,
 ) -> None:
-    """A second throttle middleware passed per request charges its own limiter, and we ours."""
+    """A second throttle middleware passed per request charges its own throttler, and we ours."""
     other = Throttler(10, 60.0)
-    async with ThrottledClientSession(10, 60.0) as session:
+    async with ThrottledClientSession(rate_limit=10, period=60.0) as session:
         url = server.url("/")
         async with session.get(url, middlewares=[throttle_middleware(other)]) as response:
             assert response.status == 200
@@ -528,7 +556,9 @@ async def test_backend_makes_each_hosts_throttler(server: RecordingServer) -> No
             created.append(key)
             return Throttler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
 
-    async with ThrottledClientSession(5, 1.0, backend=Recording()) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(5, 1.0, backend=Recording())
+    ) as session:
         assert await fetch(session, server.url("/to/127.0.0.2/")) == 200
     assert created == [f"http://127.0.0.1:{server.port}", f"http://127.0.0.2:{server.port}"]
 
@@ -571,16 +601,18 @@ async def test_relative_urls_are_charged_to_the_base_urls_host(server: Recording
 
 def test_constructor_arguments_are_checked() -> None:
     """Conflicting or invalid arguments raise at construction, naming the argument."""
-    with pytest.raises(ValueError, match="do not pass rates, burst"):
-        ThrottledClientSession(throttler=Throttler(1), rates="1/s", burst=1)
-    with pytest.raises(ValueError, match="hold_timeout"):
-        throttle_middleware(Throttler(1), hold_timeout=0)
+    with pytest.raises(TypeError, match="rate_limit= and throttler= were both given"):
+        ThrottledClientSession(throttler=Throttler(1), rate_limit=1)
+    with pytest.raises(ValueError, match="release_timeout"):
+        throttle_middleware(Throttler(1), release_timeout=0)
     with pytest.raises(ValueError, match="throttle_timeout"):
         throttle_trace_config(Throttler(1), throttle_timeout=-1)
-    with pytest.raises(TypeError, match="limiter must be"):
+    with pytest.raises(TypeError, match="throttler must be"):
         throttle_middleware("10/s")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="close_session=True needs a session="):
+        ThrottledClientSession(close_session=True)
     with pytest.raises(ValueError, match="rate_limit"):
-        ThrottledClientSession(0)
+        ThrottledClientSession(rate_limit=0)
 
 
 async def test_wrapped_session_rejects_session_keywords() -> None:
@@ -599,7 +631,9 @@ async def test_aioresponses_mocked_requests_are_throttled() -> None:
     loop = asyncio.get_running_loop()
     with aioresponses_compat() as mocked:
         mocked.get("http://api.test/items", payload=[1], repeat=True)
-        async with ThrottledClientSession(2, 1.0, max_concurrency=1) as session:
+        async with ThrottledClientSession(
+            throttler=ThrottlerMap(2, 1.0, max_concurrency=1)
+        ) as session:
             start = loop.time()
             for _ in range(5):
                 async with session.get("http://api.test/items") as response:
@@ -616,7 +650,7 @@ async def test_aioresponses_429_pauses_the_host() -> None:
     """A mocked 429 with Retry-After pauses the mocked host, as a real one would."""
     with aioresponses_compat() as mocked:
         mocked.get("http://api.test/", status=429, headers={"Retry-After": "7"})
-        async with ThrottledClientSession(10, 1.0) as session:
+        async with ThrottledClientSession(rate_limit=10, period=1.0) as session:
             assert await fetch(session, "http://api.test/") == 429
             assert stats_for(session, "http://api.test/").paused_for > 6
 
@@ -627,7 +661,9 @@ async def test_aioresponses_refused_request_is_retried(mocked_aiohttp: Any) -> N
     loop = asyncio.get_running_loop()
     mocked_aiohttp.get("http://api.test/", status=429, headers={"Retry-After": "3"})
     mocked_aiohttp.get("http://api.test/", status=200, body="ok")
-    async with ThrottledClientSession(10, 1.0, retries=1) as session:
+    async with ThrottledClientSession(
+        rate_limit=10, period=1.0, feedback=FeedbackPolicy(retries=1)
+    ) as session:
         start = loop.time()
         assert await fetch(session, "http://api.test/") == 200
         assert loop.time() - start >= 3
@@ -637,7 +673,7 @@ async def test_aioresponses_refused_request_is_retried(mocked_aiohttp: Any) -> N
 async def test_aioresponses_passthrough_is_charged_once(server: RecordingServer) -> None:
     """A request aioresponses passes through to a real server takes one entry, not two."""
     with aioresponses_compat(passthrough=[server.url("/")]):
-        async with ThrottledClientSession(10, 60.0) as session:
+        async with ThrottledClientSession(rate_limit=10, period=60.0) as session:
             assert await fetch(session, server.url("/redirect/1")) == 200
             assert stats_for(session, server.url()).statistics().in_window == 2
     assert len(server.arrivals) == 2
@@ -646,7 +682,9 @@ async def test_aioresponses_passthrough_is_charged_once(server: RecordingServer)
 async def test_no_task_is_left_behind(server: RecordingServer) -> None:
     """After the session closes, no task of ours is still running."""
     before = asyncio.all_tasks()
-    async with ThrottledClientSession(2, PERIOD, max_concurrency=1) as session:
+    async with ThrottledClientSession(
+        throttler=ThrottlerMap(2, PERIOD, max_concurrency=1)
+    ) as session:
         await asyncio.gather(*(fetch(session, server.url("/redirect/2")) for _ in range(2)))
     await asyncio.sleep(0)
     assert asyncio.all_tasks() <= before
