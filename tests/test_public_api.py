@@ -66,13 +66,32 @@ def test_exception_tree() -> None:
         assert issubclass(getattr(throttled_http, name), throttled_http.ThrottledHTTPError)
 
 
-async def test_throttler_satisfies_the_limiter_protocol() -> None:
-    """The in-memory Throttler is an AsyncLimiter; its Entry is an EntryLike."""
+async def test_throttler_satisfies_the_throttler_protocol() -> None:
+    """The in-memory Throttler is a ThrottlerLike; its Entry is an EntryLike."""
     throttler = throttled_http.Throttler(10, 1.0)
-    assert isinstance(throttler, throttled_http.AsyncLimiter)
+    assert isinstance(throttler, throttled_http.ThrottlerLike)
     entry = await throttler.open_entry()
     assert isinstance(entry, throttled_http.EntryLike)
     entry.close()
+
+
+def test_sync_throttler_satisfies_the_sync_throttler_protocol() -> None:
+    """The thread-safe SyncThrottler is a SyncThrottlerLike; its entry is an EntryLike."""
+    throttler = throttled_http.SyncThrottler(10, 1.0)
+    assert isinstance(throttler, throttled_http.SyncThrottlerLike)
+    entry = throttler.open_entry()
+    assert isinstance(entry, throttled_http.EntryLike)
+    entry.close()
+    assert entry.closed
+
+
+def test_names_of_0_2() -> None:
+    """0.2 exports ThrottlerLike, SyncThrottlerLike and SyncThrottlerMap; the old names are gone."""
+    exported = set(throttled_http.__all__)
+    assert {"ThrottlerLike", "SyncThrottlerLike", "SyncThrottlerMap"} <= exported
+    for removed in ("AsyncLimiter", "resolve_limiter"):
+        assert removed not in exported
+        assert not hasattr(throttled_http, removed), removed
 
 
 def test_docstring_examples_run() -> None:
