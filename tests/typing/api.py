@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 
 from throttled_http import (
-    AsyncLimiter,
     Entry,
     EntryLike,
     InvalidRateError,
     Rate,
+    SyncThrottler,
+    SyncThrottlerLike,
     ThrottledHTTPError,
     Throttler,
+    ThrottlerLike,
     ThrottlerStatistics,
     ThrottlerTimeoutError,
     __version__,
@@ -137,20 +139,41 @@ def introspection(throttler: Throttler) -> None:
 # -- the protocol integrations program against ----------------------------------------
 
 
-async def through(limiter: AsyncLimiter) -> None:
-    async with limiter:
-        pass
-    entry: EntryLike = await limiter.open_entry()
+async def through(throttler: ThrottlerLike) -> None:
+    entry: EntryLike = await throttler.open_entry()
     entry.settle()
     entry.close()
-    limiter.pause(1.0)
-    limiter.set_rates("1/s")
-    idle: bool = limiter.is_idle()
-    del idle
+    entry = await throttler.open_entry(2, timeout=1.0)
+    entry.close()
+    throttler.pause(1.0)
+    left: float = throttler.paused_for
+    throttler.set_rates("1/s")
+    throttler.set_rates(Rate(1, 1.0), "10/min", burst=1)
+    limits: tuple[Rate, ...] = throttler.rates
+    burst_now: int | None = throttler.burst
+    idle: bool = throttler.is_idle()
+    del left, limits, burst_now, idle
+
+
+def through_threads(throttler: SyncThrottlerLike) -> None:
+    entry: EntryLike = throttler.open_entry()
+    entry.settle()
+    entry.close()
+    entry = throttler.open_entry(2, timeout=1.0)
+    entry.close()
+    throttler.pause(1.0)
+    left: float = throttler.paused_for
+    throttler.set_rates("1/s", burst=None)
+    limits: tuple[Rate, ...] = throttler.rates
+    burst_now: int | None = throttler.burst
+    idle: bool = throttler.is_idle()
+    del left, limits, burst_now, idle
 
 
 async def main() -> None:
-    await through(plain)  # a Throttler is an AsyncLimiter
+    await through(plain)  # a Throttler is a ThrottlerLike
+    through_threads(SyncThrottler(10, 1.0))  # a SyncThrottler is a SyncThrottlerLike
+    through_threads(plain)  # type: ignore[arg-type]  # an asyncio Throttler is not
     await entering()
     await entries()
     feedback(quota)

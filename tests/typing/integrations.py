@@ -10,9 +10,13 @@ import httpx
 
 from throttled_http import (
     FeedbackPolicy,
+    FeedbackStatistics,
     Rate,
     SyncThrottler,
+    SyncThrottlerLike,
+    SyncThrottlerMap,
     Throttler,
+    ThrottlerLike,
     ThrottlerMap,
     ThrottlerMapStatistics,
     host_key,
@@ -35,15 +39,44 @@ hosts = ThrottlerMap(
 by_token = ThrottlerMap(5, 1.0, scope=lambda url: str(url).split("/")[2])
 key: str = host_key("https://Example.com/a")
 count: int = len(hosts)
-snapshot: ThrottlerMapStatistics = hosts.stats()
+snapshot: ThrottlerMapStatistics = hosts.statistics()
+busiest: ThrottlerMapStatistics = hosts.statistics(top=3)
+defaults = ThrottlerMap()  # 10 per 1.0 s
+per_minute = ThrottlerMap(period=60.0, overrides={"api.github.com": 30, "localhost": None})
+quota = ThrottlerMap("10/s; 1000/h", max_concurrency=4, burst=2)
+listed = ThrottlerMap(rates=["10/s", Rate(1000, 3600.0)])
+resolved: tuple[str, ThrottlerLike | None] = hosts.resolve("https://a.example/")
+found: tuple[str, ThrottlerLike | None] = hosts.resolve(
+    "https://a.example/", origin=("https", "a.example", 443)
+)
+current: bool = hosts.is_current(resolved[0], resolved[1])
+one: ThrottlerLike | None = hosts.throttler_for("https://a.example/")
+
+shared_hosts = SyncThrottlerMap(rate_limit=5, period=1.0, overrides={"localhost": None})
+sync_resolved: tuple[str, SyncThrottlerLike | None] = shared_hosts.resolve("https://a.example/")
+sync_current: bool = shared_hosts.is_current(*sync_resolved)
+sync_one: SyncThrottlerLike | None = shared_hosts.throttler_for("https://a.example/")
+sync_snapshot: ThrottlerMapStatistics = shared_hosts.statistics()
+shared_hosts.pause("https://a.example/", 5.0)
 
 policy = FeedbackPolicy(max_retry_after=60.0, adapt=True, retries=2)
+deaf = FeedbackPolicy(ignore_server_times=True, retries=3)
+ignoring: bool = deaf.ignore_server_times
+longest: float = deaf.max_retry_after
+backoff: float = policy.backoff_delay(2)
+feedback_snapshot: FeedbackStatistics = policy.statistics()
 
 threads = SyncThrottler(10, 1.0, max_concurrency=4)
 with threads:
     pass
 with httpx.Client(transport=SyncThrottledTransport(rate_limit=10)) as sync_client:
     sync_client.get("http://127.0.0.1:8080/")
+with httpx.Client(
+    transport=SyncThrottledTransport(
+        httpx.HTTPTransport(), throttler=shared_hosts, feedback=deaf, release_timeout=None
+    )
+) as shared_client:
+    shared_client.get("http://127.0.0.1:8080/")
 
 
 async def clients() -> None:
@@ -57,15 +90,25 @@ async def clients() -> None:
         status: int = response.status
         await response.read()
     shared = Throttler(10, 1.0)
-    async with ThrottledClientSession(throttler=shared, retries=3, adapt=True):
-        pass
+    async with ThrottledClientSession(
+        throttler=shared, feedback=FeedbackPolicy(retries=3, adapt=True), release_timeout=60.0
+    ) as retrying:
+        used: ThrottlerLike | ThrottlerMap = retrying.throttler
+        del used
     async with aiohttp.ClientSession(
-        middlewares=[throttle_middleware(hosts)],
-        trace_configs=[throttle_trace_config(shared)],
+        middlewares=[throttle_middleware(hosts, feedback=policy, release_timeout=None)],
+        trace_configs=[throttle_trace_config(shared, throttle_timeout=5.0)],
     ):
         pass
 
-    transport = ThrottledTransport(rate_limit=10, burst=1, max_concurrency=4)
+    transport = ThrottledTransport(
+        httpx.AsyncHTTPTransport(),
+        throttler=ThrottlerMap(10, burst=1, max_concurrency=4),
+        feedback=policy,
+        throttle_timeout=30.0,
+    )
+    transport_throttler: ThrottlerLike | ThrottlerMap = transport.throttler
+    del transport_throttler
     async with httpx.AsyncClient(transport=transport) as client:
         reply: httpx.Response = await client.get("http://127.0.0.1:8080/")
         status = reply.status_code
@@ -74,7 +117,15 @@ async def clients() -> None:
         pass
     await fleet.aclose()
     backend = RedisBackend("redis://127.0.0.1:6379/0", prefix="throttled_http:")
-    async with ThrottledClientSession(rate_limit=5, backend=backend):
+    async with ThrottledClientSession(throttler=ThrottlerMap(5, backend=backend)):
         pass
     await backend.aclose()
     print(status)
+
+
+def refused() -> None:
+    """What the 0.2 signatures refuse (an ignore that stops being needed fails ``--strict``)."""
+    SyncThrottledTransport(throttler=hosts)  # type: ignore[arg-type]  # an asyncio map
+    ThrottledTransport(throttler=shared_hosts)  # type: ignore[arg-type]  # a threads' map
+    ThrottledClientSession(10)  # type: ignore[call-arg]  # keyword-only
+    FeedbackPolicy(max_retry_after=None)  # type: ignore[arg-type]  # ignore_server_times=True
