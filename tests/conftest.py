@@ -17,38 +17,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
 
-def _let_looptime_07_reach_sub_microsecond_timers() -> None:
-    """Work around looptime < 0.8 (the newest release installable on Python 3.10).
-
-    Its fake clock moves in whole microseconds and rounds the step to the next timer, so a
-    timer less than half a microsecond ahead (``0.1 + 0.2`` against ``0.3``) is never
-    reached and the loop spins forever (looptime issue #35, fixed in 0.8). Make such a
-    positive step one microsecond, as 0.8 does; nothing else changes.
-    """
-    try:
-        from looptime._internal import loops
-    except ImportError:  # pragma: no cover - looptime 0.8+ is laid out the same way
-        return
-    from importlib.metadata import version
-
-    major, minor = (int(part) for part in version("looptime").split(".")[:2])
-    if (major, minor) >= (0, 8):
-        return
-    name = "_LoopTimeEventLoop__time2int"
-    original = getattr(loops.LoopTimeEventLoop, name)
-
-    def time2int(self: object, time: float | None) -> int | None:
-        result: int | None = original(self, time)
-        if result == 0 and time is not None and time > 0:
-            return 1
-        return result
-
-    setattr(loops.LoopTimeEventLoop, name, time2int)
-
-
-_let_looptime_07_reach_sub_microsecond_timers()
-
-
 @pytest.fixture(autouse=True)
 def _current_event_loop() -> Iterator[None]:
     """Give each test a current (not running) loop, closed afterwards.

@@ -30,7 +30,6 @@ from ._rates import Rate
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
-    from types import TracebackType
 
     from ._hostmap import ThrottlerMap
     from .testing import RecordingServer
@@ -136,12 +135,7 @@ class Board:
             self._progress.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._progress is not None:
             self._progress.stop()
         elif self._order:

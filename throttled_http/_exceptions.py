@@ -16,9 +16,6 @@ the argument, the allowed range and the value received, e.g.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 __all__ = [
     "InvalidRateError",
     "InvalidURLError",
@@ -32,15 +29,11 @@ class ThrottledHTTPError(Exception):
     """Base class of the errors this package raises on purpose."""
 
 
-if sys.version_info >= (3, 11):  # asyncio.TimeoutError is the builtin TimeoutError
+class ThrottlerTimeoutError(ThrottledHTTPError, TimeoutError):
+    """``acquire(timeout=...)`` ran out of time; the caller holds no entry and no slot.
 
-    class ThrottlerTimeoutError(ThrottledHTTPError, TimeoutError):
-        """``acquire(timeout=...)`` ran out of time; the caller holds no entry and no slot."""
-
-else:  # pragma: no cover - Python 3.10, where asyncio.TimeoutError is a separate class
-
-    class ThrottlerTimeoutError(ThrottledHTTPError, asyncio.TimeoutError, TimeoutError):
-        """``acquire(timeout=...)`` ran out of time; the caller holds no entry and no slot."""
+    A builtin ``TimeoutError``, which ``asyncio.TimeoutError`` is too.
+    """
 
 
 class ThrottlerBackendError(ThrottledHTTPError):

@@ -37,7 +37,6 @@ from ._throttler import Throttler, ThrottlerStatistics
 from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from ._protocols import EntryLike
 
@@ -90,27 +89,13 @@ class ThrottlerBackend(Protocol[_L_co]):
 
 
 @final
-class _MemoryBackend:
-    """The default backend of :class:`ThrottlerMap`: one in-memory :class:`Throttler` per key."""
+class _LocalBackend(Generic[_L_co]):
+    """A default backend: one in-memory throttler per key, made by ``make`` (``from_rates``)."""
 
-    __slots__ = ()
+    __slots__ = ("_make",)
 
-    def create(
-        self,
-        key: str,
-        rates: tuple[Rate, ...],
-        *,
-        burst: int | None,
-        max_concurrency: int | None,
-    ) -> Throttler:
-        return Throttler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
-
-
-@final
-class _ThreadBackend:
-    """The default backend of :class:`SyncThrottlerMap`: one :class:`SyncThrottler` per key."""
-
-    __slots__ = ()
+    def __init__(self, make: Callable[..., _L_co]) -> None:
+        self._make = make
 
     def create(
         self,
@@ -119,12 +104,12 @@ class _ThreadBackend:
         *,
         burst: int | None,
         max_concurrency: int | None,
-    ) -> SyncThrottler:
-        return SyncThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+    ) -> _L_co:
+        return self._make(*rates, burst=burst, max_concurrency=max_concurrency)
 
 
-_MEMORY: Final = _MemoryBackend()
-_THREADS: Final = _ThreadBackend()
+_MEMORY: Final = _LocalBackend(Throttler.from_rates)  # ThrottlerMap's
+_THREADS: Final = _LocalBackend(SyncThrottler.from_rates)  # SyncThrottlerMap's
 
 
 @final
@@ -182,6 +167,7 @@ class BaseThrottlerMap(Generic[_L]):
         "_evictions",
         "_exact",
         "_limiters",
+        "_lock",
         "_max_concurrency",
         "_max_keys",
         "_origins",
@@ -245,6 +231,7 @@ class BaseThrottlerMap(Generic[_L]):
         self._origins: dict[Hashable, tuple[str, tuple[Rate, ...] | None]] = {}
         self._created = 0
         self._evictions = 0
+        self._lock = threading.Lock()  # taken by SyncThrottlerMap only
 
     def _add_overrides(self, overrides: Mapping[str, RatesLike | int | None]) -> None:
         if not isinstance(overrides, Mapping):
@@ -518,12 +505,7 @@ class _Limit:
         self._entry = await limiter.open_entry(self._cost, timeout=self._timeout)
         return self._entry
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         entry = self._entry
         if entry is not None:
             self._entry = None
@@ -661,34 +643,8 @@ class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
             backend: as for :class:`ThrottlerMap`.
     """
 
-    __slots__ = ("_lock",)
+    __slots__ = ()
     _default_backend: Any = _THREADS
-
-    def __init__(
-        self,
-        rate_limit: int | str | Rate | None = None,
-        period: float | None = None,
-        *,
-        rates: RatesLike | None = None,
-        max_concurrency: int | None = None,
-        burst: int | None = None,
-        scope: Scope = "host",
-        overrides: Mapping[str, RatesLike | int | None] | None = None,
-        max_keys: int = 10_000,
-        backend: ThrottlerBackend[SyncThrottlerLike] | None = None,
-    ) -> None:
-        super().__init__(
-            rate_limit,
-            period,
-            rates=rates,
-            max_concurrency=max_concurrency,
-            burst=burst,
-            scope=scope,
-            overrides=overrides,
-            max_keys=max_keys,
-            backend=backend,
-        )
-        self._lock = threading.Lock()
 
     def resolve(
         self, url: object, *, origin: Hashable | None = None

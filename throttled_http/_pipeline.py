@@ -257,19 +257,17 @@ class Pipeline:
         """
         value: Any = None
         error: BaseException | None = None
-        timeout = self.throttle_timeout
         while True:
+            done, step = _advance(steps, value, error)
+            if done:
+                return step  # type: ignore[no-any-return]
+            value = error = None
             try:
-                step = steps.send(value) if error is None else steps.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            error = value = None
-            kind = step[0]
-            try:
+                kind = step[0]
                 if kind == _SEND:
                     value = await send(request, step[1])
                 elif kind == _ADMIT:
-                    value = await step[1].open_entry(step[2], timeout=timeout)
+                    value = await step[1].open_entry(step[2], timeout=self.throttle_timeout)
                 elif kind == _DISCARD:
                     closing = discard(step[1])
                     if closing is not None:
@@ -289,19 +287,17 @@ class Pipeline:
         """Drive ``steps`` blocking the calling thread: a threaded client's request."""
         value: Any = None
         error: BaseException | None = None
-        timeout = self.throttle_timeout
         while True:
+            done, step = _advance(steps, value, error)
+            if done:
+                return step  # type: ignore[no-any-return]
+            value = error = None
             try:
-                step = steps.send(value) if error is None else steps.throw(error)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            error = value = None
-            kind = step[0]
-            try:
+                kind = step[0]
                 if kind == _SEND:
                     value = send(request, step[1])
                 elif kind == _ADMIT:
-                    value = step[1].open_entry(step[2], timeout=timeout)
+                    value = step[1].open_entry(step[2], timeout=self.throttle_timeout)
                 elif kind == _DISCARD:
                     discard(step[1])
                 else:
@@ -392,6 +388,17 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.throttler!r} feedback={self.feedback!r}>"
+
+
+def _advance(
+    steps: Generator[_Step, Any, Any], value: Any, error: BaseException | None
+) -> tuple[bool, Any]:
+    """Tell the journey what its last step gave (or raised): ``(True, result)`` once it
+    has returned, else ``(False, next step)``. Its own exceptions propagate."""
+    try:
+        return False, (steps.send(value) if error is None else steps.throw(error))
+    except StopIteration as finished:
+        return True, finished.value
 
 
 # -- options shared by every integration's constructor ----------------------------------

@@ -14,16 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Final, final
+from typing import Final, final
 
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF
 from ._rates import Rate, RatesLike, parse_rates
 from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _EntryState, _LedgerFront
 from ._validate import non_negative_float, positive_float, positive_int
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["SyncEntry", "SyncThrottler"]
 
@@ -109,12 +106,7 @@ class SyncThrottler(_LedgerFront):
     def __enter__(self) -> None:
         self._admit(1, True, None, stamp=True)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._ledger.release()
             self._notify_head()
@@ -360,11 +352,6 @@ class _SyncEntryContext:
         self._entry = self._throttler.open_entry(self._cost, timeout=self._timeout)
         return self._entry
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._entry is not None:
             self._entry.close()

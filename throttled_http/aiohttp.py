@@ -98,7 +98,7 @@ from ._pipeline import (
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
-    from types import SimpleNamespace, TracebackType
+    from types import SimpleNamespace
 
     from multidict import CIMultiDictProxy
 
@@ -424,13 +424,8 @@ class _RequestContext(Generic[_R]):
         self._response = await self._coro
         return await self._response.__aenter__()  # type: ignore[no-any-return]
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._response.__aexit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._response.__aexit__(*exc_info)
 
 
 @final
@@ -712,12 +707,7 @@ class ThrottledClientSession:
     async def __aenter__(self) -> ThrottledClientSession:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     def __repr__(self) -> str:

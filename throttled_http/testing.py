@@ -57,12 +57,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "throttled_http.testing needs aiohttp: pip install throttled_http[aiohttp]"
     ) from exc
 
+from ._demo import max_in_window
 from ._rates import Rate
 from ._validate import non_negative_float, positive_float
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-    from types import TracebackType
 
 __all__ = ["Arrival", "RecordingServer", "aioresponses_compat", "mock_aiohttp"]
 
@@ -236,12 +236,7 @@ class RecordingServer:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # -- addresses and records -----------------------------------------------------------
@@ -287,14 +282,7 @@ class RecordingServer:
             host: one host (index or address), or every host together when ``None``.
         """
         period = positive_float("period", period)
-        times = sorted(a.time for a in self.arrivals_at(host))
-        best = 0
-        start = 0
-        for end, t in enumerate(times):
-            while times[start] + period <= t:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return max_in_window([a.time for a in self.arrivals_at(host)], period)
 
     def min_gap(self, host: int | str | None = None) -> float:
         """The shortest time in seconds between two consecutive arrivals (``inf`` if < 2)."""
