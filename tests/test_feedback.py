@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from throttled_http import FeedbackPolicy, Rate, Throttler
+from throttled_http._holding import Holds
+from throttled_http._pipeline import Pipeline
 
 if TYPE_CHECKING:
+    from throttled_http import EntryLike, ThrottlerLike
     from throttled_http._rates import RatesLike
 
 
@@ -82,12 +85,18 @@ async def test_other_keys_are_not_paused() -> None:
 
 
 @pytest.mark.looptime
-async def test_cap_none_disables_pauses() -> None:
-    """max_retry_after=None: no pause and no server delay."""
+async def test_ignore_server_times_disables_pauses() -> None:
+    """ignore_server_times=True: no pause and no server delay."""
     throttler = Throttler(10, 1.0)
-    policy = FeedbackPolicy(max_retry_after=None)
+    policy = FeedbackPolicy(ignore_server_times=True)
     assert policy.observe(throttler, "k", 429, {"Retry-After": "5"}) is None
     assert throttler.paused_for == 0.0
+
+
+def test_max_retry_after_none_is_refused_with_a_hint() -> None:
+    """max_retry_after=None is a TypeError that names ignore_server_times."""
+    with pytest.raises(TypeError, match=r"max_retry_after.*ignore_server_times=True"):
+        FeedbackPolicy(max_retry_after=None)  # type: ignore[arg-type]
 
 
 @pytest.mark.looptime
@@ -95,7 +104,7 @@ async def test_unlimited_host_still_gets_the_delay() -> None:
     """With no limiter (an unlimited host) nothing is paused but the delay is returned."""
     policy = FeedbackPolicy()
     assert policy.observe(None, "k", 429, {"Retry-After": "7"}) == 7.0
-    assert policy.stats().pauses == 0
+    assert policy.statistics().pauses == 0
 
 
 @pytest.mark.looptime
@@ -107,7 +116,7 @@ async def test_shorter_pause_neither_cuts_nor_counts() -> None:
     policy.observe(throttler, "k", 429, {"Retry-After": "5"})
     await asyncio.sleep(10)
     policy.observe(throttler, "k", 429, {"Retry-After": "15"})  # extends by 5 s
-    stats = policy.stats()
+    stats = policy.statistics()
     assert stats.pauses == 2
     assert stats.paused_seconds == pytest.approx(25.0)
     assert stats.by_key["k"].last_reason == "Retry-After"
@@ -164,7 +173,7 @@ async def test_adapt_adopts_a_stricter_advertised_quota() -> None:
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"default";q=3;w=1'})
     assert throttler.rates == (Rate(10, 1.0), Rate(3, 1.0))
     assert await admitted_within(throttler, 0.99, 10) == 3
-    assert policy.stats().adoptions == 1
+    assert policy.statistics().adoptions == 1
 
 
 @pytest.mark.looptime
@@ -176,7 +185,7 @@ async def test_adapt_never_loosens_the_configured_rate() -> None:
     policy.observe(throttler, "k", 200, {"X-RateLimit-Limit": "10;w=1"})
     assert throttler.rates == (Rate(10, 1.0),)
     assert await admitted_within(throttler, 0.99, 20) == 10
-    assert policy.stats().adoptions == 0
+    assert policy.statistics().adoptions == 0
 
 
 @pytest.mark.looptime
@@ -202,7 +211,7 @@ async def test_adapt_changes_at_most_once_per_window() -> None:
         quota = f'"d";q={3 + n % 2};w=1'
         policy.observe(throttler, "k", 200, {"RateLimit-Policy": quota})
         await asyncio.sleep(0.05)
-    assert policy.stats().adoptions == 5  # 5 s of flipping, one change per second
+    assert policy.statistics().adoptions == 5  # 5 s of flipping, one change per second
     assert all(rate.limit <= 10 for rate in throttler.rates)
 
 
@@ -245,7 +254,7 @@ async def test_aimd_cut_and_recovery() -> None:
     await asyncio.sleep(100.0)
     policy.observe(throttler, "k", 200, {})
     assert throttler.rates == (Rate(10, 1.0),)  # recovered, and never above
-    stats = policy.stats()
+    stats = policy.statistics()
     assert stats.rate_cuts == 1
     assert stats.by_key["k"].rate_cuts == 1
 
@@ -403,7 +412,7 @@ def test_retries_are_counted_per_key() -> None:
     policy.retry_delay("GET", 429, 1, 1.0, key="http://a:80")
     policy.retry_delay("GET", 429, 2, 1.0, key="http://a:80")
     policy.retry_delay("POST", 429, 1, 1.0, key="http://a:80")  # refused: not counted
-    stats = policy.stats()
+    stats = policy.statistics()
     assert stats.retries == 2
     assert stats.by_key["http://a:80"].retries == 2
 
@@ -413,9 +422,162 @@ def test_stats_keep_a_bounded_number_of_keys() -> None:
     policy = FeedbackPolicy(retries=1, max_keys=3)
     for n in range(10):
         policy.retry_delay("GET", 429, 1, 1.0, key=f"k{n}")
-    stats = policy.stats()
+    stats = policy.statistics()
     assert stats.retries == 10
     assert sorted(stats.by_key) == ["k7", "k8", "k9"]
+
+
+def test_backoff_delay_bounds() -> None:
+    """backoff_delay(n) is uniform in [b/2, b] with b = min(max_backoff, backoff * 2**(n-1))."""
+    policy = FeedbackPolicy(backoff=0.5, max_backoff=3.0)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 3.0), (10, 3.0), (10_000, 3.0)]:
+        waits = [policy.backoff_delay(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits), attempt
+        assert len(set(waits)) > 1  # jittered
+        assert min(waits) < ceiling * 0.6  # spread over the whole range, not stuck at a bound
+        assert max(waits) > ceiling * 0.9
+
+
+def test_backoff_delay_needs_no_retries_and_counts_nothing() -> None:
+    """backoff_delay answers with retries=0 (for retries the caller decides) and counts none."""
+    policy = FeedbackPolicy(backoff=2.0, max_backoff=2.0)
+    assert 1.0 <= policy.backoff_delay(1) <= 2.0
+    assert policy.statistics().retries == 0
+
+
+@pytest.mark.parametrize(
+    ("attempt", "error"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_backoff_delay_attempt_counts_from_one(attempt: object, error: type[Exception]) -> None:
+    """backoff_delay's attempt is an int >= 1, named in the error."""
+    with pytest.raises(error, match="attempt must be a positive integer"):
+        FeedbackPolicy().backoff_delay(attempt)  # type: ignore[arg-type]
+
+
+def test_retry_without_a_server_time_waits_the_backoff() -> None:
+    """retry_delay with no server delay draws from backoff_delay's range for that attempt."""
+    policy = FeedbackPolicy(retries=3, backoff=1.0, max_backoff=60.0)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0)]:
+        waits = [policy.retry_delay("GET", 429, attempt, None) for _ in range(100)]
+        assert all(w is not None and ceiling / 2 <= w <= ceiling for w in waits)
+
+
+# -- ignoring the times servers give -----------------------------------------------------
+
+
+def test_ignore_server_times_properties() -> None:
+    """max_retry_after is always a float; ignore_server_times says whether times are read."""
+    assert FeedbackPolicy().max_retry_after == 300.0
+    assert FeedbackPolicy().ignore_server_times is False
+    ignoring = FeedbackPolicy(ignore_server_times=True)
+    assert ignoring.ignore_server_times is True
+    assert isinstance(ignoring.max_retry_after, float)
+    assert FeedbackPolicy(max_retry_after=0).max_retry_after == 0.0
+
+
+def test_ignore_server_times_must_be_a_bool() -> None:
+    """ignore_server_times accepts only True or False, naming itself."""
+    with pytest.raises(TypeError, match="ignore_server_times must be True or False, got 1"):
+        FeedbackPolicy(ignore_server_times=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (429, {"Retry-After": "30"}),
+        (503, {"Retry-After": "30"}),
+        (200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}),
+        (200, {"RateLimit": '"default";r=0;t=30'}),
+    ],
+    ids=["429-retry-after", "503-retry-after", "remaining-zero", "ietf-ratelimit"],
+)
+async def test_ignore_server_times_never_pauses(status: int, headers: dict[str, str]) -> None:
+    """With ignore_server_times=True no header pauses the throttler or gives a delay."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(ignore_server_times=True)
+    assert policy.observe(throttler, "k", status, headers) is None
+    assert throttler.paused_for == 0.0
+    assert await entry_time(throttler) == 0.0
+    assert policy.statistics().pauses == 0
+
+
+def test_ignore_server_times_retries_wait_the_backoff_only() -> None:
+    """With ignore_server_times=True a retry waits the backoff, even when handed a server time."""
+    policy = FeedbackPolicy(ignore_server_times=True, retries=2, backoff=1.0, max_backoff=8.0)
+    for server_delay in (None, 30.0, 0.0):
+        for attempt, ceiling in [(1, 1.0), (2, 2.0)]:
+            waits = [policy.retry_delay("GET", 429, attempt, server_delay) for _ in range(100)]
+            assert all(w is not None and ceiling / 2 <= w <= ceiling for w in waits), (
+                server_delay,
+                attempt,
+            )
+    assert policy.retry_delay("GET", 429, 3, None) is None  # still at most `retries`
+
+
+@pytest.mark.looptime
+async def test_ignore_server_times_with_adapt_cuts_on_every_429() -> None:
+    """With adapt, a 429 whose Retry-After is ignored counts as a bare one: it cuts the rate."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(ignore_server_times=True, adapt=True)
+    policy.observe(throttler, "k", 429, {"Retry-After": "30"})
+    assert throttler.rates == (Rate(5, 1.0),)
+    assert throttler.paused_for == 0.0
+    assert policy.statistics().rate_cuts == 1
+
+
+@pytest.mark.looptime
+async def test_ignore_server_times_still_adopts_quotas() -> None:
+    """Advertised quotas are not times to wait: with adapt they are still followed."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(ignore_server_times=True, adapt=True)
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"default";q=3;w=1'})
+    assert throttler.rates == (Rate(10, 1.0), Rate(3, 1.0))
+
+
+@pytest.mark.looptime
+async def test_ignore_server_times_through_the_pipeline() -> None:
+    """A request refused with Retry-After: 30 is sent again after the backoff, not 30 s."""
+    loop = asyncio.get_running_loop()
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(ignore_server_times=True, retries=1, backoff=2.0, max_backoff=2.0)
+    pipeline: Pipeline[ThrottlerLike] = Pipeline(throttler, policy, Holds(None), None)
+    sent: list[float] = []
+    replies = [(429, {"Retry-After": "30"}), (200, {})]
+
+    async def send(request: str, ticket: object) -> tuple[int, dict[str, str]]:
+        sent.append(loop.time())
+        return replies[len(sent) - 1]
+
+    steps = pipeline.steps(_Exchange(), "GET", "https://a.example/", None, 1)
+    status, _ = await pipeline.run(steps, "GET", send, lambda response: None)
+    assert status == 200
+    assert len(sent) == 2
+    assert 1.0 <= sent[1] - sent[0] <= 2.0
+    assert throttler.paused_for == 0.0
+    assert throttler.statistics().open == 0
+
+
+class _Exchange:
+    """The pipeline's view of a fake client: a response is ``(status, headers)``."""
+
+    def status(self, response: tuple[int, dict[str, str]]) -> int:
+        return response[0]
+
+    def headers(self, response: tuple[int, dict[str, str]]) -> dict[str, str]:
+        return response[1]
+
+    def method(self, request: str) -> str:
+        return request
+
+    def replayable(self, request: str) -> bool:
+        return True
+
+    def hold(
+        self, response: tuple[int, dict[str, str]], entry: EntryLike, key: str
+    ) -> tuple[int, dict[str, str]]:
+        entry.close()
+        return response
 
 
 # -- construction ------------------------------------------------------------------------
@@ -452,9 +614,11 @@ def test_bad_attempt() -> None:
 
 
 def test_repr_shows_the_options() -> None:
-    """The repr shows the three integration options."""
+    """The repr shows the integration options."""
     policy = FeedbackPolicy(max_retry_after=30, adapt=True, retries=2)
-    assert repr(policy) == "<FeedbackPolicy max_retry_after=30.0 adapt=True retries=2>"
+    assert repr(policy) == (
+        "<FeedbackPolicy max_retry_after=30.0 ignore_server_times=False adapt=True retries=2>"
+    )
 
 
 def test_works_with_the_thread_safe_throttler() -> None:
