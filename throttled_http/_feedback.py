@@ -256,7 +256,7 @@ class FeedbackPolicy:
             ``0 < increase <= 1``.
         quiet_period: seconds without a 429 before each increase; ``None`` uses the
             limiter's longest configured ``period``.
-        max_keys: keys whose counters :meth:`stats` keeps (least recently active dropped).
+        max_keys: keys whose counters :meth:`statistics` keeps (least recently active dropped).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
@@ -418,7 +418,8 @@ class FeedbackPolicy:
         A retry is allowed when all hold: ``status`` is 429 or 503; ``method`` is in
         ``retry_methods``; ``replayable`` (the body can be sent again: not a consumed
         stream); and ``attempt <= retries``. The wait is then ``server_delay`` when given
-        (capped at ``max_retry_after``), else an exponential backoff with "equal jitter":
+        (capped at ``max_retry_after``; ignored with ``ignore_server_times``), else an
+        exponential backoff with "equal jitter" (:meth:`backoff_delay`):
         uniform in ``[b / 2, b]`` with ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``.
 
         The re-sent request must go through the limiter again: it waits for the pause
@@ -430,7 +431,7 @@ class FeedbackPolicy:
             attempt: the number of the retry about to happen, from 1.
             server_delay: what :meth:`observe` returned for the response.
             replayable: whether the request body can be sent again.
-            key: the limiter's key, to count the retry in :meth:`stats`.
+            key: the limiter's key, to count the retry in :meth:`statistics`.
 
         Raises:
             ValueError, TypeError: when ``attempt`` is not an int >= 1.
@@ -443,9 +444,14 @@ class FeedbackPolicy:
             or method.upper() not in self._retry_methods
         ):
             return None
-        if server_delay is not None and math.isfinite(server_delay) and server_delay >= 0:
+        if (
+            self._max_retry_after is not None  # else ignore_server_times: backoff only
+            and server_delay is not None
+            and math.isfinite(server_delay)
+            and server_delay >= 0
+        ):
             cap = self._max_retry_after
-            wait = server_delay if cap is None or server_delay <= cap else cap
+            wait = server_delay if server_delay <= cap else cap
         else:
             wait = self.backoff_delay(attempt)
         with self._lock:
