@@ -14,7 +14,7 @@ from throttled_http._holding import Holds
 from throttled_http._pipeline import Pipeline
 
 if TYPE_CHECKING:
-    from throttled_http import EntryLike, ThrottlerLike
+    from throttled_http import EntryLike
     from throttled_http._rates import RatesLike
 
 
@@ -541,7 +541,7 @@ async def test_ignore_server_times_through_the_pipeline() -> None:
     loop = asyncio.get_running_loop()
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy(ignore_server_times=True, retries=1, backoff=2.0, max_backoff=2.0)
-    pipeline: Pipeline[ThrottlerLike] = Pipeline(throttler, policy, Holds(None), None)
+    pipeline = Pipeline(throttler, policy, Holds(None), None)
     sent: list[float] = []
     replies = [(429, {"Retry-After": "30"}), (200, {})]
 

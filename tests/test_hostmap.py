@@ -13,16 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from throttled_http import (
-    AsyncLimiter,
     InvalidRateError,
     InvalidURLError,
     Rate,
     Throttler,
     ThrottlerBackend,
+    ThrottlerLike,
     ThrottlerMap,
     ThrottlerMapStatistics,
-    resolve_limiter,
 )
+from throttled_http._holding import Holds
+from throttled_http._pipeline import Pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -258,9 +259,19 @@ def test_unlimited_override_still_has_a_key() -> None:
             r"overrides\['api.example.com'\]: cannot parse rate 'ten/s'",
         ),
         (
-            {"overrides": {"api.example.com": 5}},
+            {"overrides": {"api.example.com": 5.0}},
             TypeError,
             r"overrides\['api.example.com'\]: a rate must be a Rate or a str",
+        ),
+        (
+            {"overrides": {"api.example.com": True}},
+            TypeError,
+            r"overrides\['api.example.com'\]: a rate must be a Rate or a str",
+        ),
+        (
+            {"overrides": {"api.example.com": 0}},
+            ValueError,
+            r"overrides\['api.example.com'\]: the limit must be a positive integer, got 0",
         ),
         (
             {"overrides": {"slow.example.com": "1/s"}, "burst": 2},
@@ -291,6 +302,8 @@ def test_unlimited_override_still_has_a_key() -> None:
         "overrides-type",
         "override-rate-text",
         "override-rate-type",
+        "override-rate-bool",
+        "override-int-zero",
         "override-burst",
         "override-key",
         "override-duplicate",
@@ -409,15 +422,15 @@ async def test_max_concurrency_per_key() -> None:
 
 
 @pytest.mark.looptime
-async def test_pause_is_per_key_and_visible_in_stats() -> None:
-    """pause(url) stops only that key, and stats() lists it first with its paused_for."""
+async def test_pause_is_per_key_and_visible_in_statistics() -> None:
+    """pause(url) stops only that key, and statistics() lists it first with its paused_for."""
     loop = asyncio.get_running_loop()
     hosts = ThrottlerMap(10, 1.0, overrides={"free.example": None})
     hosts.pause("http://busy.example/", 30.0)
     hosts.pause("http://free.example/", 30.0)  # unlimited: nothing to pause
     async with hosts.limit("http://other.example/"):
         pass
-    stats = hosts.stats()
+    stats = hosts.statistics()
     assert isinstance(stats, ThrottlerMapStatistics)
     assert (stats.keys, stats.busy, stats.paused, stats.created) == (2, 2, 1, 2)
     assert stats.busiest[0].key == "http://busy.example:80"
@@ -428,18 +441,18 @@ async def test_pause_is_per_key_and_visible_in_stats() -> None:
     start = loop.time()
     async with hosts.limit("http://busy.example/"):
         assert loop.time() - start == pytest.approx(30.0)
-    assert hosts.stats(top=0).busiest == ()
+    assert hosts.statistics(top=0).busiest == ()
 
 
 @pytest.mark.looptime
-async def test_stats_busiest_is_bounded() -> None:
-    """stats(top=n) lists at most n keys however many are busy, busiest first."""
+async def test_statistics_busiest_is_bounded() -> None:
+    """statistics(top=n) lists at most n keys however many are busy, busiest first."""
     hosts = ThrottlerMap(10, 1.0)
     for i in range(50):
         for _ in range(1 + i % 5):
             async with hosts.limit(f"http://h{i}.example/"):
                 pass
-    stats = hosts.stats(top=3)
+    stats = hosts.statistics(top=3)
     assert stats.busy == 50
     assert len(stats.busiest) == 3
     assert all(k.statistics is not None and k.statistics.in_window == 5 for k in stats.busiest)
@@ -459,7 +472,7 @@ def test_idle_keys_evicted_least_recently_used_first() -> None:
     assert "http://b.example/" not in hosts
     assert "http://c.example:80" in hosts
     assert len(hosts) == 2
-    stats = hosts.stats()
+    stats = hosts.statistics()
     assert (stats.created, stats.evictions, stats.max_keys) == (3, 1, 2)
 
 
@@ -472,13 +485,13 @@ async def test_grows_past_cap_while_busy_then_shrinks() -> None:
         async with hosts.limit(f"http://h{i}.example/"):
             pass
     assert len(hosts) == 20
-    assert hosts.stats().evictions == 0
+    assert hosts.statistics().evictions == 0
     assert hosts.throttler_for("http://h0.example/") is first  # still remembered
     await asyncio.sleep(10.0)  # every window has passed: all idle now
     for i in range(100, 110):
         hosts.throttler_for(f"http://h{i}.example/")
     assert len(hosts) == 3
-    assert hosts.stats().evictions == 27
+    assert hosts.statistics().evictions == 27
 
 
 class CountingThrottler(Throttler):
@@ -499,7 +512,7 @@ class CountingBackend:
 
     def create(
         self, key: str, rates: tuple[Rate, ...], *, burst: int | None, max_concurrency: int | None
-    ) -> AsyncLimiter:
+    ) -> ThrottlerLike:
         self.created.append((key, rates, burst, max_concurrency))
         return CountingThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
 
@@ -538,14 +551,38 @@ def test_backend_receives_key_rates_and_options() -> None:
     ]
 
 
-def test_resolve_limiter_for_map_and_plain_limiter() -> None:
-    """resolve_limiter gives the URL's key for a map, and '*' plus itself for a limiter."""
+async def test_pipeline_resolves_by_map_or_takes_a_plain_throttler() -> None:
+    """A pipeline over a map admits under the URL's key; over one throttler, '*' and itself."""
     throttler = Throttler(5, 1.0)
-    assert resolve_limiter(throttler, "https://a.example/") == ("*", throttler)
-    hosts = ThrottlerMap(5, 1.0)
-    key, limiter = resolve_limiter(hosts, "https://a.example/")
+    admitted = await Pipeline(throttler, None, Holds(None), None).admit("https://a.example/")
+    assert admitted is not None
+    assert admitted[:2] == ("*", throttler)
+    admitted[2].close()
+    hosts = ThrottlerMap(5, 1.0, overrides={"*.local": None})
+    pipeline = Pipeline(hosts, None, Holds(None), None)
+    admitted = await pipeline.admit("https://a.example/")
+    assert admitted is not None
+    key, limiter, entry = admitted
     assert key == "https://a.example:443"
     assert limiter is hosts.throttler_for("https://a.example/")
+    entry.close()
+    url = httpx.URL("https://API.example.com/x")
+    admitted = await pipeline.admit(url, (url.scheme, url.raw_host, url.port))
+    assert admitted is not None
+    assert admitted[:2] == hosts.resolve(url)
+    admitted[2].close()
+    assert await pipeline.admit("http://printer.local/") is None  # no limit: nothing to admit
+
+
+def test_resolve_gives_the_key_and_the_held_throttler() -> None:
+    """resolve(url) gives the URL's key and the one throttler the map holds for it."""
+    hosts = ThrottlerMap(5, 1.0)
+    key, limiter = hosts.resolve("https://a.example/")
+    assert key == "https://a.example:443"
+    assert limiter is not None
+    assert limiter is hosts.throttler_for("https://A.example:443/other")
+    assert hosts.resolve("https://a.example/") == (key, limiter)
+    assert len(hosts) == 1
 
 
 def test_repr_and_properties() -> None:
@@ -613,7 +650,7 @@ def test_resolve_with_origin_gives_the_same_key_and_throttler() -> None:
             origin = (url.scheme, url.raw_host, url.port)
             assert hosts.resolve(url, origin=origin) == hosts.resolve(url)
             assert hosts.resolve(url, origin=origin) == hosts.resolve(text)
-            assert resolve_limiter(hosts, url, origin=origin) == hosts.resolve(url)
+            assert hosts.resolve(url, origin=origin)[1] is hosts.throttler_for(url)
 
 
 def test_origin_cache_survives_eviction_and_stays_bounded() -> None:
@@ -638,11 +675,17 @@ def test_callable_scope_ignores_the_origin() -> None:
     assert hosts.resolve("http://a.example/y", origin="o")[0] == "y"
 
 
-async def test_holds_tells_whether_the_map_still_keeps_a_limiter() -> None:
-    """holds(key, limiter) is true for the kept limiter and false once it was replaced."""
-    hosts = ThrottlerMap(10, 1.0)
+async def test_is_current_tells_whether_the_map_still_keeps_a_throttler() -> None:
+    """is_current(key, throttler) is true for the kept throttler and false once replaced."""
+    hosts = ThrottlerMap(10, 1.0, max_keys=1)
     key, limiter = hosts.resolve("http://a.example/")
     assert limiter is not None
-    assert hosts.holds(key, limiter)
-    assert not hosts.holds("http://b.example:80", limiter)
-    assert not hosts.holds(key, Throttler(10, 1.0))
+    assert hosts.is_current(key, limiter)
+    assert not hosts.is_current("http://b.example:80", limiter)
+    assert not hosts.is_current(key, Throttler(10, 1.0))
+    assert not hosts.is_current(key, None)
+    hosts.resolve("http://b.example/")  # evicts idle a
+    assert not hosts.is_current(key, limiter)
+    again = hosts.throttler_for("http://a.example/")
+    assert again is not limiter
+    assert hosts.is_current(key, again)
