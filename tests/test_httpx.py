@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -38,7 +38,7 @@ from throttled_http.httpx import (
 from throttled_http.testing import RecordingServer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Generator, Iterator
+    from collections.abc import AsyncIterator, Callable, Generator, Iterator
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -1042,3 +1042,139 @@ def test_sync_adapt_to_a_quota_below_the_cost_charges_the_whole_limit() -> None:
         for path in ("/a", "/b"):
             response = client.get("http://127.0.0.1" + path, extensions={"throttled_http_cost": 5})
             assert response.status_code == 200
+
+
+# -- the 0.2 construction contracts ---------------------------------------------------------
+
+
+def test_a_positional_rate_is_refused_with_the_keyword_to_use() -> None:
+    """A rate given where the transport goes is a TypeError suggesting rate_limit=."""
+    with pytest.raises(TypeError, match=re.escape("rate_limit=10")):
+        ThrottledTransport(10)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("rate_limit=10")):
+        SyncThrottledTransport(10)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("rate_limit='10/s'")):
+        ThrottledTransport("10/s")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "value"), [("rate_limit", 5), ("period", 1.0)])
+def test_the_shorthand_beside_a_throttler_is_a_type_error_naming_both(
+    name: str, value: float
+) -> None:
+    """rate_limit= or period= beside throttler= is a TypeError naming both, on both transports."""
+    shorthand: dict[str, Any] = {name: value}
+    pattern = f"{name}= and throttler= were both given"
+    inner = httpx.MockTransport(ok)
+    with pytest.raises(TypeError, match=pattern):
+        ThrottledTransport(inner, throttler=ThrottlerMap(5, 1.0), **shorthand)
+    with pytest.raises(TypeError, match=pattern):
+        ThrottledTransport(inner, throttler=Throttler(5, 1.0), **shorthand)
+    with pytest.raises(TypeError, match=pattern):
+        SyncThrottledTransport(inner, throttler=SyncThrottlerMap(5, 1.0), **shorthand)
+    with pytest.raises(TypeError, match=pattern):
+        SyncThrottledTransport(inner, throttler=SyncThrottler(5, 1.0), **shorthand)
+
+
+def test_a_transport_refuses_a_throttler_of_the_other_kind() -> None:
+    """The threaded transport refuses asyncio throttlers and the asyncio one blocking ones."""
+    inner = httpx.MockTransport(ok)
+    sync_only = "throttler must be a SyncThrottler or a SyncThrottlerMap"
+    with pytest.raises(TypeError, match=sync_only):
+        SyncThrottledTransport(inner, throttler=Throttler(5, 1.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=sync_only):
+        SyncThrottledTransport(inner, throttler=ThrottlerMap(5, 1.0))  # type: ignore[arg-type]
+    async_only = "throttler must be a Throttler, a ThrottlerMap"
+    with pytest.raises(TypeError, match=async_only):
+        ThrottledTransport(inner, throttler=SyncThrottler(5, 1.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=async_only):
+        ThrottledTransport(inner, throttler=SyncThrottlerMap(5, 1.0))  # type: ignore[arg-type]
+
+
+@pytest.mark.realclock
+def test_two_sync_transports_sharing_a_map_keep_one_limit_per_host(
+    thread_server: RecordingServer,
+) -> None:
+    """Two SyncThrottledTransports on one SyncThrottlerMap, used from 8 threads, never put
+    more than 3 requests in any 0.25 s window on either host."""
+    hosts = SyncThrottlerMap(3, 0.25)
+    first = SyncThrottledTransport(throttler=hosts)
+    second = SyncThrottledTransport(throttler=hosts)
+    assert first.throttler is hosts
+    assert second.throttler is hosts
+    with httpx.Client(transport=first) as one, httpx.Client(transport=second) as two:
+
+        def work(n: int) -> list[int]:
+            client = one if n % 2 else two
+            return [
+                client.get(thread_server.url("/", host=(n + i) % 2)).status_code for i in range(3)
+            ]
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for batch in pool.map(work, range(8)) for s in batch]
+    assert statuses == [200] * 24
+    assert len(thread_server.arrivals_at(0)) == len(thread_server.arrivals_at(1)) == 12
+    assert thread_server.max_in_window(0.25, host=0) <= 3
+    assert thread_server.max_in_window(0.25, host=1) <= 3
+    assert hosts.statistics().created == 2  # one throttler per host, for both transports
+
+
+async def _eleven_to_each_of_two_hosts(
+    client: httpx.AsyncClient, times: dict[str, list[float]], max_in_window: Callable[..., int]
+) -> None:
+    """Send 11 GETs to each of two hosts at once; each host sees at most 10 per second."""
+    urls = [f"http://{host}/" for host in ("a.example", "b.example") for _ in range(11)]
+    responses = await asyncio.gather(*(client.get(url) for url in urls))
+    assert [r.status_code for r in responses] == [200] * 22
+    assert sorted(times) == ["a.example", "b.example"]
+    for arrivals in times.values():
+        assert len(arrivals) == 11
+        assert max_in_window(arrivals, 1.0) <= 10
+    # Side by side: one limit for both hosts would have pushed the last ones past t = 2.
+    assert max(max(arrivals) for arrivals in times.values()) < 2.0
+
+
+def _recording(times: dict[str, list[float]]) -> Callable[[httpx.Request], httpx.Response]:
+    """A mock handler noting each request's host and loop time."""
+    loop = asyncio.get_running_loop()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        times.setdefault(request.url.host, []).append(loop.time())
+        return httpx.Response(200)
+
+    return handler
+
+
+def _check_default_map(transport: ThrottledTransport) -> None:
+    hosts = transport.throttler
+    assert isinstance(hosts, ThrottlerMap)
+    assert hosts.rates == (Rate(10, 1.0),)
+    assert len(hosts) == 2
+
+
+@pytest.mark.looptime
+async def test_rate_limit_shorthand_throttles_each_host(
+    max_in_window: Callable[..., int],
+) -> None:
+    """ThrottledTransport(rate_limit=10) over the default transport limits each host apart."""
+    times: dict[str, list[float]] = {}
+    with respx.mock:
+        respx.route(method="GET").mock(side_effect=_recording(times))
+        transport = ThrottledTransport(rate_limit=10)
+        assert isinstance(transport.transport, httpx.AsyncHTTPTransport)
+        async with httpx.AsyncClient(transport=transport) as client:
+            await _eleven_to_each_of_two_hosts(client, times, max_in_window)
+    _check_default_map(transport)
+
+
+@pytest.mark.looptime
+async def test_rate_limit_shorthand_with_a_transport_keyword_throttles_each_host(
+    max_in_window: Callable[..., int],
+) -> None:
+    """ThrottledTransport(transport=inner, rate_limit=10) limits each host apart."""
+    times: dict[str, list[float]] = {}
+    inner = httpx.MockTransport(_recording(times))
+    transport = ThrottledTransport(transport=inner, rate_limit=10)
+    assert transport.transport is inner
+    async with httpx.AsyncClient(transport=transport) as client:
+        await _eleven_to_each_of_two_hosts(client, times, max_in_window)
+    _check_default_map(transport)
