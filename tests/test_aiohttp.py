@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import pytest
 from throttled_http import (
     FeedbackPolicy,
     Rate,
+    SyncThrottler,
+    SyncThrottlerMap,
     Throttler,
     ThrottlerMap,
     ThrottlerTimeoutError,
@@ -689,3 +692,61 @@ async def test_no_task_is_left_behind(server: RecordingServer) -> None:
     await asyncio.sleep(0)
     assert asyncio.all_tasks() <= before
     assert time.monotonic() > 0
+
+
+# -- the 0.2 construction contracts ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "value"), [("rate_limit", 5), ("period", 1.0)])
+async def test_the_shorthand_beside_a_throttler_is_a_type_error_naming_both(
+    name: str, value: float
+) -> None:
+    """rate_limit= or period= beside throttler= is a TypeError naming both, for the session."""
+    shorthand: dict[str, Any] = {name: value}
+    pattern = f"{name}= and throttler= were both given"
+    with pytest.raises(TypeError, match=pattern):
+        ThrottledClientSession(throttler=ThrottlerMap(5, 1.0), **shorthand)
+    with pytest.raises(TypeError, match=pattern):
+        ThrottledClientSession(throttler=Throttler(5, 1.0), **shorthand)
+
+
+async def test_a_blocking_throttler_is_refused() -> None:
+    """The session refuses a SyncThrottler or SyncThrottlerMap, which would block its loop."""
+    with pytest.raises(TypeError, match="throttler must be a Throttler, a ThrottlerMap"):
+        ThrottledClientSession(throttler=SyncThrottler(5, 1.0))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="throttler must be a Throttler, a ThrottlerMap"):
+        ThrottledClientSession(throttler=SyncThrottlerMap(5, 1.0))  # type: ignore[arg-type]
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    "shorthand",
+    [{"rate_limit": 10}, {"rate_limit": 10, "period": 1.0}],
+    ids=["rate_limit", "rate_limit-period"],
+)
+async def test_rate_limit_shorthand_throttles_each_host(
+    shorthand: dict[str, Any], max_in_window: Callable[..., int]
+) -> None:
+    """ThrottledClientSession(rate_limit=10[, period=1.0]) limits each host to 10 per second."""
+    loop = asyncio.get_running_loop()
+    times: dict[str, list[float]] = {}
+
+    def record(url: Any, **kwargs: Any) -> None:
+        times.setdefault(url.host, []).append(loop.time())
+
+    with aioresponses_compat() as mocked:
+        mocked.get(re.compile(r"^http://[ab]\.test/$"), callback=record, repeat=True)
+        async with ThrottledClientSession(**shorthand) as session:
+            urls = [f"http://{host}/" for host in ("a.test", "b.test") for _ in range(11)]
+            statuses = await asyncio.gather(*(fetch(session, url) for url in urls))
+            hosts = session.throttler
+    assert statuses == [200] * 22
+    assert sorted(times) == ["a.test", "b.test"]
+    for arrivals in times.values():
+        assert len(arrivals) == 11
+        assert max_in_window(arrivals, 1.0) <= 10
+    # Side by side: one limit for both hosts would have pushed the last ones past t = 2.
+    assert max(max(arrivals) for arrivals in times.values()) < 2.0
+    assert isinstance(hosts, ThrottlerMap)
+    assert hosts.rates == (Rate(10, 1.0),)
+    assert len(hosts) == 2
