@@ -1065,12 +1065,16 @@ def test_the_shorthand_beside_a_throttler_is_a_type_error_naming_both(
     shorthand: dict[str, Any] = {name: value}
     pattern = f"{name}= and throttler= were both given"
     inner = httpx.MockTransport(ok)
-    with pytest.raises(TypeError, match=pattern):
+    hint = re.escape(f"(throttler=ThrottlerMap({name}=...))")
+    sync_hint = re.escape(f"(throttler=SyncThrottlerMap({name}=...))")
+    with pytest.raises(TypeError, match=pattern) as raised:
         ThrottledTransport(inner, throttler=ThrottlerMap(5, 1.0), **shorthand)
+    assert re.search(hint, str(raised.value))
     with pytest.raises(TypeError, match=pattern):
         ThrottledTransport(inner, throttler=Throttler(5, 1.0), **shorthand)
-    with pytest.raises(TypeError, match=pattern):
+    with pytest.raises(TypeError, match=pattern) as raised:
         SyncThrottledTransport(inner, throttler=SyncThrottlerMap(5, 1.0), **shorthand)
+    assert re.search(sync_hint, str(raised.value))  # the map the threaded transport takes
     with pytest.raises(TypeError, match=pattern):
         SyncThrottledTransport(inner, throttler=SyncThrottler(5, 1.0), **shorthand)
 

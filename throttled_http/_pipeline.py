@@ -440,7 +440,7 @@ def throttler_from_options(
             raise TypeError(
                 f"{name}= and throttler= were both given; the throttler carries its own "
                 f"limits: drop {name}=, or build the map with it "
-                f"(throttler=ThrottlerMap({name}=...))"
+                f"(throttler={'SyncThrottlerMap' if sync else 'ThrottlerMap'}({name}=...))"
             )
     blocking = isinstance(throttler, SyncThrottlerMap) or (
         isinstance(throttler, SyncThrottlerLike)
