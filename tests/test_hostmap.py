@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -12,15 +14,20 @@ import yarl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import throttled_http._sync
 from throttled_http import (
     InvalidRateError,
     InvalidURLError,
     Rate,
+    SyncThrottler,
+    SyncThrottlerLike,
+    SyncThrottlerMap,
     Throttler,
     ThrottlerBackend,
     ThrottlerLike,
     ThrottlerMap,
     ThrottlerMapStatistics,
+    ThrottlerStatistics,
 )
 from throttled_http._holding import Holds
 from throttled_http._pipeline import Pipeline
@@ -315,6 +322,95 @@ def test_construction_errors_name_the_argument(
     """Bad arguments fail at construction, naming the argument or the override key."""
     with pytest.raises(error, match=message):
         ThrottlerMap(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [ThrottlerMap, SyncThrottlerMap])
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"rates": "5/s", "rate_limit": 5}, ("rates=", "rate_limit=")),
+        ({"rates": "5/s", "period": 1.0}, ("rates=", "period=")),
+        ({"rates": "5/s", "rate_limit": 5, "period": 1.0}, ("rates=", "rate_limit=")),
+        ({"rate_limit": "5/s", "period": 1.0}, ("rate_limit='5/s'", "period=")),
+        ({"rate_limit": Rate(5, 1), "period": 2.0}, ("rate_limit=Rate(5/s)", "period=")),
+    ],
+    ids=["rates-rate_limit", "rates-period", "rates-both", "string-period", "Rate-period"],
+)
+def test_an_argument_left_unused_is_a_type_error_naming_both(
+    cls: type[ThrottlerMap | SyncThrottlerMap], kwargs: dict[str, object], names: tuple[str, str]
+) -> None:
+    """rates= beside rate_limit= or period=, or period= beside a rate string, is refused."""
+    with pytest.raises(TypeError) as caught:
+        cls(**kwargs)  # type: ignore[arg-type]
+    for name in names:
+        assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "rates"),
+    [
+        ({}, (Rate(10, 1.0),)),
+        ({"rate_limit": 3}, (Rate(3, 1.0),)),
+        ({"period": 60.0}, (Rate(10, 60.0),)),
+        ({"rate_limit": "5/min"}, (Rate(5, 60.0),)),
+        ({"rate_limit": Rate(2, 3.0)}, (Rate(2, 3.0),)),
+        ({"rates": "10/s; 1000/h"}, (Rate(10, 1.0), Rate(1000, 3600.0))),
+    ],
+    ids=["nothing", "int", "period", "string", "Rate", "rates"],
+)
+def test_default_rates(kwargs: dict[str, object], rates: tuple[Rate, ...]) -> None:
+    """rate_limit and period default to None, meaning 10 per 1.0 s, each filled in alone."""
+    hosts = ThrottlerMap(**kwargs)  # type: ignore[arg-type]
+    assert hosts.rates == rates
+    assert rates_of(hosts, "http://a.example/") == rates
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "rate"),
+    [
+        ({}, Rate(3, 1.0)),
+        ({"rate_limit": 10, "period": 60.0}, Rate(3, 60.0)),
+        ({"period": 2.5}, Rate(3, 2.5)),
+        ({"rate_limit": "100/h"}, Rate(3, 3600.0)),
+    ],
+    ids=["default-period", "int-period", "period-only", "rate-string"],
+)
+def test_int_override_is_n_per_the_maps_period(kwargs: dict[str, object], rate: Rate) -> None:
+    """An int override n means n per the map's period, as rate_limit=n would."""
+    hosts = ThrottlerMap(**kwargs, overrides={"api.example.com": 3})  # type: ignore[arg-type]
+    assert rates_of(hosts, "https://api.example.com/") == (rate,)
+    assert rates_of(hosts, "https://www.example.com/") == hosts.rates
+
+
+def test_int_override_beside_other_forms() -> None:
+    """Int overrides mix with strings, Rates and None in one mapping, and respect burst."""
+    hosts = ThrottlerMap(
+        10,
+        60.0,
+        overrides={"a.example": 4, "b.example": "1/s", "c.example": Rate(5, 1), "d.example": None},
+    )
+    assert rates_of(hosts, "http://a.example/") == (Rate(4, 60.0),)
+    assert rates_of(hosts, "http://b.example/") == (Rate(1, 1.0),)
+    assert rates_of(hosts, "http://c.example/") == (Rate(5, 1.0),)
+    assert hosts.throttler_for("http://d.example/") is None
+    smooth = ThrottlerMap(10, 1.0, burst=2, overrides={"a.example": 2})
+    limiter = smooth.throttler_for("http://a.example/")
+    assert limiter is not None
+    assert (limiter.rates, limiter.burst) == ((Rate(2, 1.0),), 2)
+    with pytest.raises(ValueError, match=r"overrides\['a.example'\]: burst must be an integer"):
+        ThrottlerMap(10, 1.0, burst=2, overrides={"a.example": 1})
+
+
+@pytest.mark.looptime
+async def test_int_override_limits_its_host() -> None:
+    """A host overridden with 2 (per the map's 1 s) admits two entries per second."""
+    loop = asyncio.get_running_loop()
+    hosts = ThrottlerMap(10, 1.0, overrides={"slow.example": 2})
+    times: list[float] = []
+    for _ in range(6):
+        async with hosts.limit("http://slow.example/"):
+            times.append(loop.time())
+    assert times == pytest.approx([0.0, 0.0, 1.0, 1.0, 2.0, 2.0], abs=1e-6)
 
 
 def test_pause_validates_seconds() -> None:
@@ -689,3 +785,271 @@ async def test_is_current_tells_whether_the_map_still_keeps_a_throttler() -> Non
     again = hosts.throttler_for("http://a.example/")
     assert again is not limiter
     assert hosts.is_current(key, again)
+
+
+# -- SyncThrottlerMap: the thread-safe twin ---------------------------------------------
+
+
+class FakeClock:
+    """A hand-moved ``time`` for the SyncThrottler module: virtual time for threads."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def sync_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """SyncThrottlers on virtual time: their module reads the fake clock."""
+    clock = FakeClock()
+    monkeypatch.setattr(throttled_http._sync, "time", clock)
+    return clock
+
+
+def sync_rates_of(hosts: SyncThrottlerMap, url: str) -> tuple[Rate, ...]:
+    """The rates of ``url``'s throttler, which must exist."""
+    throttler = hosts.throttler_for(url)
+    assert throttler is not None
+    return throttler.rates
+
+
+def test_sync_map_builds_sync_throttlers_with_the_maps_options() -> None:
+    """The default backend builds a SyncThrottler per key, with burst, cap and overrides."""
+    hosts = SyncThrottlerMap(
+        10, 1.0, burst=2, max_concurrency=3, overrides={"api.example.com": "5/s", "*.local": None}
+    )
+    throttler = hosts.throttler_for("https://www.example.com/")
+    assert isinstance(throttler, SyncThrottler)
+    assert isinstance(throttler, SyncThrottlerLike)
+    assert (throttler.rates, throttler.burst, throttler.max_concurrency) == ((Rate(10, 1),), 2, 3)
+    assert sync_rates_of(hosts, "https://api.example.com/") == (Rate(5, 1),)
+    assert isinstance(hosts.throttler_for("https://api.example.com/"), SyncThrottler)
+    assert hosts.resolve("http://printer.local/") == ("http://printer.local:80", None)
+    assert len(hosts) == 2
+
+
+def test_sync_map_keys_scopes_and_overrides_as_the_async_map() -> None:
+    """Both maps give every URL the same key and rates: one implementation."""
+    for scope in ("host", "domain", "global"):
+        options: dict[str, object] = {"scope": scope, "overrides": OVERRIDES}
+        sync_hosts = SyncThrottlerMap(10, 1.0, **options)  # type: ignore[arg-type]
+        async_hosts = ThrottlerMap(10, 1.0, **options)  # type: ignore[arg-type]
+        for url in ("https://api.example.com/", "https://x.eu.example.com:8443/", "http://a.b/"):
+            assert sync_hosts.key_for(url) == async_hosts.key_for(url)
+            sync_throttler = sync_hosts.throttler_for(url)
+            async_throttler = async_hosts.throttler_for(url)
+            assert sync_throttler is not None
+            assert async_throttler is not None
+            assert sync_throttler.rates == async_throttler.rates
+        assert sync_hosts.throttler_for("https://static.example.com/") is None
+
+
+def test_sync_map_custom_backend() -> None:
+    """A backend given to SyncThrottlerMap makes its throttlers, with the key and options."""
+    made: list[tuple[str, tuple[Rate, ...], int | None, int | None]] = []
+
+    class Backend:
+        def create(
+            self,
+            key: str,
+            rates: tuple[Rate, ...],
+            *,
+            burst: int | None,
+            max_concurrency: int | None,
+        ) -> SyncThrottlerLike:
+            made.append((key, rates, burst, max_concurrency))
+            return SyncThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+
+    hosts = SyncThrottlerMap(rates="10/s; 100/min", burst=1, backend=Backend())
+    hosts.throttler_for("https://a.example/")
+    assert made == [("https://a.example:443", (Rate(10, 1), Rate(100, 60)), 1, None)]
+
+
+class SlowBackend:
+    """Builds SyncThrottlers slowly, so that an unlocked map would race to build two."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self._lock = threading.Lock()
+
+    def create(
+        self, key: str, rates: tuple[Rate, ...], *, burst: int | None, max_concurrency: int | None
+    ) -> SyncThrottlerLike:
+        time.sleep(0.001)  # widens the window between the lookup and the insertion
+        with self._lock:
+            self.created.append(key)
+        return SyncThrottler.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+
+
+def test_sync_map_resolves_one_throttler_per_key_across_threads() -> None:
+    """Many threads resolving the same and different hosts at once get one throttler per key."""
+    backend = SlowBackend()
+    hosts = SyncThrottlerMap(10, 1.0, backend=backend)
+    threads = 16
+    barrier = threading.Barrier(threads)
+    seen: list[list[tuple[str, SyncThrottlerLike | None]]] = [[] for _ in range(threads)]
+
+    def work(index: int) -> None:
+        barrier.wait()
+        for round_ in range(20):
+            seen[index].append(hosts.resolve("https://shared.example/"))
+            seen[index].append(hosts.resolve(f"https://h{(index + round_) % 4}.example/"))
+            seen[index].append(hosts.resolve(f"https://own{index}.example/"))
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    by_key: dict[str, set[int]] = {}
+    for results in seen:
+        for key, throttler in results:
+            assert throttler is not None
+            by_key.setdefault(key, set()).add(id(throttler))
+    assert len(by_key) == 1 + 4 + threads
+    assert all(len(ids) == 1 for ids in by_key.values()), by_key
+    assert sorted(backend.created) == sorted(by_key)  # each key built exactly once
+    statistics = hosts.statistics()
+    assert (statistics.keys, statistics.created, statistics.evictions) == (len(by_key),) * 2 + (0,)
+    for key, (throttler_id,) in by_key.items():
+        assert id(hosts.resolve(key.replace(":443", "/"))[1]) == throttler_id
+
+
+def test_sync_map_is_current() -> None:
+    """is_current(key, throttler) holds for the kept throttler, and not once it was evicted."""
+    hosts = SyncThrottlerMap(10, 1.0, max_keys=1)
+    key, throttler = hosts.resolve("http://a.example/")
+    assert throttler is not None
+    assert hosts.is_current(key, throttler)
+    assert not hosts.is_current("http://b.example:80", throttler)
+    assert not hosts.is_current(key, SyncThrottler(10, 1.0))
+    hosts.resolve("http://b.example/")  # evicts idle a
+    assert not hosts.is_current(key, throttler)
+    again = hosts.throttler_for("http://a.example/")
+    assert again is not throttler
+    assert hosts.is_current(key, again)
+
+
+def test_sync_map_statistics(sync_clock: FakeClock) -> None:
+    """statistics() counts and ranks a SyncThrottlerMap's keys, paused keys first."""
+    hosts = SyncThrottlerMap(10, 1.0, overrides={"free.example": None})
+    hosts.pause("http://busy.example/", 30.0)
+    hosts.pause("http://free.example/", 30.0)  # unlimited: nothing to pause
+    throttler = hosts.throttler_for("http://other.example/")
+    assert throttler is not None
+    entry = throttler.open_entry()
+    hosts.throttler_for("http://idle.example/")
+    statistics = hosts.statistics()
+    assert isinstance(statistics, ThrottlerMapStatistics)
+    assert (statistics.keys, statistics.busy, statistics.paused, statistics.created) == (3, 2, 1, 3)
+    assert statistics.busiest[0].key == "http://busy.example:80"
+    assert statistics.busiest[0].paused_for == 30.0
+    assert statistics.busiest[1].key == "http://other.example:80"
+    snapshot = statistics.busiest[1].statistics
+    assert isinstance(snapshot, ThrottlerStatistics)
+    assert (snapshot.open, snapshot.in_flight, snapshot.in_window) == (1, 1, 1)
+    assert hosts.statistics(top=1).busiest == statistics.busiest[:1]
+    entry.close()
+    sync_clock.advance(1.0)
+    assert [k.key for k in hosts.statistics().busiest] == ["http://busy.example:80"]
+    sync_clock.advance(29.0)
+    assert hosts.statistics().busy == 0
+
+
+def test_sync_map_grows_past_cap_while_busy_then_shrinks(sync_clock: FakeClock) -> None:
+    """Busy keys are never evicted: the map grows past max_keys, then shrinks when idle."""
+    hosts = SyncThrottlerMap(1, 10.0, max_keys=3)
+    first = hosts.throttler_for("http://h0.example/")
+    for i in range(20):
+        throttler = hosts.throttler_for(f"http://h{i}.example/")
+        assert throttler is not None
+        throttler.open_entry().close()
+    assert len(hosts) == 20
+    assert hosts.statistics().evictions == 0
+    assert hosts.throttler_for("http://h0.example/") is first  # still remembered
+    sync_clock.advance(10.0)  # every window has passed: all idle now
+    for i in range(100, 110):
+        hosts.throttler_for(f"http://h{i}.example/")
+    assert len(hosts) == 3
+    assert hosts.statistics().evictions == 27
+
+
+def test_sync_map_keeps_open_and_paused_keys(sync_clock: FakeClock) -> None:
+    """An unsettled entry or a pause keeps a key however long; it goes once idle."""
+    hosts = SyncThrottlerMap(5, 1.0, max_keys=1)
+    key, throttler = hosts.resolve("http://open.example/")
+    assert throttler is not None
+    entry = throttler.open_entry()
+    hosts.pause("http://paused.example/", 60.0)
+    sync_clock.advance(50.0)
+    for i in range(10):
+        hosts.throttler_for(f"http://churn{i}.example/")
+    assert hosts.is_current(key, throttler)
+    assert "http://paused.example/" in hosts
+    entry.close()  # settles now: in the window for one more period
+    sync_clock.advance(0.5)
+    hosts.throttler_for("http://churn-a.example/")
+    assert hosts.is_current(key, throttler)
+    sync_clock.advance(10.0)  # the window and the pause are over
+    for i in range(10):
+        hosts.throttler_for(f"http://later{i}.example/")
+    assert not hosts.is_current(key, throttler)
+    assert "http://paused.example/" not in hosts
+    assert len(hosts) == 1
+
+
+class EvictingOnPause(SyncThrottler):
+    """A SyncThrottler whose pause() first lets another thread churn the map (max_keys=1)."""
+
+    hosts: SyncThrottlerMap | None = None
+
+    def pause(self, seconds: float) -> None:
+        hosts = EvictingOnPause.hosts
+        assert hosts is not None
+        other = threading.Thread(target=hosts.resolve, args=("http://other.example/",))
+        other.start()
+        other.join(timeout=0.2)  # finishes at once unless the map is locked meanwhile
+        super().pause(seconds)
+        EvictingOnPause.others.append(other)
+
+    others: list[threading.Thread] = []  # noqa: RUF012 - shared by the test, one at a time
+
+
+def test_sync_map_pause_is_not_lost_to_a_concurrent_eviction() -> None:
+    """pause(url) lands on the throttler the map keeps, though another thread evicts idle keys."""
+
+    class Backend:
+        def create(
+            self,
+            key: str,
+            rates: tuple[Rate, ...],
+            *,
+            burst: int | None,
+            max_concurrency: int | None,
+        ) -> SyncThrottlerLike:
+            return EvictingOnPause.from_rates(*rates, burst=burst, max_concurrency=max_concurrency)
+
+    hosts = SyncThrottlerMap(10, 1.0, max_keys=1, backend=Backend())
+    EvictingOnPause.hosts = hosts
+    EvictingOnPause.others.clear()
+    try:
+        hosts.pause("http://a.example/", 30.0)
+        for other in EvictingOnPause.others:
+            other.join()
+        throttler = hosts.throttler_for("http://a.example/")
+        assert throttler is not None
+        assert throttler.paused_for > 29.0
+    finally:
+        EvictingOnPause.hosts = None
+
+
+def test_sync_map_repr() -> None:
+    """The repr names SyncThrottlerMap and shows rates, scope, key count and overrides."""
+    hosts = SyncThrottlerMap(rates="10/s; 1000/h", max_keys=50, overrides={"a.example": None})
+    hosts.throttler_for("https://b.example/")
+    assert repr(hosts) == "<SyncThrottlerMap 10/s; 1000/h scope='host' keys=1/50 overrides=1>"
