@@ -37,7 +37,6 @@ from ._throttler import Throttler, ThrottlerStatistics
 from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:
-
     from ._protocols import EntryLike
 
 __all__ = [
@@ -423,7 +422,7 @@ class BaseThrottlerMap(Generic[_L]):
         )
         overrides = len(self._exact) + len(self._patterns)
         return (
-            f"<ThrottlerMap {rates} scope={scope!r} keys={len(self._limiters)}/"
+            f"<{type(self).__name__} {rates} scope={scope!r} keys={len(self._limiters)}/"
             f"{self._max_keys} overrides={overrides}>"
         )
 
@@ -657,6 +656,18 @@ class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
         """As :meth:`ThrottlerMap.is_current`, under the map's lock."""
         with self._lock:
             return super().is_current(key, throttler)
+
+    def pause(self, url: object, seconds: float) -> None:
+        """As :meth:`ThrottlerMap.pause`, under the map's lock.
+
+        The lock is held until the pause is in force: a throttler is evicted only while
+        idle, so another thread must not evict it between its lookup and its pause.
+        """
+        seconds = non_negative_float("seconds", seconds)
+        with self._lock:
+            throttler = BaseThrottlerMap.resolve(self, url)[1]
+            if throttler is not None:
+                throttler.pause(seconds)
 
     def statistics(self, top: int = 10) -> ThrottlerMapStatistics:
         """As :meth:`ThrottlerMap.statistics`, under the map's lock."""
