@@ -8,17 +8,20 @@ import sys
 CHECK = """
 import sys
 import throttled_http
+import throttled_http._holding
+import throttled_http._pipeline
 from throttled_http import Throttler, Rate, parse_rates
 loaded = sorted(
     name for name in ("aiohttp", "httpx", "redis", "sniffio", "anyio", "httpcore")
     if name in sys.modules
 )
+loaded += sorted(name for name in sys.modules if name.startswith("throttled_http._redis"))
 print(",".join(loaded))
 """
 
 
 def test_core_import_loads_no_client_library() -> None:
-    """Importing throttled_http leaves aiohttp, httpx and redis unimported."""
+    """Importing the core and its client-agnostic pipeline loads no client nor Redis module."""
     result = subprocess.run(
         [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=60
     )
