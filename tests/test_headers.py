@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -19,7 +19,7 @@ NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z, a fixed "now" for absolute times
 
 def http_date(when: float) -> str:
     """An IMF-fixdate for the Unix time ``when``."""
-    return format_datetime(datetime.fromtimestamp(when, timezone.utc), usegmt=True)
+    return format_datetime(datetime.fromtimestamp(when, UTC), usegmt=True)
 
 
 # -- the table: (status, headers, expected delay, expected reason) --------------------------
@@ -396,10 +396,10 @@ def test_http_date_three_forms_agree() -> None:
 def test_rfc850_two_digit_year_window() -> None:
     """A two-digit year over 50 years ahead is read as the past century's."""
     assert parse_http_date("Friday, 01-Jan-50 00:00:00 GMT", now=NOW) == pytest.approx(
-        datetime(2050, 1, 1, tzinfo=timezone.utc).timestamp()
+        datetime(2050, 1, 1, tzinfo=UTC).timestamp()
     )
     assert parse_http_date("Friday, 01-Jan-80 00:00:00 GMT", now=NOW) == pytest.approx(
-        datetime(1980, 1, 1, tzinfo=timezone.utc).timestamp()
+        datetime(1980, 1, 1, tzinfo=UTC).timestamp()
     )
 
 
