@@ -51,7 +51,6 @@ DEFAULT_RETRY_METHODS: Final = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 """The idempotent methods (RFC 9110 §9.2.2, less TRACE) retried by default."""
 
 _MIN_FACTOR: Final = 1.0 / 1024.0
-_ADOPT_WITHOUT_CAP: Final = 300.0  # longest adopted window with ignore_server_times=True
 _LRU_LIMITERS: Final = 1024  # tuning state kept for limiters that cannot be weakly referenced
 
 
@@ -559,7 +558,7 @@ class FeedbackPolicy:
         longest = max(r.period for r in state.configured)
         cut = adopted = False
         if feedback.quota:
-            bound = _ADOPT_WITHOUT_CAP if self._max_retry_after is None else self._max_retry_after
+            bound = self._cap  # the longest adopted window, whether server times are read
             usable = tuple(r for r in feedback.quota if r.period <= bound)
             # One change per longest window in force: a server flipping its quota on every
             # response cannot pile up retiring windows in the throttler.

@@ -348,7 +348,7 @@ class BaseThrottlerMap(Generic[_L]):
         nothing of ``scope``, so a scope that answers differently each time (a rotating
         API token) cannot send the caller round again.
         """
-        return self._limiters.get(key) is throttler
+        return throttler is not None and self._limiters.get(key) is throttler
 
     def throttler_for(self, url: object) -> _L | None:
         """The throttler for ``url`` (created on first use), or ``None`` for no limit.
@@ -582,8 +582,8 @@ class ThrottlerMap(BaseThrottlerMap[ThrottlerLike]):
         burst: smooth mode for every key, ``1 <= burst <=`` each key's slowest limit.
         scope: ``"host"``, ``"domain"``, ``"global"`` or a callable ``scope(url) -> str``.
         overrides: a mapping of host name or ``*.suffix`` pattern to rates (as for
-            ``rates``; an int ``n`` means ``n`` per the map's ``period``) or ``None`` (no
-            limit for those hosts).
+            ``rates``; an int ``n`` means ``n`` per the period of the map's first rate,
+            as ``rate_limit=n`` would) or ``None`` (no limit for those hosts).
         max_keys: idle throttlers kept at most, an int >= 1.
         backend: makes each key's throttler (default: an in-memory
             :class:`~throttled_http.Throttler`).
