@@ -20,7 +20,7 @@ from ._rates import Rate, RatesLike, parse_rates
 from ._validate import int_in_range, non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import TracebackType
 
 __all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
@@ -268,6 +268,22 @@ class Throttler(_LedgerFront):
         interval = non_negative_float("retry_interval", retry_interval)
         self._init((rate,), max_concurrency=max_concurrency, burst=burst)
         self._retry_interval = interval
+
+    @classmethod
+    def _over_ledger(cls, ledger: Ledger) -> tuple[Throttler, Callable[[], None]]:
+        """Package-internal: a throttler that admits by ``ledger``, which its caller shares.
+
+        For the Redis failover (``throttled_http._redis_failover``): its local fallback
+        must start from, and keep counting into, the ledger of the entries the process
+        made through Redis. The rates, burst and concurrency cap are the ledger's. The
+        caller may settle entries in ``ledger`` itself; it must then call the returned
+        function, which lets the head of the queue look again (as settling an entry of
+        this throttler does).
+        """
+        self = cls.__new__(cls)
+        self._ledger = ledger
+        self._init_waiting()
+        return self, self._after_settle
 
     def _init_waiting(self) -> None:
         self._retry_interval = 0.01
