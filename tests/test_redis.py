@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import itertools
 import math
 import shutil
@@ -32,9 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-import throttled_http.redis
 from throttled_http import (
-    AsyncLimiter,
     EntryLike,
     ThrottlerBackend,
     ThrottlerBackendError,
@@ -43,6 +42,7 @@ from throttled_http import (
     ThrottlerTimeoutError,
 )
 from throttled_http._keys import host_key
+from throttled_http._protocols import ThrottlerLike
 from throttled_http.redis import OnError, RedisBackend, RedisThrottler, escape_key
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def test_sync_client_is_refused() -> None:
         pytest.param(
             {"burst": 11}, ValueError, "burst must be an integer from 1 to 10", id="burst"
         ),
-        pytest.param({"hold_timeout": 0}, ValueError, "hold_timeout must be", id="hold"),
+        pytest.param({"open_timeout": 0}, ValueError, "open_timeout must be", id="open"),
         pytest.param({"command_timeout": -1}, ValueError, "command_timeout must be", id="cmd"),
         pytest.param({"max_concurrency": 0}, ValueError, "max_concurrency must be", id="conc"),
     ],
@@ -146,6 +146,7 @@ def test_construction_errors_name_the_argument(
         pytest.param((object(),), {}, TypeError, "redis must be", id="client"),
         pytest.param((URL, "a}"), {}, ValueError, "prefix must not contain", id="prefix"),
         pytest.param((URL,), {"on_error": "drop"}, ValueError, "on_error must", id="on-error"),
+        pytest.param((URL,), {"open_timeout": -1}, ValueError, "open_timeout must", id="open"),
     ],
 )
 def test_backend_construction_errors(
@@ -178,11 +179,11 @@ def test_keys_are_escaped_and_share_one_slot() -> None:
     assert escape_key("https://bücher.de:443") == "https%3A%2F%2Fb%C3%BCcher.de%3A443"
 
 
-def test_is_an_async_limiter() -> None:
+def test_is_a_throttler_like() -> None:
     """RedisThrottler and RedisBackend satisfy the protocols the map and integrations use."""
-    throttler: AsyncLimiter = RedisThrottler("5/s; 100/min", redis=URL, key="k")
-    backend: ThrottlerBackend = RedisBackend(URL)
-    assert isinstance(throttler, AsyncLimiter)
+    throttler: ThrottlerLike = RedisThrottler("5/s; 100/min", redis=URL, key="k")
+    backend: ThrottlerBackend[ThrottlerLike] = RedisBackend(URL)
+    assert isinstance(throttler, ThrottlerLike)
     assert isinstance(backend, ThrottlerBackend)
     assert isinstance(throttler, RedisThrottler)
     assert throttler.rate_limit == 5
@@ -284,13 +285,14 @@ async def test_open_entry_counts_until_settled(client: aioredis.Redis, prefix: s
     await other.aclose()
 
 
-async def test_unsettled_entry_expires_after_hold_timeout(
+async def test_unsettled_entry_expires_after_open_timeout(
     client: aioredis.Redis, prefix: str
 ) -> None:
-    """An entry a crashed process never settles stops blocking hold_timeout + period later."""
-    crashed = RedisThrottler(1, 0.2, redis=client, key="h", prefix=prefix, hold_timeout=0.3)
+    """An entry a crashed process never settles stops blocking open_timeout + period later."""
+    crashed = RedisThrottler(1, 0.2, redis=client, key="h", prefix=prefix, open_timeout=0.3)
+    assert crashed.open_timeout == 0.3
     await crashed.open_entry()  # never settled
-    survivor = RedisThrottler(1, 0.2, redis=client, key="h", prefix=prefix, hold_timeout=0.3)
+    survivor = RedisThrottler(1, 0.2, redis=client, key="h", prefix=prefix, open_timeout=0.3)
     start = time.monotonic()
     await asyncio.wait_for(survivor.acquire(), 3)
     assert time.monotonic() - start >= 0.3
@@ -376,12 +378,13 @@ async def test_pause_is_shared(client: aioredis.Redis, prefix: str) -> None:
     await two.aclose()
 
 
-async def test_try_acquire_async(client: aioredis.Redis, prefix: str) -> None:
-    """try_acquire_async admits while the window has room and never waits."""
+async def test_try_acquire(client: aioredis.Redis, prefix: str) -> None:
+    """try_acquire admits while the window has room and never waits; it has no sync form."""
     throttler = RedisThrottler(2, 5.0, redis=client, key="n", prefix=prefix)
-    results = [await throttler.try_acquire_async() for _ in range(3)]
+    results = [await throttler.try_acquire() for _ in range(3)]
     assert results == [True, True, False]
-    assert throttler.try_acquire() is False  # a sync call cannot ask Redis
+    assert inspect.iscoroutinefunction(RedisThrottler.try_acquire)  # a sync call cannot ask
+    assert not hasattr(throttler, "try_acquire_async")
     await throttler.aclose()
 
 
@@ -406,7 +409,7 @@ def test_entry_block_sends_its_settle_before_the_loop_ends(prefix: str, settle: 
     scores = [float(score) for _, score in check.zrange(key, 0, -1, withscores=True)]
     check.close()
     assert len(scores) == 1
-    assert scores[0] <= now  # stamped at the settle, not at the hold_timeout deadline
+    assert scores[0] <= now  # stamped at the settle, not at the open_timeout deadline
 
 
 def test_settle_lost_at_loop_end_is_logged(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -422,6 +425,9 @@ def test_settle_lost_at_loop_end_is_logged(prefix: str, caplog: pytest.LogCaptur
     with caplog.at_level("WARNING", logger="throttled_http"):
         asyncio.run(worker())
     assert "1 settle(s) of 'w' may not have reached Redis" in caplog.text
+    assert "until open_timeout" in caplog.text
+    # The logger is already named throttled_http: messages do not repeat it.
+    assert not any(r.getMessage().startswith("throttled_http") for r in caplog.records)
 
 
 async def test_aclose_waits_for_scheduled_settles(client: aioredis.Redis, prefix: str) -> None:
@@ -499,9 +505,9 @@ def test_acquire_stamp_lost_at_loop_end_blocks_only_briefly(
     prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An acquire() whose stamp never reaches Redis (the loop ended first) counts only until
-    command_timeout after admission, not hold_timeout, and is not worth a warning."""
+    command_timeout after admission, not open_timeout, and is not worth a warning."""
     options: dict[str, Any] = {"redis": URL, "key": "b", "prefix": prefix}
-    throttler = RedisThrottler(1, 0.2, command_timeout=0.5, hold_timeout=60, **options)
+    throttler = RedisThrottler(1, 0.2, command_timeout=0.5, open_timeout=60, **options)
     with caplog.at_level("WARNING", logger="throttled_http"):
         asyncio.run(throttler.acquire())  # returns before its stamp is sent
     assert "may not have reached Redis" not in caplog.text
@@ -513,7 +519,7 @@ def test_acquire_stamp_lost_at_loop_end_blocks_only_briefly(
         await other.aclose()
         return time.monotonic() - start
 
-    assert asyncio.run(later()) < 3  # about 0.5 + 0.2 s, where hold_timeout would be 60 s
+    assert asyncio.run(later()) < 3  # about 0.5 + 0.2 s, where open_timeout would be 60 s
     del throttler
     gc.collect()
 
@@ -540,37 +546,10 @@ def test_woken_task_of_a_closed_loop_gives_its_entry_back(prefix: str) -> None:
     gc.collect()
 
 
-async def test_try_acquire_admits_nothing_and_warns_once(
-    client: aioredis.Redis,
-    prefix: str,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """While Redis is healthy try_acquire() is always False: the first call that could not
-    rule the entry out locally warns once, pointing to try_acquire_async()."""
-    monkeypatch.setattr(throttled_http.redis, "_warned_try_acquire", False)
-    throttler = RedisThrottler(2, 5.0, redis=client, key="y", prefix=prefix)
-    with caplog.at_level("WARNING", logger="throttled_http"):
-        assert throttler.try_acquire() is False  # Redis has room, but cannot be asked
-        assert throttler.try_acquire() is False
-    assert caplog.text.count("await try_acquire_async() instead") == 1
-    assert await throttler.try_acquire_async()
-    assert await throttler.try_acquire_async()
-    monkeypatch.setattr(throttled_http.redis, "_warned_try_acquire", False)
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="throttled_http"):
-        assert throttler.try_acquire() is False  # this process's own window is full
-        throttler.pause(1)
-        assert throttler.try_acquire() is False
-    assert "try_acquire" not in caplog.text  # a sure no needs no warning
-    throttler.resume()
-    await throttler.aclose()
-
-
 async def test_keys_expire_when_idle(client: aioredis.Redis, prefix: str) -> None:
     """Every key expires on its own once idle: nothing is left behind."""
     throttler = RedisThrottler(
-        5, 0.1, redis=client, key="e", prefix=prefix, burst=1, hold_timeout=0.1
+        5, 0.1, redis=client, key="e", prefix=prefix, burst=1, open_timeout=0.1
     )
     entry = await throttler.open_entry()
     entry.close()
@@ -593,7 +572,7 @@ async def test_script_cache_flush(client: aioredis.Redis, prefix: str) -> None:
         # The stamp goes to Redis in the background: wait for it, so the count is exact.
         before = throttler.redis_statistics().round_trips
         await throttler.acquire()
-        await throttler._drain()
+        await throttler._queue.outbox.drain()
         return throttler.redis_statistics().round_trips - before
 
     await round_trips_of_one_acquire()  # scripts loaded
@@ -607,7 +586,7 @@ async def test_script_cache_flush(client: aioredis.Redis, prefix: str) -> None:
 
 
 async def test_statistics_and_repr(client: aioredis.Redis, prefix: str) -> None:
-    """statistics() is a ThrottlerStatistics, so ThrottlerMap.stats() can show it."""
+    """statistics() is a ThrottlerStatistics, so ThrottlerMap.statistics() can show it."""
     throttler = RedisThrottler(3, redis=client, key="s", prefix=prefix)
     await throttler.acquire()
     stats = throttler.statistics()
@@ -712,6 +691,7 @@ async def test_four_processes_share_one_limit(client: aioredis.Redis, prefix: st
 
 MAP_WORKER = """
 import asyncio, sys
+from throttled_http import ThrottlerMap
 from throttled_http.aiohttp import ThrottledClientSession
 from throttled_http.redis import RedisBackend
 
@@ -719,7 +699,8 @@ url, prefix, first, second = sys.argv[1:]
 
 async def main():
     backend = RedisBackend(url, prefix)
-    async with ThrottledClientSession(5, 0.3, backend=backend) as session:
+    hosts = ThrottlerMap(5, 0.3, backend=backend)
+    async with ThrottledClientSession(throttler=hosts) as session:
         async def fetch(target):
             async with session.get(target) as response:
                 await response.read()
@@ -756,10 +737,12 @@ async def test_per_host_limits_across_processes(prefix: str) -> None:
 
 async def test_backend_builds_shared_throttlers(client: aioredis.Redis, prefix: str) -> None:
     """RedisBackend gives a map one RedisThrottler per host, keyed by the escaped host key."""
-    backend = RedisBackend(client, prefix)
+    backend = RedisBackend(client, prefix, open_timeout=30)
+    assert backend.open_timeout == 30
     hosts = ThrottlerMap(rates="2/0.3s; 1000000/60s", backend=backend)
     limiter = hosts.throttler_for("http://Example.COM/a")
     assert isinstance(limiter, RedisThrottler)
+    assert limiter.open_timeout == 30
     assert limiter.redis_keys[0] == f"{prefix}{{http%3A%2F%2Fexample.com%3A80}}:s"
     for _ in range(4):
         async with hosts.limit("http://example.com/b"):
@@ -943,6 +926,31 @@ async def test_outage_allows_then_recovers(private_redis: PrivateRedis) -> None:
     with pytest.raises(ThrottlerTimeoutError):
         await throttler.acquire(timeout=0.2)  # and enforced again
     await throttler.aclose()
+    await client.aclose()
+
+
+async def test_try_acquire_while_degraded_asks_no_redis(private_redis: PrivateRedis) -> None:
+    """While Redis is bypassed, try_acquire() makes no round trip: the local fallback
+    decides (counting the entries made through Redis), "allow" admits, and a pause rules
+    the entry out."""
+    client = private_redis.client()
+    options: dict[str, Any] = {"redis": client, "command_timeout": 0.5, "recover_after": 30}
+    local = RedisThrottler(2, 5.0, key="y", on_error="local", **options)
+    allow = RedisThrottler(1, 5.0, key="z", on_error="allow", **options)
+    assert await local.try_acquire()  # through Redis
+    private_redis.stop()
+    assert await local.try_acquire()  # Redis failed: the fallback admits the second...
+    assert local.redis_statistics().degraded
+    trips = local.redis_statistics().round_trips
+    assert not await local.try_acquire()  # ...but not a third: its window counts the first
+    assert local.redis_statistics().round_trips == trips
+    assert await allow.try_acquire()  # Redis failed: admitted
+    assert await allow.try_acquire()  # bypassed: admitted, whatever the window
+    allow.pause(1)
+    assert not await allow.try_acquire()  # a pause holds even while degraded
+    allow.resume()
+    for throttler in (local, allow):
+        await throttler.aclose()
     await client.aclose()
 
 

@@ -1,0 +1,644 @@
+"""The local queue: where one process's tasks wait their turn for Redis.
+
+The tasks of one process waiting for a :class:`~throttled_http.redis.RedisThrottler`
+queue here, first come first served, whatever their cost; only the head of the queue
+talks to Redis. One task per event loop, the *pump*, serves the queue:
+
+1. It takes up to 64 entries from the head that have a concurrency slot (reserving the
+   slots) and asks ``admit.lua`` about all of them in one round trip (through the wire).
+2. The server admits a prefix of the batch, in order; the pump hands each admitted waiter
+   its verdict (its future's result) and drops it from the queue. A waiter that timed out
+   or was cancelled during the round trip gives its entry back: its slot here, and its
+   member in Redis (a *forget*, sent by the :class:`~throttled_http._redis_outbox.Outbox`).
+3. When the server refused the rest, the pump sleeps until the moment it named (counted
+   from half a round trip after sending, when the server decided) plus a little jitter, so
+   that processes do not stampede. Nobody can name that moment for a window full of
+   entries still open in *another* process (requests awaiting their headers): the head
+   then asks again every ``period / rate_limit`` seconds, clamped to 5-250 ms. A head held
+   back by another process's pause asks again at least every second, so a resume there is
+   noticed. Anything local that may let the head in sooner (a settle, a release, a
+   cancellation, a retune) pokes the pump awake.
+
+**Woken waiters.** An admitted waiter counts from admission until its task actually
+resumes: an ``acquire()`` entry is then stamped (a settle, sent in the background), an
+``open_entry()`` entry stays open until settled. One cancelled between admission and
+resuming never happened, and is given back as above.
+
+**Degraded.** While the :class:`~throttled_http._redis_failover.Failover` says Redis is
+bypassed, the pump admits the batch at once with the verdict "local" (the waiter then asks
+the in-memory fallback) or "allow"; while the local windows still apply after recovery,
+it asks Redis for one entry at a time, and only once it fits the local windows too.
+
+**Loops.** The queue belongs to the loop of its waiters. When that loop was closed under
+them, :meth:`LocalQueue.bind` forgets the pump and the stranded waiters (their futures
+cannot even be resolved), gives back the slots of a round trip under way and of woken
+waiters that never resumed, and forgets their entries in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import random
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Final, final
+
+from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
+from ._redis_outbox import Outbox
+from ._redis_wire import BLOCKED_OPEN, BLOCKED_PAUSE, OPEN, TAKE
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._redis_failover import Failover
+    from ._redis_wire import AdmitReply, Terms, Wire
+
+__all__ = ["ALLOW", "LOCAL", "REDIS", "LocalQueue", "Pacer", "Waiter"]
+
+logger = logging.getLogger("throttled_http")
+
+_BATCH: Final = 64  # entries asked for in one round trip
+_PAUSE_RECHECK: Final = 1.0  # seconds between asks while another process's pause holds
+# A waiter's verdict: admitted through Redis, or (Redis failed) by the local fallback or
+# the "allow" policy.
+REDIS: Final = 0
+LOCAL: Final = 1
+ALLOW: Final = 2
+
+
+@final
+class Waiter:
+    """A queued entry: its future (resolved with ``(verdict, server µs)``), cost and mode."""
+
+    __slots__ = ("cost", "fut", "generation", "hold", "member", "mode")
+
+    def __init__(
+        self, fut: asyncio.Future[tuple[int, int]], cost: int, mode: str, hold: bool, member: str
+    ) -> None:
+        self.fut = fut
+        self.cost = cost
+        self.mode = mode
+        self.hold = hold  # whether it takes a concurrency slot
+        self.member = member
+        # The shadow ledger's generation of an entry admitted open through Redis.
+        self.generation: int | None = None
+
+
+@final
+class Pacer:
+    """When the head of the queue may ask Redis next: pauses, and what the server said.
+
+    Times are the event loop's clock, in seconds.
+
+    Attributes (written here only):
+        admitted: entries admitted through Redis so far.
+        in_window: the first window's cost in Redis at the last round trip.
+        wait: seconds the server asked the refused head to wait at the last round trip
+            (0 after a whole batch was admitted).
+    """
+
+    __slots__ = (
+        "_paused_until",
+        "_retry_at",
+        "_shared_pause_until",
+        "_terms",
+        "admitted",
+        "in_window",
+        "wait",
+    )
+
+    def __init__(self, terms: Terms) -> None:
+        self._terms = terms
+        self._paused_until = -math.inf  # this process's own pause
+        self._shared_pause_until = -math.inf  # another process's, learned from Redis
+        self._retry_at = -math.inf
+        self.admitted = 0
+        self.in_window = 0
+        self.wait = 0.0
+
+    def pause_until(self, until: float) -> None:
+        """Admit nothing here before ``until`` (a shorter pause never cuts a longer one)."""
+        if until > self._paused_until:
+            self._paused_until = until
+
+    def resume(self) -> None:
+        """End the pause here, and forget the shared pause learned from Redis."""
+        self._paused_until = -math.inf
+        self._shared_pause_until = -math.inf
+
+    def paused_for(self, now: float) -> float:
+        """Seconds left of the pause this process knows about (0 when not paused)."""
+        until = max(self._paused_until, self._shared_pause_until)
+        if until == -math.inf:
+            return 0.0
+        return max(0.0, until - now)
+
+    def own_pause(self, now: float) -> float:
+        """Seconds left of this process's own pause (<= 0 when none): nothing to ask."""
+        return self._paused_until - now
+
+    def heard(self, reply: AdmitReply, asked: int, decided: float) -> None:
+        """Learn from an admit reply to ``asked`` entries, decided at about ``decided``."""
+        self.in_window = reply.in_window
+        self.admitted += reply.admitted
+        if reply.blocked != BLOCKED_PAUSE:
+            self._shared_pause_until = -math.inf  # no pause in Redis any more
+        if reply.admitted < asked:
+            wait = reply.wait_us / 1e6
+            if reply.blocked == BLOCKED_PAUSE:
+                # Shared by another process: report it, but ask again at least every
+                # second so that a resume() elsewhere is noticed.
+                self._shared_pause_until = decided + wait
+                wait = min(wait, _PAUSE_RECHECK)
+            elif reply.blocked == BLOCKED_OPEN:
+                wait = max(wait, self.poll_interval())
+            self.wait = wait
+            self._retry_at = decided + wait
+        else:
+            self.wait = 0.0
+
+    def delay(self, now: float) -> float:
+        """Seconds until the refused head asks again: when the server said, plus jitter."""
+        jitter = random.random() * min(0.0002 + 0.01 * self.wait, 0.002)
+        return max(0.0, self._retry_at - now) + jitter
+
+    def poll_interval(self) -> float:
+        """How often to ask when only a settle elsewhere can make room (5-250 ms)."""
+        return min(max(min(r.interval for r in self._terms.rates), 0.005), 0.25)
+
+
+@final
+class LocalQueue:
+    """One process's queue for one Redis key, its pump, its slots and its open entries.
+
+    The queue makes the throttler's :class:`~throttled_http._redis_outbox.Outbox` (whose
+    flusher pokes the pump after each batch: a settle may free room).
+
+    Args:
+        wire, failover, terms: the throttler's other parts.
+        key: the throttler's key (named in log messages).
+        max_concurrency: cap on this process's entries in flight, or ``None``.
+
+    Attributes (written here only):
+        outbox: the settles, forgets and pauses queued for Redis.
+        pacer: when the head may ask next (pauses, the last reply).
+        loop: the event loop the queue belongs to, or ``None`` before first use.
+        max_concurrency: as given.
+        in_flight: slots held.
+        open_cost: cost admitted through Redis and not yet settled.
+    """
+
+    __slots__ = (
+        "_asking",
+        "_counter",
+        "_failover",
+        "_key",
+        "_nap",
+        "_pump",
+        "_token",
+        "_waiters",
+        "_wire",
+        "_woken",
+        "in_flight",
+        "loop",
+        "max_concurrency",
+        "open_cost",
+        "outbox",
+        "pacer",
+    )
+
+    def __init__(
+        self,
+        *,
+        wire: Wire,
+        failover: Failover,
+        terms: Terms,
+        key: str,
+        max_concurrency: int | None,
+    ) -> None:
+        self._wire = wire
+        self.outbox = Outbox(wire, key=key, on_sent=self.poke)
+        self._failover = failover
+        self.pacer = Pacer(terms)
+        self._key = key
+        self.max_concurrency = max_concurrency
+        self._token = secrets.token_hex(6)
+        self._counter = itertools.count(1)
+        self._waiters: deque[Waiter] = deque()
+        # Admitted waiters that have not resumed yet, with their verdict, and the waiters
+        # whose admission round trip is under way.
+        self._woken: dict[asyncio.Future[tuple[int, int]], tuple[Waiter, int]] = {}
+        self._asking: set[Waiter] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._nap: asyncio.Future[None] | None = None
+        self.in_flight = 0
+        self.open_cost = 0
+
+    # -- views -------------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        """Tasks queued and still waiting."""
+        return sum(1 for w in self._waiters if not w.fut.done())
+
+    @property
+    def queued(self) -> int:
+        """Entries in the queue, including ones already done but not yet dropped."""
+        return len(self._waiters)
+
+    def is_idle(self) -> bool:
+        """Nothing waiting, open, in flight, paused or left to send."""
+        return (
+            not self._waiters
+            and self._pump is None
+            and not self.outbox.busy
+            and not self.open_cost
+            and not self.in_flight
+            and self.paused_for() == 0
+        )
+
+    def paused_for(self) -> float:
+        """Seconds left of the pause this process knows about (0 when not paused)."""
+        return self.pacer.paused_for(self.now())
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The loop's time: the running loop's, else the bound loop's, else monotonic."""
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            loop = self.loop
+            return loop.time() if loop is not None and not loop.is_closed() else time.monotonic()
+
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, else the bound one if it is still open."""
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            if self.loop is None or self.loop.is_closed():
+                raise
+            return self.loop
+
+    def bind(self, owner: object, loop: asyncio.AbstractEventLoop) -> None:
+        """Belong to ``loop`` from now on, unless tasks of another running loop depend on
+        this queue; a closed loop's leftovers are forgotten (see below).
+
+        Raises:
+            RuntimeError: naming ``owner`` (the throttler), when the queue is in use by
+                another loop.
+        """
+        old = self.loop
+        if old is loop:
+            return
+        if (
+            old is not None
+            and not old.is_closed()
+            and (self._waiters or self._pump is not None or self.outbox.busy or self.open_cost)
+        ):
+            raise RuntimeError(
+                f"{owner!r} is in use by another event loop; it may move to a new loop only "
+                "when it has no waiters and no open entries"
+            )
+        self.loop = loop
+        if old is not None and old.is_closed():
+            self._forget_closed_loop()
+
+    def _forget_closed_loop(self) -> None:
+        """Drop what a closed loop left behind, giving back what it held.
+
+        Its tasks can never run again: the pump, the flusher and the queued waiters are
+        forgotten (their futures cannot even be resolved), the slots reserved for a round
+        trip under way and for admitted waiters that never resumed are given back, and their
+        entries are forgotten in Redis (an entry that never happened must not count).
+        Queued settles and pauses are sent from the new loop.
+        """
+        self._pump = None
+        self._nap = None
+        self._waiters = deque()
+        self.outbox.forget_loop()
+        asking, self._asking = self._asking, set()
+        self._give_back(list(asking))
+        for waiter in asking:
+            # In case Redis admitted it:
+            self.outbox.forget(waiter.cost, waiter.member, waiter.mode == OPEN, None)
+        woken = list(self._woken.values())
+        self._woken.clear()
+        for waiter, kind in woken:
+            self._undo(waiter, kind)
+        self._wire.remake_client()
+        if self.outbox.pending and self.loop is not None:
+            self.outbox.schedule(self.loop)
+
+    # -- entering ----------------------------------------------------------------------
+
+    async def admit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cost: int,
+        mode: str,
+        hold: bool,
+        timeout: float | None,
+    ) -> tuple[int, int, Waiter]:
+        """Queue, wait for the pump's verdict, and return ``(verdict, server µs, waiter)``."""
+        fut: asyncio.Future[tuple[int, int]] = loop.create_future()
+        waiter = Waiter(fut, cost, mode, hold, self._member())
+        self._waiters.append(waiter)
+        if self._pump is None:
+            self._pump = loop.create_task(self._run_pump())
+        timer = None if timeout is None else loop.call_later(timeout, _expire, fut, timeout)
+        try:
+            kind, now_us = await fut
+        except BaseException:
+            if self._woken.pop(fut, None) is not None:
+                # Admitted, then cancelled before resuming: the entry never happened.
+                self._undo(waiter, fut.result()[0])
+            else:
+                self.poke()
+            raise
+        finally:
+            self._woken.pop(fut, None)
+            if timer is not None:
+                timer.cancel()
+        return kind, now_us, waiter
+
+    async def try_take(self, loop: asyncio.AbstractEventLoop, cost: int) -> bool:
+        """Take an entry if Redis has one free now and nobody here waits; never queues."""
+        if self._waiters or not self._slot_free():
+            return False
+        now = loop.time()
+        failover = self._failover
+        if failover.is_down(now):
+            return self._try_degraded(cost)
+        if failover.local_windows_apply(now) and not failover.fits_locally(now, cost):
+            return False
+        hold = self.max_concurrency is not None
+        waiter = Waiter(loop.create_future(), cost, TAKE, hold, self._member())
+        if hold:
+            self.in_flight += 1
+        self._asking.add(waiter)
+        try:
+            admitted, _ = await self._ask([waiter])
+        except ThrottlerBackendError:
+            if hold:
+                self.in_flight -= 1
+            if failover.on_error == "raise":
+                raise
+            failover.fail(loop.time())
+            return self._try_degraded(cost)
+        except BaseException:
+            if hold and waiter in self._asking:
+                self.in_flight -= 1
+            raise
+        finally:
+            self._asking.discard(waiter)
+        if not admitted and hold:
+            self.in_flight -= 1
+        if admitted:
+            failover.take(self.now(), cost)
+        return admitted == 1
+
+    def _try_degraded(self, cost: int) -> bool:
+        """:meth:`try_take` while Redis is bypassed: the fallback decides, or "allow"."""
+        if self._waiters or not self._slot_free() or self.paused_for() > 0:
+            return False
+        if self._failover.on_error == "local" and not self._failover.try_acquire(cost):
+            return False
+        if self.max_concurrency is not None:
+            self.in_flight += 1
+        return True
+
+    def settle(self, cost: int, member: str, generation: int | None, entry: bool) -> int:
+        """Stamp an entry open through Redis: here at once, in Redis from the background.
+
+        ``entry``: whether it is a latency-proof entry (whose lost settle keeps it open
+        until ``open_timeout``). Returns the outbox ticket that will carry it.
+        """
+        self.open_cost -= cost
+        if generation is not None:
+            self._failover.settle(self.now(), cost, generation)
+        return self.outbox.settle(self.running_loop(), cost, member, entry)
+
+    def release_slot(self) -> None:
+        """Give back a concurrency slot.
+
+        Raises:
+            RuntimeError: when no slot is held.
+        """
+        if self.in_flight <= 0:
+            raise RuntimeError("release() called more times than acquire()")
+        self.in_flight -= 1
+        if self.max_concurrency is not None and self._waiters:
+            self.poke()
+
+    async def stop(self) -> None:
+        """Cancel the pump and wait for it to end."""
+        pump = self._pump
+        if pump is not None:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+
+    def fail_waiters(self, exc: ThrottlerBackendError) -> None:
+        """Fail every queued waiter with a copy of ``exc``."""
+        while self._waiters:
+            _fail(self._waiters.popleft().fut, exc)
+
+    # -- the pump ----------------------------------------------------------------------
+
+    async def _run_pump(self) -> None:
+        """Serve the queue head to tail; the only task that asks Redis for admissions."""
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        waiters = self._waiters
+        failover = self._failover
+        pacer = self.pacer
+        try:
+            while True:
+                while waiters and waiters[0].fut.done():
+                    waiters.popleft()
+                if not waiters:
+                    return
+                now = loop.time()
+                paused = pacer.own_pause(now)
+                if paused > 0:
+                    await self._sleep(loop, paused)
+                    continue
+                batch = self._take_batch()
+                if not batch:
+                    await self._sleep(loop, None)  # the head waits for a slot
+                    continue
+                if failover.is_down(now):
+                    kind = LOCAL if failover.on_error == "local" else ALLOW
+                    self._resolve(batch, len(batch), kind, 0)
+                    continue
+                if failover.local_windows_apply(now):
+                    # Redis does not know the entries the fallback admitted: until they
+                    # are out of every window, each entry must fit the local windows too.
+                    self._give_back(batch[1:])
+                    batch = batch[:1]
+                    wait = failover.local_wait(now, batch[0].cost, pacer.poll_interval())
+                    if wait > 0:
+                        self._give_back(batch)
+                        await self._sleep(loop, wait)
+                        continue
+                self._asking.update(batch)
+                try:
+                    admitted, now_us = await self._ask(batch)
+                except ThrottlerBackendError as exc:
+                    self._asking.difference_update(batch)
+                    self._give_back(batch)
+                    if failover.on_error == "raise":
+                        self._fail_batch(batch, exc)
+                    else:
+                        failover.fail(loop.time())
+                    continue
+                except BaseException:
+                    if self._pump is me:
+                        self._asking.difference_update(batch)
+                        self._give_back(batch)  # closed mid-call: the batch fails below
+                    raise
+                self._asking.difference_update(batch)
+                self._resolve(batch, admitted, REDIS, now_us)
+                self._give_back(batch[admitted:])
+                if admitted < len(batch):
+                    await self._sleep(loop, pacer.delay(self.now()))
+        except BaseException as exc:
+            if self._pump is not me:
+                raise  # a pump of a closed loop, closed by the garbage collector: forgotten
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.exception("the Redis throttler %r failed", self._key)
+            self.fail_waiters(ThrottlerBackendError(f"the Redis throttler failed: {exc!r}"))
+            raise
+        finally:
+            if self._pump is me:
+                self._pump = None
+
+    async def _ask(self, batch: list[Waiter]) -> tuple[int, int]:
+        """One admit round trip; returns how many of ``batch`` were admitted, and when."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        reply = await self._wire.admit(batch)
+        # The server's "now" was about half a round trip after sending: aim from there.
+        decided = (sent + loop.time()) / 2
+        self._failover.answered(loop.time())
+        self.pacer.heard(reply, len(batch), decided)
+        return reply.admitted, reply.now_us
+
+    def _take_batch(self) -> list[Waiter]:
+        """The first queued entries (up to 64) that have a slot; reserves their slots."""
+        batch: list[Waiter] = []
+        free = self.max_concurrency - self.in_flight if self.max_concurrency else _BATCH
+        for waiter in self._waiters:
+            if waiter.fut.done():
+                continue
+            if waiter.hold:
+                if free <= 0:
+                    break
+                free -= 1
+            batch.append(waiter)
+            if len(batch) == _BATCH:
+                break
+        for waiter in batch:
+            if waiter.hold:
+                self.in_flight += 1
+        return batch
+
+    def _give_back(self, batch: Sequence[Waiter]) -> None:
+        for waiter in batch:
+            if waiter.hold:
+                self.in_flight -= 1
+
+    def _resolve(self, batch: list[Waiter], count: int, kind: int, now_us: int) -> None:
+        """Hand the first ``count`` of ``batch`` their verdict and drop them from the queue."""
+        waiters = self._waiters
+        failover = self._failover
+        now = self.now()
+        for waiter in batch[:count]:
+            if kind == REDIS and waiter.mode != TAKE:
+                self.open_cost += waiter.cost
+            _drop_through(waiters, waiter)
+            if waiter.fut.done():
+                self._undo(waiter, kind)  # timed out or cancelled during the round trip
+                continue
+            if kind == REDIS:
+                # Stamped here a little after the server did: counted longer, never less.
+                if waiter.mode != TAKE:
+                    waiter.generation = failover.reserve(waiter.cost)
+                else:
+                    failover.take(now, waiter.cost)
+            waiter.fut.set_result((kind, now_us))
+            self._woken[waiter.fut] = (waiter, kind)
+
+    def _fail_batch(self, batch: list[Waiter], exc: ThrottlerBackendError) -> None:
+        for waiter in batch:
+            _drop_through(self._waiters, waiter)
+            _fail(waiter.fut, exc)
+
+    def _undo(self, waiter: Waiter, kind: int) -> None:
+        """Give back what an admitted waiter that will never resume took."""
+        if waiter.hold:
+            self.release_slot()
+        if kind == REDIS:
+            if waiter.mode != TAKE:
+                self.open_cost -= waiter.cost
+                if waiter.generation is not None:
+                    self._failover.unreserve(waiter.cost, waiter.generation)
+                    waiter.generation = None
+            # (A forgotten stamp stays in the shadow: counted longer, never less.)
+            self.outbox.forget(waiter.cost, waiter.member, waiter.mode == OPEN, self.loop)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
+        """Sleep ``delay`` seconds (``None``: until poked); a local event ends it early."""
+        fut: asyncio.Future[None] = loop.create_future()
+        self._nap = fut
+        handle = None if delay is None else loop.call_later(delay, _wake, fut)
+        try:
+            await fut
+        finally:
+            if self._nap is fut:
+                self._nap = None
+            if handle is not None:
+                handle.cancel()
+
+    def poke(self) -> None:
+        """Wake the pump if it sleeps: something local may let the head in sooner."""
+        nap = self._nap
+        if nap is not None and not nap.done():
+            nap.set_result(None)
+
+    def _member(self) -> str:
+        return f"{self._token}:{next(self._counter)}"
+
+    def _slot_free(self) -> bool:
+        return self.max_concurrency is None or self.in_flight < self.max_concurrency
+
+
+def _drop_through(waiters: deque[Waiter], waiter: Waiter) -> None:
+    """Drop ``waiter`` from the head of the queue, with the done waiters before it."""
+    while waiters and waiters[0] is not waiter:
+        waiters.popleft()  # done before the batch was taken
+    if waiters:
+        waiters.popleft()
+
+
+def _fail(fut: asyncio.Future[tuple[int, int]], exc: ThrottlerBackendError) -> None:
+    """Fail ``fut`` (unless done) with a copy of ``exc`` keeping its cause."""
+    if not fut.done():
+        error = ThrottlerBackendError(str(exc))
+        error.__cause__ = exc.__cause__
+        fut.set_exception(error)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _expire(fut: asyncio.Future[tuple[int, int]], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(ThrottlerTimeoutError(f"no entry was admitted within {timeout} s"))

@@ -1,0 +1,390 @@
+"""The wire: everything a :class:`~throttled_http.redis.RedisThrottler` sends to Redis.
+
+Nothing here queues or decides; this is the one place that knows how Redis is spoken to.
+
+**Scripts.** Every atomic operation is one Lua file shipped as package data in
+``throttled_http/lua/``: ``admit.lua`` decides a batch of queued entries, ``settle.lua``
+stamps open entries at the server's time (and forgets entries that never happened) and
+``pause.lua`` sets or clears the shared pause. A script is called by its SHA
+(``EVALSHA``); a server that answers ``NOSCRIPT`` (restarted, failed over, ``SCRIPT FLUSH``)
+gets the source once with ``EVAL``, which caches it again: one extra round trip, once.
+
+**Keys.** A throttler's three Redis keys are ``<prefix>{<escaped key>}:s`` (stamps),
+``:t`` (GCRA time) and ``:p`` (pause). :func:`escape_key` keeps distinct keys distinct and
+lets no key close the ``{...}`` hash tag, which puts all three in one Redis Cluster slot.
+
+**Encoding.** Every call carries the limits (:class:`Terms`: the rates in force plus old
+ones still retiring after :meth:`~throttled_http.redis.RedisThrottler.set_rates`), in
+integer microseconds, so the scripts keep no configuration and every process sharing a key
+must send the same rates. Keys live for the longest period plus ``open_timeout`` plus
+1 s, so an idle key expires on its own.
+
+**Errors.** A redis-py error, an :class:`OSError` or a call that takes longer than
+``command_timeout`` seconds (every call is bounded) becomes
+:class:`~throttled_http.ThrottlerBackendError`, naming the script and the key, with the
+original error as ``__cause__``. :class:`Wire` counts round trips (one per ``EVALSHA`` or
+``EVAL``) and failures for :class:`~throttled_http.redis.RedisStatistics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.resources
+import math
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, final
+from urllib.parse import quote
+
+import redis as _redis_sync
+import redis.asyncio as _aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
+
+from ._exceptions import ThrottlerBackendError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
+
+    from ._rates import Rate
+
+__all__ = [
+    "ADMIT",
+    "BLOCKED_OPEN",
+    "BLOCKED_PAUSE",
+    "OPEN",
+    "PAUSE",
+    "RESUME",
+    "SETTLE",
+    "TAKE",
+    "AdmitReply",
+    "Request",
+    "Script",
+    "Terms",
+    "Wire",
+    "check_client",
+    "check_key",
+    "check_prefix",
+    "escape_key",
+]
+
+# How admit.lua admits an entry (its "mode" argument).
+TAKE: Final = "0"  # admit and stamp now
+OPEN: Final = "1"  # admit open, stamped when settled
+RESUME: Final = "2"  # admit open, stamped when the waiting task resumes
+# Why admit.lua refused the rest of a batch (its "blocked" reply).
+BLOCKED_OPEN: Final = 1  # the head also waits for entries still open
+BLOCKED_PAUSE: Final = 2  # a shared pause holds everything
+
+
+@final
+class Script:
+    """One Lua file of ``throttled_http/lua``, called by SHA with a fallback to EVAL."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        path = importlib.resources.files("throttled_http").joinpath(f"lua/{name}.lua")
+        self.source = path.read_text(encoding="utf-8")
+        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+
+ADMIT: Final = Script("admit")
+SETTLE: Final = Script("settle")
+PAUSE: Final = Script("pause")
+
+
+def escape_key(key: str) -> str:
+    """Percent-encode ``key`` so it cannot close a hash tag or mimic another key.
+
+    Every character except ASCII letters, digits and ``_.-~`` is encoded (``%`` too), so
+    distinct keys stay distinct and no key can contain ``{``, ``}`` or ``:``.
+
+    >>> escape_key("https://api.example.com:443")
+    'https%3A%2F%2Fapi.example.com%3A443'
+    >>> escape_key("a}:s")
+    'a%7D%3As'
+    """
+    return quote(key, safe="")
+
+
+def check_client(redis: object) -> tuple[_aioredis.Redis | RedisCluster, bool]:
+    """The client to use and whether we created it (and so must close it)."""
+    if isinstance(redis, str):
+        scheme = redis.partition("://")[0] if "://" in redis else ""
+        if scheme not in ("redis", "rediss", "unix"):
+            # Never echo the URL: it may carry a password.
+            raise ValueError(
+                "redis must be a redis://, rediss:// or unix:// URL or a redis.asyncio client, "
+                f"got a URL with scheme {scheme!r}"
+            )
+        try:
+            return _aioredis.Redis.from_url(redis), True
+        except ValueError as exc:
+            raise ValueError(f"redis is not a valid Redis URL: {exc}") from None
+    if isinstance(redis, (_aioredis.Redis, RedisCluster)):
+        return redis, False
+    if isinstance(redis, (_redis_sync.Redis, _redis_sync.RedisCluster)):
+        raise TypeError(
+            "redis must be an asyncio client (redis.asyncio.Redis or RedisCluster), "
+            f"got the synchronous {type(redis).__module__}.{type(redis).__name__}"
+        )
+    raise TypeError(
+        "redis must be a redis.asyncio.Redis or RedisCluster client or a redis:// URL, "
+        f"got {type(redis).__name__}"
+    )
+
+
+def check_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it is a str without hash tag braces, else raise naming it."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {prefix!r}")
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(f"prefix must not contain '{{' or '}}' (hash tag braces), got {prefix!r}")
+    return prefix
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a non-empty str, else raise naming it."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a non-empty str, got {key!r}")
+    if not key:
+        raise ValueError("key must be a non-empty str, got ''")
+    return key
+
+
+@final
+class Terms:
+    """The limits every call carries: the rates in force, their burst, and retiring rates.
+
+    After a retune, each old rate the new ones do not contain keeps being sent until its
+    retirement time (one old period, plus whatever the caller adds while entries are
+    open), so loosening never breaks a window already begun.
+
+    Attributes:
+        rates: the rates in force.
+        burst: smooth-mode burst, or ``None``.
+    """
+
+    __slots__ = ("_retiring", "burst", "rates")
+
+    def __init__(self, rates: tuple[Rate, ...], burst: int | None) -> None:
+        self.rates = rates
+        self.burst = burst
+        self._retiring: list[tuple[Rate, float]] = []
+
+    def every(self, now: float) -> list[Rate]:
+        """The rates in force plus the old ones still retiring at ``now``."""
+        if not self._retiring:
+            return list(self.rates)
+        self._retiring = [(r, until) for r, until in self._retiring if until > now]
+        return list(self.rates) + [r for r, _ in self._retiring if r not in self.rates]
+
+    def retune(self, now: float, rates: tuple[Rate, ...], burst: int | None, extra: float) -> None:
+        """Put ``rates`` in force; each dropped rate retires ``period + extra`` s from ``now``."""
+        self._retiring = [(r, until) for r, until in self._retiring if until > now]
+        for old in self.rates:
+            if old not in rates:
+                self._retiring.append((old, now + old.period + extra))
+        self.rates = rates
+        self.burst = burst
+
+    def check_cost(self, value: object) -> None:
+        """Raise unless ``value`` is an int from 1 to the smallest limit (else it could
+        never be admitted)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"cost must be a positive integer, got {value!r}")
+        smallest = min(r.limit for r in self.rates)
+        if not 1 <= value <= smallest:
+            raise ValueError(
+                f"cost must be an integer from 1 to the smallest limit ({smallest}), got {value}"
+            )
+
+    def interval_us(self) -> float:
+        """GCRA spacing in µs (the slowest rate's interval), 0 without ``burst``."""
+        return max(r.interval for r in self.rates) * 1e6 if self.burst is not None else 0.0
+
+
+class Request(Protocol):
+    """An entry asked for in an admit call."""
+
+    @property
+    def cost(self) -> int: ...
+
+    @property
+    def mode(self) -> str:
+        """:data:`TAKE`, :data:`OPEN` or :data:`RESUME`."""
+
+    @property
+    def member(self) -> str:
+        """The entry's sorted-set member (unique across processes)."""
+
+
+class AdmitReply(NamedTuple):
+    """What ``admit.lua`` answered (see the script's header)."""
+
+    admitted: int  # how many of the batch, in order, were admitted
+    wait_us: int  # nothing changes for the rest before this many µs
+    blocked: int  # 0, BLOCKED_OPEN or BLOCKED_PAUSE
+    now_us: int  # the server's time of the decision
+    in_window: int  # cost in the first rate's window after the call
+
+
+@final
+class Wire:
+    """One throttler's connection to Redis: its client, keys, scripts and encodings.
+
+    Args (all validated by the caller):
+        client: the redis.asyncio client to call.
+        owns_client: whether the client was made here from ``url`` (closed by
+            :meth:`aclose`, made again by :meth:`remake_client`).
+        url: the URL the client was made from, or ``None``.
+        key: the throttler's key, as given (named in error messages).
+        prefix: prepended to every Redis key.
+        terms: the limits to send.
+        open_timeout: seconds an unsettled entry counts as open.
+        command_timeout: seconds any one call may take.
+
+    Attributes:
+        keys: the Redis keys: stamps (sorted set), GCRA time, pause.
+        round_trips: calls sent (``EVALSHA`` and ``EVAL`` each count).
+        errors: calls that failed (an error or ``command_timeout``).
+    """
+
+    __slots__ = (
+        "_client",
+        "_command_timeout",
+        "_key",
+        "_open_timeout",
+        "_owns_client",
+        "_resume_us",
+        "_terms",
+        "_url",
+        "errors",
+        "keys",
+        "round_trips",
+    )
+
+    def __init__(
+        self,
+        client: _aioredis.Redis | RedisCluster,
+        owns_client: bool,
+        url: str | None,
+        *,
+        key: str,
+        prefix: str,
+        terms: Terms,
+        open_timeout: float,
+        command_timeout: float,
+    ) -> None:
+        self._client = client
+        self._owns_client = owns_client
+        self._url = url
+        self._key = key
+        base = f"{prefix}{{{escape_key(key)}}}"
+        self.keys = (f"{base}:s", f"{base}:t", f"{base}:p")
+        self._terms = terms
+        self._open_timeout = open_timeout
+        self._command_timeout = command_timeout
+        # An acquire() entry counts as open at most this long, waiting for its task to
+        # resume (its stamp is then on its way, bounded by command_timeout).
+        self._resume_us = str(round(min(open_timeout, command_timeout) * 1e6))
+        self.round_trips = 0
+        self.errors = 0
+
+    @property
+    def open_timeout(self) -> float:
+        """Seconds an unsettled entry counts as open."""
+        return self._open_timeout
+
+    async def admit(self, batch: Sequence[Request]) -> AdmitReply:
+        """Ask ``admit.lua`` to admit ``batch`` in order (one round trip)."""
+        terms = self._terms
+        rates = terms.every(asyncio.get_running_loop().time())
+        args = [
+            str(round(self._open_timeout * 1e6)),
+            self._resume_us,
+            str(terms.burst or 0),
+            repr(terms.interval_us()),
+            self._ttl_ms(rates),
+            str(len(rates)),
+        ]
+        for rate in rates:
+            args += (str(rate.limit), str(max(1, round(rate.period * 1e6))))
+        args.append(str(len(batch)))
+        for request in batch:
+            args += (str(request.cost), request.mode, request.member)
+        reply = await self.call(ADMIT, self.keys, args)
+        admitted, wait_us, blocked, now_us, in_window = (int(x) for x in reply)
+        return AdmitReply(admitted, wait_us, blocked, now_us, in_window)
+
+    async def settle(
+        self, settles: Sequence[tuple[int, str, bool]], forgets: Sequence[tuple[int, str, bool]]
+    ) -> None:
+        """Stamp ``settles`` now and forget ``forgets``, each ``(cost, member, _)``."""
+        terms = self._terms
+        args = [
+            str(terms.burst or 0),
+            repr(terms.interval_us()),
+            self._ttl_ms(terms.every(asyncio.get_running_loop().time())),
+            str(len(settles)),
+        ]
+        for cost, member, _ in settles:
+            args += (str(cost), member)
+        args.append(str(len(forgets)))
+        for cost, member, _ in forgets:
+            args += (str(cost), member)
+        await self.call(SETTLE, self.keys[:2], args)
+
+    async def pause(self, ms: float) -> None:
+        """Share a pause of ``ms`` milliseconds of server time (0: end the shared pause)."""
+        await self.call(PAUSE, self.keys[2:], [repr(ms)])
+
+    async def call(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
+        """Run ``script`` by SHA (loading it on NOSCRIPT), bounded by ``command_timeout``.
+
+        Raises:
+            ThrottlerBackendError: on any Redis error or timeout, with it as ``__cause__``.
+        """
+        try:
+            return await _bounded(self._eval(script, keys, args), self._command_timeout)
+        except (TimeoutError, RedisError, OSError) as exc:
+            self.errors += 1
+            what = (
+                f"no answer within command_timeout={self._command_timeout} s"
+                if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            raise ThrottlerBackendError(
+                f"Redis failed running {script.name}.lua for key {self._key!r}: {what}"
+            ) from exc
+
+    def remake_client(self) -> None:
+        """Make the client again, when it was made from a URL (for a new event loop: its
+        connections belong to the closed loop and fail on any other)."""
+        if self._owns_client and self._url is not None:
+            self._client = _aioredis.Redis.from_url(self._url)
+
+    async def aclose(self) -> None:
+        """Close the client if it was made here."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _eval(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
+        client: Any = self._client
+        self.round_trips += 1
+        try:
+            return await client.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # The script cache was flushed (SCRIPT FLUSH, restart, failover): EVAL caches it.
+            self.round_trips += 1
+            return await client.eval(script.source, len(keys), *keys, *args)
+
+    def _ttl_ms(self, rates: Sequence[Rate]) -> str:
+        """How long keys must live: the longest period plus ``open_timeout``, plus 1 s."""
+        return str(math.ceil((max(r.period for r in rates) + self._open_timeout) * 1000) + 1000)
+
+
+async def _bounded(call: Awaitable[Any], seconds: float) -> Any:
+    async with asyncio.timeout(seconds):
+        return await call
