@@ -54,7 +54,7 @@ async def run(url: str, requests: int, concurrency: int, throttled: bool) -> tup
     session: aiohttp.ClientSession | ThrottledClientSession
     if throttled:
         # 10 million per second: the limit never binds; only the overhead shows.
-        session = ThrottledClientSession(10_000_000, 1.0, connector=connector)
+        session = ThrottledClientSession(rate_limit=10_000_000, period=1.0, connector=connector)
     else:
         session = aiohttp.ClientSession(connector=connector)
     remaining = requests

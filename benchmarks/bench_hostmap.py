@@ -120,8 +120,12 @@ def crawl_throttled(
             lambda: ThrottlerMap(1, 1.0, max_keys=max_keys),
             lambda hosts: loop.run_until_complete(crawl(hosts)),
         )
-        stats = hosts.stats(top=0)
-        facts = {"keys": stats.keys, "evictions": stats.evictions, "created": stats.created}
+        snapshot = hosts.statistics(top=0)
+        facts = {
+            "keys": snapshot.keys,
+            "evictions": snapshot.evictions,
+            "created": snapshot.created,
+        }
     finally:
         loop.close()
     return kept, peak, facts

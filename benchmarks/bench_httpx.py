@@ -117,7 +117,7 @@ async def mock_cost(throttle: bool, count: int, streaming: bool = False) -> floa
     """Microseconds per request of a client over a mock transport (no network)."""
     inner: httpx.AsyncBaseTransport = StreamingMock() if streaming else httpx.MockTransport(answer)
     transport: httpx.AsyncBaseTransport = (
-        ThrottledTransport(rate_limit=10**7, period=1.0, transport=inner) if throttle else inner
+        ThrottledTransport(inner, rate_limit=10**7, period=1.0) if throttle else inner
     )
     async with httpx.AsyncClient(transport=transport) as client:
         await client.get("http://bench.example/")
