@@ -1,10 +1,11 @@
 """Three worker processes share per-host limits through Redis.
 
 The example starts a local server answering on two hosts (127.0.0.1 and 127.0.0.2), then three
-worker processes. Each worker is an aiohttp ``ThrottledClientSession`` with
-``backend=RedisBackend(...)`` that sends 10 requests to each host. The limit, 4 requests per
-0.5 s per host, holds at the server for the three workers together: the output shows the
-arrivals per host, the most any 0.5 s window held, and when each host's requests arrived.
+worker processes. Each worker is an aiohttp ``ThrottledClientSession`` whose throttler is a
+per-host ``ThrottlerMap`` with ``backend=RedisBackend(...)``, and sends 10 requests to each
+host. The limit, 4 requests per 0.5 s per host, holds at the server for the three workers
+together: the output shows the arrivals per host, the most any 0.5 s window held, and when
+each host's requests arrived.
 
 Needs Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379``). Run::
 
@@ -20,6 +21,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
+from throttled_http import ThrottlerMap
 from throttled_http.aiohttp import ThrottledClientSession
 from throttled_http.redis import RedisBackend
 from throttled_http.testing import RecordingServer
@@ -33,7 +35,8 @@ LIMIT, PERIOD = 4, 0.5
 async def worker(prefix: str, urls: list[str]) -> None:
     """One process of the fleet: its own session, limits shared through Redis."""
     backend = RedisBackend(REDIS_URL, prefix)
-    async with ThrottledClientSession(LIMIT, PERIOD, backend=backend) as session:
+    hosts = ThrottlerMap(LIMIT, PERIOD, backend=backend)
+    async with ThrottledClientSession(throttler=hosts) as session:
 
         async def fetch(url: str) -> None:
             async with session.get(url) as response:
