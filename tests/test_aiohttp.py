@@ -750,3 +750,20 @@ async def test_rate_limit_shorthand_throttles_each_host(
     assert isinstance(hosts, ThrottlerMap)
     assert hosts.rates == (Rate(10, 1.0),)
     assert len(hosts) == 2
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [
+        ("retries", "feedback=FeedbackPolicy(retries=...)"),
+        ("adapt", "feedback=FeedbackPolicy(adapt=...)"),
+        ("max_concurrency", "throttler=ThrottlerMap(..., max_concurrency=...)"),
+        ("backend", "throttler=ThrottlerMap(..., backend=...)"),
+        ("hold_timeout", "release_timeout="),
+    ],
+    ids=lambda value: str(value).split("(")[0],
+)
+async def test_a_keyword_moved_in_0_2_says_where_it_went(keyword: str, hint: str) -> None:
+    """A 0.1 keyword is refused with the object it moved to, not passed on to aiohttp."""
+    with pytest.raises(TypeError, match=re.escape(hint)):
+        ThrottledClientSession(**{keyword: 1})

@@ -3,13 +3,13 @@
 :class:`FeedbackPolicy` is the client-independent half of server feedback; the aiohttp and
 httpx integrations call it for every response, right after the headers arrive::
 
-    delay = policy.observe(limiter, key, response.status, response.headers)
+    delay = policy.observe(throttler, key, response.status, response.headers)
     wait = policy.retry_delay(method, response.status, attempt, delay, key=key)
     if wait is not None:
-        ...  # release the response, sleep `wait` seconds, send again through the limiter
+        ...  # release the response, sleep `wait` seconds, send again through the throttler
 
 It reads headers with the pure :func:`~throttled_http.parse_feedback` and acts only through
-the limiter's public :meth:`~throttled_http.Throttler.pause` and
+the throttler's public :meth:`~throttled_http.Throttler.pause` and
 :meth:`~throttled_http.Throttler.set_rates`, which never break the window guarantee.
 """
 
@@ -51,11 +51,11 @@ DEFAULT_RETRY_METHODS: Final = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 """The idempotent methods (RFC 9110 §9.2.2, less TRACE) retried by default."""
 
 _MIN_FACTOR: Final = 1.0 / 1024.0
-_LRU_LIMITERS: Final = 1024  # tuning state kept for limiters that cannot be weakly referenced
+_LRU_LIMITERS: Final = 1024  # tuning state kept for throttlers that cannot be weakly referenced
 
 
 class FeedbackTarget(Protocol):
-    """What :meth:`FeedbackPolicy.observe` needs of a limiter.
+    """What :meth:`FeedbackPolicy.observe` needs of a throttler.
 
     :class:`~throttled_http.Throttler`, :class:`~throttled_http.SyncThrottler` and every
     :class:`~throttled_http.ThrottlerLike` have it.
@@ -144,7 +144,7 @@ class _Counters:
 
 @final
 class _Tuning:
-    """The adaptive state of one limiter (``adapt=True``)."""
+    """The adaptive state of one throttler (``adapt=True``)."""
 
     __slots__ = (
         "advertised",
@@ -200,7 +200,7 @@ class FeedbackPolicy:
     serves any number of throttlers, keys and clients. A client given none uses
     ``FeedbackPolicy()``: pauses on ``Retry-After``, no adaptation, no retries.
 
-    **Pauses.** :meth:`observe` pauses the limiter of the responding host (and only that
+    **Pauses.** :meth:`observe` pauses the throttler of the responding host (and only that
     one) for the time the server names: ``Retry-After`` on a 429, 503 or 403,
     ``X-RateLimit-Remaining: 0`` with its reset, or an IETF ``RateLimit`` member with
     ``r=0`` (see :func:`~throttled_http.parse_feedback`). The pause lasts at most
@@ -210,7 +210,7 @@ class FeedbackPolicy:
 
     **Adaptation** (``adapt=True``). When the server advertises a quota
     (``RateLimit-Policy: "default";q=100;w=60`` or ``X-RateLimit-Limit: 100;w=60``) that
-    the configured rates do not already imply, it is added to the limiter's rates with
+    the configured rates do not already imply, it is added to the throttler's rates with
     :meth:`~throttled_http.Throttler.set_rates`, so an entry needs room in both: the
     limit becomes stricter, never looser. A later advertisement replaces it. Windows
     longer than ``max_retry_after`` are not adopted (they could hold a request longer than
@@ -224,7 +224,7 @@ class FeedbackPolicy:
     in flight count once. After each ``quiet_period`` seconds without a 429 the
     multiplier grows by ``increase`` until the configured rates are back (AIMD, as TCP
     congestion control). Recovery happens as responses are observed; nothing runs in
-    the background. If someone else calls ``set_rates`` on the limiter, its new rates
+    the background. If someone else calls ``set_rates`` on the throttler, its new rates
     become the configured ones.
 
     **Retries.** :meth:`retry_delay` allows at most ``retries`` re-sends of a request
@@ -254,7 +254,7 @@ class FeedbackPolicy:
         increase: fraction of the configured limits restored per quiet period,
             ``0 < increase <= 1``.
         quiet_period: seconds without a 429 before each increase; ``None`` uses the
-            limiter's longest configured ``period``.
+            throttler's longest configured ``period``.
         max_keys: keys whose counters :meth:`statistics` keeps (least recently active dropped).
 
     Raises:
@@ -360,24 +360,24 @@ class FeedbackPolicy:
 
     def observe(
         self,
-        limiter: FeedbackTarget | None,
+        throttler: FeedbackTarget | None,
         key: str,
         status: int,
         headers: HeadersLike,
     ) -> float | None:
-        """Apply one response's feedback to the limiter of the host that sent it.
+        """Apply one response's feedback to the throttler of the host that sent it.
 
         Call it as soon as the response headers arrive, for every response (a 200 may
-        carry ``X-RateLimit-Remaining: 0``). It pauses ``limiter`` for the capped time the
+        carry ``X-RateLimit-Remaining: 0``). It pauses ``throttler`` for the capped time the
         server asked for and, with ``adapt=True``, retunes it (see the class docs).
 
-        Never raises: a failure of the limiter itself (a Redis backend down, say) is
+        Never raises: a failure of the throttler itself (a Redis backend down, say) is
         logged at WARNING and the delay is still returned.
 
         Args:
-            limiter: the limiter that admitted the request, or ``None`` for a host with no
+            throttler: the throttler that admitted the request, or ``None`` for a host with no
                 limit (nothing is paused, the delay is still returned for retries).
-            key: the limiter's key (``"https://api.example.com:443"``), for logs and stats.
+            key: the throttler's key (``"https://api.example.com:443"``), for logs and stats.
             status: the response status code.
             headers: the response headers: a Mapping such as aiohttp's ``CIMultiDict`` or
                 httpx's ``Headers``, or ``(name, value)`` pairs.
@@ -390,14 +390,14 @@ class FeedbackPolicy:
         feedback = parse_feedback(
             status, headers, now=time.time(), max_retry_after=self._max_retry_after
         )
-        if limiter is None:
+        if throttler is None:
             return feedback.delay
         try:
             with self._lock:
                 if feedback.delay is not None and feedback.delay > 0:
-                    self._pause(limiter, key, feedback, feedback.delay)
+                    self._pause(throttler, key, feedback, feedback.delay)
                 if self.adapt:
-                    self._tune(limiter, key, status, feedback)
+                    self._tune(throttler, key, status, feedback)
         except Exception:
             logger.warning("%s: could not apply server feedback %r", key, feedback, exc_info=True)
         return feedback.delay
@@ -421,7 +421,7 @@ class FeedbackPolicy:
         exponential backoff with "equal jitter" (:meth:`backoff_delay`):
         uniform in ``[b / 2, b]`` with ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``.
 
-        The re-sent request must go through the limiter again: it waits for the pause
+        The re-sent request must go through the throttler again: it waits for the pause
         :meth:`observe` set, and for its turn.
 
         Args:
@@ -430,7 +430,7 @@ class FeedbackPolicy:
             attempt: the number of the retry about to happen, from 1.
             server_delay: what :meth:`observe` returned for the response.
             replayable: whether the request body can be sent again.
-            key: the limiter's key, to count the retry in :meth:`statistics`.
+            key: the throttler's key, to count the retry in :meth:`statistics`.
 
         Raises:
             ValueError, TypeError: when ``attempt`` is not an int >= 1.
@@ -508,9 +508,9 @@ class FeedbackPolicy:
             by_key.move_to_end(key)
         return counters
 
-    def _pause(self, limiter: FeedbackTarget, key: str, feedback: Feedback, delay: float) -> None:
-        before = limiter.paused_for
-        limiter.pause(delay)
+    def _pause(self, throttler: FeedbackTarget, key: str, feedback: Feedback, delay: float) -> None:
+        before = throttler.paused_for
+        throttler.pause(delay)
         added = delay - before
         if added <= 0:
             return  # an earlier, longer pause already covers it
@@ -530,31 +530,31 @@ class FeedbackPolicy:
             capped,
         )
 
-    def _tuning(self, limiter: FeedbackTarget, now: float) -> _Tuning:
-        rates = tuple(limiter.rates)
+    def _tuning(self, throttler: FeedbackTarget, now: float) -> _Tuning:
+        rates = tuple(throttler.rates)
         try:
-            state = self._weak.get(limiter)
+            state = self._weak.get(throttler)
             weak = True
         except TypeError:  # not weakly referenceable: a bounded, least-recently-used map
-            state = self._strong.get(limiter)
+            state = self._strong.get(throttler)
             weak = False
         if state is None or state.applied != rates:
             # New to us, or retuned by someone else: its rates are the configured ones now.
-            burst = getattr(limiter, "burst", None)
+            burst = getattr(throttler, "burst", None)
             state = _Tuning(rates, burst if isinstance(burst, int) else None, now)
             if weak:
-                self._weak[limiter] = state
+                self._weak[throttler] = state
             else:
-                self._strong[limiter] = state
+                self._strong[throttler] = state
                 if len(self._strong) > _LRU_LIMITERS:
                     self._strong.popitem(last=False)
         elif not weak:
-            self._strong.move_to_end(limiter)
+            self._strong.move_to_end(throttler)
         return state
 
-    def _tune(self, limiter: FeedbackTarget, key: str, status: int, feedback: Feedback) -> None:
+    def _tune(self, throttler: FeedbackTarget, key: str, status: int, feedback: Feedback) -> None:
         now = _monotonic()
-        state = self._tuning(limiter, now)
+        state = self._tuning(throttler, now)
         longest = max(r.period for r in state.configured)
         cut = adopted = False
         if feedback.quota:
@@ -583,8 +583,8 @@ class FeedbackPolicy:
         rates = state.effective()
         if rates == state.applied:
             return
-        limiter.set_rates(*rates, burst=state.burst_for(rates))
-        state.applied = tuple(limiter.rates)
+        throttler.set_rates(*rates, burst=state.burst_for(rates))
+        state.applied = tuple(throttler.rates)
         shown = ", ".join(str(r) for r in rates)
         if cut:
             for counters in (self._totals, self._counters(key)):
@@ -599,7 +599,7 @@ class FeedbackPolicy:
 
 
 def _monotonic() -> float:
-    """The clock the limiters use: the running loop's (virtual in tests), else monotonic."""
+    """The clock the throttlers use: the running loop's (virtual in tests), else monotonic."""
     try:
         return asyncio.get_running_loop().time()
     except RuntimeError:

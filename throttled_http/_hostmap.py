@@ -303,7 +303,7 @@ class BaseThrottlerMap(Generic[_L]):
         URL, as it may look further.
 
         Warning:
-            Use the throttler right away (``await limiter.open_entry()``): a throttler held
+            Use the throttler right away (``await throttler.open_entry()``): a throttler held
             idle across an ``await`` may be evicted and replaced by a fresh one meanwhile,
             after which the two would limit the key independently. :meth:`limit` does this
             for you.
@@ -638,8 +638,16 @@ class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
     :class:`~throttled_http.SyncThrottler` per key.
 
     Args:
-        rate_limit, period, rates, max_concurrency, burst, scope, overrides, max_keys,
-            backend: as for :class:`ThrottlerMap`.
+        rate_limit: as for :class:`ThrottlerMap`.
+        period: as for :class:`ThrottlerMap`.
+        rates: as for :class:`ThrottlerMap`.
+        max_concurrency: as for :class:`ThrottlerMap`.
+        burst: as for :class:`ThrottlerMap`.
+        scope: as for :class:`ThrottlerMap`.
+        overrides: as for :class:`ThrottlerMap`.
+        max_keys: as for :class:`ThrottlerMap`.
+        backend: makes each key's throttler (default: a
+            :class:`~throttled_http.SyncThrottler`).
     """
 
     __slots__ = ()

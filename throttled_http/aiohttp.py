@@ -116,6 +116,19 @@ __all__ = [
 
 _MAX_TARGETS: Final = 1024  # URL strings whose absolute URL a session remembers
 
+# 0.1 keywords that 0.2 moved into objects: named in the error, not passed on to aiohttp.
+_MOVED: Final = {
+    **dict.fromkeys(
+        ("rates", "max_concurrency", "burst", "scope", "overrides", "backend"),
+        "pass it to the map: throttler=ThrottlerMap(..., {name}=...)",
+    ),
+    **dict.fromkeys(
+        ("max_retry_after", "adapt", "retries"),
+        "pass it to the policy: feedback=FeedbackPolicy({name}=...)",
+    ),
+    "hold_timeout": "it is called release_timeout= now",
+}
+
 _Origin = tuple[str, "str | None", "int | None"]
 _R = TypeVar("_R")
 
@@ -508,6 +521,11 @@ class ThrottledClientSession:
         throttle_timeout: float | None = None,
         **client_session_kwargs: Any,
     ) -> None:
+        for name in client_session_kwargs.keys() & _MOVED.keys():
+            raise TypeError(
+                f"ThrottledClientSession() takes no {name}= since 0.2: "
+                + _MOVED[name].format(name=name)
+            )
         middleware = ThrottleMiddleware(
             throttler_from_options(throttler, rate_limit, period),
             feedback=check_feedback(feedback) or FeedbackPolicy(),
