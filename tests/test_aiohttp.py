@@ -766,4 +766,4 @@ async def test_rate_limit_shorthand_throttles_each_host(
 async def test_a_keyword_moved_in_0_2_says_where_it_went(keyword: str, hint: str) -> None:
     """A 0.1 keyword is refused with the object it moved to, not passed on to aiohttp."""
     with pytest.raises(TypeError, match=re.escape(hint)):
-        ThrottledClientSession(**{keyword: 1})
+        ThrottledClientSession(**{keyword: 1})  # type: ignore[arg-type]

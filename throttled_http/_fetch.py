@@ -286,7 +286,7 @@ class _Outcome:
         return self.status is not None and 200 <= self.status < 300
 
     def record(self) -> dict[str, Any]:
-        started = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc)
+        started = datetime.datetime.fromtimestamp(self.started, datetime.UTC)
         return {
             "url": self.url,
             "status": self.status,
@@ -383,7 +383,7 @@ async def _download(
                     outcome.error = f"HTTP {response.status} {response.reason or ''}".rstrip()
                     if response.status not in RETRY_STATUSES:
                         return outcome
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if marker.sent is not None:
                     outcome.waited += marker.sent - asked
                 outcome.status = None

@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, final
 
@@ -322,7 +322,7 @@ def parse_http_date(value: str, *, now: float | None = None) -> float | None:
             int(hour),
             int(minute),
             min(int(second), 59),
-            tzinfo=timezone.utc,
+            tzinfo=UTC,
         )
     except ValueError:  # 31 Feb, hour 25, year 0
         return None
@@ -622,9 +622,9 @@ def _non_negative(seconds: float) -> float:
 
 def _two_digit_year(year: int, now: float | None) -> int:
     current = (
-        datetime.now(timezone.utc).year
+        datetime.now(UTC).year
         if now is None or not math.isfinite(now) or not -6e10 < now < 2.5e11
-        else datetime.fromtimestamp(now, timezone.utc).year
+        else datetime.fromtimestamp(now, UTC).year
     )
     full = current - current % 100 + year
     if full > current + 50:

@@ -81,6 +81,3 @@ class SyncThrottlerLike(_FeedbackControls, Protocol):
     def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> EntryLike:
         """Block until a latency-proof entry of ``cost`` is admitted (at most ``timeout`` s)."""
         ...
-
-
-AsyncLimiter = ThrottlerLike  # transitional: removed once every module uses ThrottlerLike
