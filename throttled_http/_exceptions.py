@@ -17,6 +17,7 @@ the argument, the allowed range and the value received, e.g.
 from __future__ import annotations
 
 __all__ = [
+    "missing_extra",
     "InvalidRateError",
     "InvalidURLError",
     "ThrottledHTTPError",
@@ -46,3 +47,8 @@ class InvalidRateError(ThrottledHTTPError, ValueError):
 
 class InvalidURLError(ThrottledHTTPError, ValueError):
     """A URL has no host, so no per-host limit can be chosen for it."""
+
+
+def missing_extra(module: str, needs: str, extra: str) -> ImportError:
+    """The error an integration module raises when its client library is not installed."""
+    return ImportError(f"{module} needs {needs}: pip install throttled_http[{extra}]")

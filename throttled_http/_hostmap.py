@@ -96,15 +96,8 @@ class _LocalBackend(Generic[_L_co]):
     def __init__(self, make: Callable[..., _L_co]) -> None:
         self._make = make
 
-    def create(
-        self,
-        key: str,
-        rates: tuple[Rate, ...],
-        *,
-        burst: int | None,
-        max_concurrency: int | None,
-    ) -> _L_co:
-        return self._make(*rates, burst=burst, max_concurrency=max_concurrency)
+    def create(self, key: str, rates: tuple[Rate, ...], **options: Any) -> _L_co:
+        return self._make(*rates, **options)  # burst= and max_concurrency=
 
 
 _MEMORY: Final = _LocalBackend(Throttler.from_rates)  # ThrottlerMap's

@@ -21,7 +21,6 @@ from ._validate import int_in_range, non_negative_float, positive_float, positiv
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import TracebackType
 
 __all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
 
@@ -337,12 +336,7 @@ class Throttler(_LedgerFront):
         ledger.settle(loop.time(), 1, generation)
         self._after_settle()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         ledger = self._ledger
         if ledger.in_flight <= 0:
             raise RuntimeError("release() called more times than acquire()")
@@ -758,11 +752,6 @@ class _EntryContext:
         self._entry = await self._throttler._open(self._cost, self._timeout)
         return self._entry
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._entry is not None:
             self._entry.close()

@@ -25,21 +25,20 @@ def int_in_range(name: str, value: object, low: int, high: int) -> int:
 
 def positive_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite real number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    result = _as_float(value)
-    if not (math.isfinite(result) and result > 0):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return result
+    return _seconds(name, value, "> 0")
 
 
 def non_negative_float(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a finite real number >= 0."""
+    return _seconds(name, value, ">= 0")
+
+
+def _seconds(name: str, value: object, bound: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+        raise TypeError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
     result = _as_float(value)
-    if not (math.isfinite(result) and result >= 0):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    if not (math.isfinite(result) and (result > 0 if bound == "> 0" else result >= 0)):
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
     return result
 
 

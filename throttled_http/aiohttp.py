@@ -77,12 +77,12 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
+from ._exceptions import missing_extra
+
 try:
     import aiohttp
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "throttled_http.aiohttp needs aiohttp: pip install throttled_http[aiohttp]"
-    ) from exc
+    raise missing_extra(__name__, "aiohttp", "aiohttp") from exc
 
 from yarl import URL
 

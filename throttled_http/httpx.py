@@ -52,12 +52,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, final
 
+from ._exceptions import missing_extra
+
 try:
     import httpx
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "throttled_http.httpx needs httpx: pip install throttled_http[httpx]"
-    ) from exc
+    raise missing_extra(__name__, "httpx", "httpx") from exc
 
 from ._feedback import FeedbackPolicy
 from ._holding import DEFAULT_RELEASE_TIMEOUT, Holds, ThreadHolds, check_release_timeout

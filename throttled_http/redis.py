@@ -56,13 +56,13 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
+from ._exceptions import missing_extra
+
 try:
     import redis.asyncio as _aioredis  # noqa: TC002 - imported at run time: the extra's check
     from redis.asyncio.cluster import RedisCluster  # noqa: TC002 - as above
 except ImportError as _exc:  # pragma: no cover - exercised by the no-extras test run
-    raise ImportError(
-        "throttled_http.redis requires redis-py: pip install throttled_http[redis]"
-    ) from _exc
+    raise missing_extra(__name__, "redis-py", "redis") from _exc
 
 from ._exceptions import ThrottlerBackendError
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
@@ -74,8 +74,6 @@ from ._throttler import ThrottlerStatistics, _check_burst, _EntryState
 from ._validate import int_in_range, non_negative_float, positive_float
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from ._protocols import EntryLike
     from ._redis_queue import Waiter
 
@@ -295,12 +293,7 @@ class RedisThrottler:
     async def __aenter__(self) -> None:
         await self._acquire(1, True, None)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._queue.release_slot()
 
     async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
@@ -640,12 +633,7 @@ class _EntryContext:
         self._entry = await self._throttler.open_entry(self._cost, timeout=self._timeout)
         return self._entry
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         entry = self._entry
         if entry is None:
             return
@@ -710,22 +698,17 @@ class RedisBackend:
         value: float = self._options["open_timeout"]
         return value
 
-    def create(
-        self,
-        key: str,
-        rates: tuple[Rate, ...],
-        *,
-        burst: int | None,
-        max_concurrency: int | None,
-    ) -> RedisThrottler:
-        """A :class:`RedisThrottler` for ``key`` (a host key such as ``https://h:443``)."""
+    def create(self, key: str, rates: tuple[Rate, ...], **options: Any) -> RedisThrottler:
+        """A :class:`RedisThrottler` for ``key`` (a host key such as ``https://h:443``).
+
+        ``options`` are the map's ``burst`` and ``max_concurrency``.
+        """
         throttler = RedisThrottler(
             rates=rates,
             redis=self._client,
             key=key,
-            burst=burst,
-            max_concurrency=max_concurrency,
             prefix=self._prefix,
+            **options,
             **self._options,
         )
         self._made.add(throttler)

@@ -50,12 +50,12 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
 
+from ._exceptions import missing_extra
+
 try:
     from aiohttp import web
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "throttled_http.testing needs aiohttp: pip install throttled_http[aiohttp]"
-    ) from exc
+    raise missing_extra(__name__, "aiohttp", "aiohttp") from exc
 
 from ._demo import max_in_window
 from ._rates import Rate
