@@ -1,0 +1,343 @@
+"""Fault tests of throttled_http.redis: outages, hangs, restarts, data loss, a cluster.
+
+Each test starts a private ``redis-server`` on a free port (:class:`PrivateRedis`), which it
+may stop (``SIGSTOP``), kill, restart or flush without touching the shared server at
+127.0.0.1:6379 that ``tests/test_redis.py`` uses. Redis's clock cannot be driven by
+virtual time, so these tests run on the real clock; they assert exact properties (what
+Redis holds, which error a waiter got, how many entries a window holds) and bound
+durations only with generous margins, so a loaded machine cannot fail them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import shutil
+import socket
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis.asyncio as aioredis
+from conftest import max_in_window
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from throttled_http import ThrottlerBackendError, ThrottlerTimeoutError
+from throttled_http.redis import OnError, RedisThrottler
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.realclock
+
+# A rate too loose to ever bind: it keeps every stamp in the sorted set for a minute.
+KEEP = "1000000/60s"
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, which the test may kill and restart."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}"
+
+    def start(self, *options: str) -> None:
+        executable = shutil.which("redis-server")
+        assert executable is not None, "redis-server must be on PATH"
+        self.proc = subprocess.Popen(
+            [
+                executable,
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+                *options,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def client(self) -> aioredis.Redis:
+        """A client that fails fast: no retries, short socket timeouts."""
+        return aioredis.Redis.from_url(
+            self.url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A private redis-server, started now and killed at the end."""
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_outage_raises_then_recovers(private_redis: PrivateRedis) -> None:
+    """on_error="raise": a dead Redis raises ThrottlerBackendError; a restarted one works."""
+    client = private_redis.client()
+    throttler = RedisThrottler(100, redis=client, key="r", command_timeout=1.0)
+    await throttler.acquire()
+    private_redis.stop()
+    with pytest.raises(ThrottlerBackendError, match=r"admit\.lua") as info:
+        await asyncio.wait_for(throttler.acquire(), 5)
+    assert info.value.__cause__ is not None
+    private_redis.start()  # empty script cache: NOSCRIPT, then EVAL
+    await asyncio.wait_for(throttler.acquire(), 5)
+    assert throttler.redis_statistics().admitted == 2
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_outage_falls_back_to_local(private_redis: PrivateRedis) -> None:
+    """on_error="local": during an outage a local throttler keeps the rate; Redis resumes."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        5, 0.2, redis=client, key="l", on_error="local", command_timeout=1.0, recover_after=0.3
+    )
+    await throttler.acquire()
+    private_redis.stop()
+    loop = asyncio.get_running_loop()
+    times = []
+    for _ in range(10):
+        await asyncio.wait_for(throttler.acquire(), 5)
+        times.append(loop.time())
+    assert max_in_window(times, 0.2) <= 5
+    assert throttler.redis_statistics().degraded or throttler.redis_statistics().backend_errors
+    entry = await asyncio.wait_for(throttler.open_entry(), 5)  # a local entry meanwhile
+    entry.close()
+    assert throttler.statistics().in_flight == 0
+    private_redis.start()
+    await asyncio.sleep(0.35)
+    before = throttler.redis_statistics().admitted
+    await asyncio.wait_for(throttler.acquire(), 5)
+    assert throttler.redis_statistics().admitted == before + 1
+    assert not throttler.redis_statistics().degraded
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_failover_counts_entries_admitted_through_redis(
+    private_redis: PrivateRedis,
+) -> None:
+    """At failover the local fallback counts this process's recent Redis admissions, so one
+    window never holds twice the limit."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        5, 1.0, redis=client, key="f", on_error="local", command_timeout=0.5, recover_after=5
+    )
+    loop = asyncio.get_running_loop()
+    times = []
+    for _ in range(5):
+        await throttler.acquire()
+        times.append(loop.time())
+    assert throttler.redis_statistics().admitted == 5
+    private_redis.stop()
+    for _ in range(5):
+        await asyncio.wait_for(throttler.acquire(), 5)
+        times.append(loop.time())
+    assert throttler.redis_statistics().degraded
+    assert times[5] - times[0] >= 0.9  # the sixth waited for the first to leave the window
+    assert max_in_window(times, 0.9) <= 5
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_recovery_keeps_counting_local_entries(private_redis: PrivateRedis) -> None:
+    """After Redis comes back (empty), the entries the fallback admitted still count for
+    one period: Redis does not know them."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        3, 1.0, redis=client, key="g", on_error="local", command_timeout=0.5, recover_after=0.2
+    )
+    private_redis.stop()
+    loop = asyncio.get_running_loop()
+    times = []
+    for _ in range(3):
+        await asyncio.wait_for(throttler.acquire(), 5)
+        times.append(loop.time())
+    assert throttler.redis_statistics().admitted == 0
+    private_redis.start()
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(throttler.acquire(), 5)
+    times.append(loop.time())
+    assert throttler.redis_statistics().admitted == 1  # Redis decided again...
+    assert times[3] - times[0] >= 0.9  # ...but only once the local window had room
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_outage_allows_then_recovers(private_redis: PrivateRedis) -> None:
+    """on_error="allow": an outage admits at once (open entries too); Redis resumes after."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        1, 10.0, redis=client, key="a", on_error="allow", command_timeout=1.0, recover_after=0.2
+    )
+    await throttler.acquire()
+    private_redis.stop()
+    await asyncio.wait_for(throttler.acquire(), 5)
+    entry = await asyncio.wait_for(throttler.open_entry(), 5)
+    entry.close()
+    assert throttler.statistics().in_flight == 0
+    private_redis.start()
+    await asyncio.sleep(0.25)
+    await asyncio.wait_for(throttler.acquire(), 5)  # fresh Redis: the window is empty
+    with pytest.raises(ThrottlerTimeoutError):
+        await throttler.acquire(timeout=0.2)  # and enforced again
+    await throttler.aclose()
+    await client.aclose()
+
+
+async def test_try_acquire_while_degraded_asks_no_redis(private_redis: PrivateRedis) -> None:
+    """While Redis is bypassed, try_acquire() makes no round trip: the local fallback
+    decides (counting the entries made through Redis), "allow" admits, and a pause rules
+    the entry out."""
+    client = private_redis.client()
+    options: dict[str, Any] = {"redis": client, "command_timeout": 0.5, "recover_after": 30}
+    local = RedisThrottler(2, 5.0, key="y", on_error="local", **options)
+    allow = RedisThrottler(1, 5.0, key="z", on_error="allow", **options)
+    assert await local.try_acquire()  # through Redis
+    private_redis.stop()
+    assert await local.try_acquire()  # Redis failed: the fallback admits the second...
+    assert local.redis_statistics().degraded
+    trips = local.redis_statistics().round_trips
+    assert not await local.try_acquire()  # ...but not a third: its window counts the first
+    assert local.redis_statistics().round_trips == trips
+    assert await allow.try_acquire()  # Redis failed: admitted
+    assert await allow.try_acquire()  # bypassed: admitted, whatever the window
+    allow.pause(1)
+    assert not await allow.try_acquire()  # a pause holds even while degraded
+    allow.resume()
+    for throttler in (local, allow):
+        await throttler.aclose()
+    await client.aclose()
+
+
+async def test_hung_redis_times_out(private_redis: PrivateRedis) -> None:
+    """A Redis that stops answering (SIGSTOP) fails the call after command_timeout."""
+    client = aioredis.Redis.from_url(private_redis.url, retry=Retry(NoBackoff(), 0))
+    throttler = RedisThrottler(100, redis=client, key="z", command_timeout=0.3)
+    await throttler.acquire()
+    assert private_redis.proc is not None
+    private_redis.proc.send_signal(19)  # SIGSTOP
+    try:
+        start = time.monotonic()
+        with pytest.raises(ThrottlerBackendError, match=r"command_timeout=0\.3"):
+            await asyncio.wait_for(throttler.acquire(), 5)
+        assert time.monotonic() - start < 2
+    finally:
+        private_redis.proc.send_signal(18)  # SIGCONT
+    await throttler.aclose()
+    with contextlib.suppress(Exception):
+        await client.aclose()
+
+
+async def test_redis_cluster(tmp_path: Path) -> None:
+    """On a (one-node) Redis Cluster every key of a throttler is in one slot and works."""
+    server = PrivateRedis()
+    config = tmp_path / "nodes.conf"
+    bus = str(_free_port())  # the default bus port, port + 10000, may be taken or > 65535
+    server.start(
+        *("--cluster-enabled", "yes", "--cluster-port", bus),
+        *("--cluster-config-file", str(config)),
+    )
+    try:
+        admin = aioredis.Redis(port=server.port)
+        command: Any = admin.execute_command
+        await command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 15
+        while b"cluster_state:ok" not in await command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the one-node cluster never came up"
+            await asyncio.sleep(0.02)
+        await admin.aclose()
+        cluster = RedisCluster(host="127.0.0.1", port=server.port)
+        throttler = RedisThrottler(
+            rates=("3/0.2s", KEEP), redis=cluster, key="https://api.example.com:443"
+        )
+        await asyncio.gather(*(throttler.acquire() for _ in range(7)))
+        await cluster.script_flush()
+        entry = await throttler.open_entry()
+        entry.close()
+        throttler.pause(0.05)
+        await throttler.aclose()
+        rows = await cluster.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+        times = [float(row[1]) / 1e6 for row in rows]
+        assert len(times) == 8
+        assert max_in_window(times, 0.2) <= 3
+        await cluster.aclose()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("on_error", ["raise", "local", "allow"])
+async def test_restart_mid_run(private_redis: PrivateRedis, on_error: OnError) -> None:
+    """Ten busy tasks ride out a Redis kill and restart: none hangs, and Redis is used again."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        rates=("20/0.1s", KEEP),
+        redis=client,
+        key="mid",
+        on_error=on_error,
+        command_timeout=0.5,
+        recover_after=0.1,
+    )
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.8
+    errors = 0
+    restarted_at = math.inf
+    after_restart = 0
+
+    async def worker() -> None:
+        nonlocal errors, after_restart
+        while loop.time() < end:
+            try:
+                await throttler.acquire()
+            except ThrottlerBackendError:
+                errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            if loop.time() > restarted_at:
+                after_restart += 1
+
+    tasks = asyncio.gather(*(worker() for _ in range(10)))
+    await asyncio.sleep(0.15)
+    private_redis.stop()
+    await asyncio.sleep(0.25)
+    private_redis.start()
+    restarted_at = loop.time()
+    await asyncio.wait_for(tasks, 5)
+    assert after_restart > 0
+    assert (errors > 0) == (on_error == "raise")
+    admitted_before = throttler.redis_statistics().admitted
+    await throttler.acquire()
+    assert throttler.redis_statistics().admitted == admitted_before + 1  # Redis decides again
+    await throttler.aclose()
+    await client.aclose()
