@@ -402,6 +402,18 @@ class FeedbackPolicy:
             logger.warning("%s: could not apply server feedback %r", key, feedback, exc_info=True)
         return feedback.delay
 
+    def admitted(self, throttler: FeedbackTarget, key: str) -> None:
+        """Tell the policy that ``throttler`` just admitted a request for ``key``.
+
+        The integrations call it after each admission, before the request is sent, when
+        ``adapt`` is on; a client of your own should too (see :meth:`observe`). It lets the
+        policy hold back a host it has not heard from yet (slow start). It never raises.
+
+        Args:
+            throttler: the throttler that admitted the request.
+            key: the throttler's key, as for :meth:`observe`.
+        """
+
     def retry_delay(
         self,
         method: str,
