@@ -208,6 +208,8 @@ class Pipeline:
                     # an entry must count in the throttler the map holds.
                     entry.close()
                     continue
+                if policy is not None and policy.adapt:
+                    policy.admitted(throttler, key)  # slow start: a host not heard yet
             lent = Ticket(self, throttler, entry) if lend else None
             try:
                 response = yield (_SEND, lent)
@@ -319,6 +321,9 @@ class Pipeline:
         if throttler is None:
             return None
         entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
+        policy = self.feedback
+        if policy is not None and policy.adapt:
+            policy.admitted(throttler, key)  # slow start: a host not heard yet
         return key, throttler, entry
 
     async def lend(self, target: object, origin: Hashable | None = None) -> Ticket | None:
