@@ -293,7 +293,8 @@ class BaseThrottlerMap(Generic[_L]):
         url.raw_host, url.port)`` of a ``yarl.URL`` or an ``httpx.URL``. The map remembers
         the key and rates of up to 1024 origins (forgetting them all when full): with a
         named ``scope`` they depend on nothing else. A callable ``scope`` always gets the
-        URL, as it may look further.
+        URL, as it may look further. A URL string is its own origin: the text up to the
+        path, so a lookup of a known host is a dictionary hit.
 
         Warning:
             Use the throttler right away (``await throttler.open_entry()``): a throttler held
@@ -304,6 +305,12 @@ class BaseThrottlerMap(Generic[_L]):
         Raises:
             InvalidURLError: (a ValueError) for a URL without a scheme or host.
         """
+        if origin is None and url.__class__ is str:
+            # A URL string's text up to the first "/" after "//" holds its whole scheme
+            # and authority: every URL sharing that text has the same key and rates.
+            text: str = url
+            end = text.find("/", text.find("//") + 2)
+            origin = text if end < 0 else text[:end]
         if origin is None or self._scope_fn is not None:
             key, rates = self._key_and_rates(url)
         else:

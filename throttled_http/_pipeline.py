@@ -65,6 +65,7 @@ _ADMIT: Final = 0  # (_ADMIT, throttler, cost): wait for an entry, answer it
 _SEND: Final = 1  # (_SEND, ticket or None): send the request, answer the response
 _DISCARD: Final = 2  # (_DISCARD, response): close a refused response
 _SLEEP: Final = 3  # (_SLEEP, seconds): wait before sending again
+_DONE: Final = 4  # (_DONE, response): the journey's end (it is never resumed)
 _SEND_PLAIN: Final = (_SEND, None)
 
 _Step = tuple[Any, ...]
@@ -107,10 +108,11 @@ class Ticket:
     own, and the session only returns the response.
     """
 
-    __slots__ = ("claimed", "entry", "pipeline", "throttler")
+    __slots__ = ("claimed", "entry", "key", "pipeline", "throttler")
 
-    def __init__(self, pipeline: Pipeline, throttler: object, entry: EntryLike) -> None:
+    def __init__(self, pipeline: Pipeline, key: str, throttler: object, entry: EntryLike) -> None:
         self.pipeline = pipeline
+        self.key = key
         self.throttler = throttler
         self.entry = entry
         self.claimed = False
@@ -142,7 +144,7 @@ class Pipeline:
         throttle_timeout: seconds a hop may wait for its entry at most (``None``: no limit).
     """
 
-    __slots__ = ("feedback", "holds", "throttle_timeout", "throttler")
+    __slots__ = ("_map", "feedback", "holds", "throttle_timeout", "throttler")
 
     def __init__(
         self,
@@ -152,6 +154,7 @@ class Pipeline:
         throttle_timeout: float | None,
     ) -> None:
         self.throttler: Any = throttler
+        self._map = throttler if isinstance(throttler, BaseThrottlerMap) else None
         self.feedback = feedback
         self.holds = holds
         self.throttle_timeout = throttle_timeout
@@ -168,8 +171,9 @@ class Pipeline:
         *,
         ticket: Ticket | None = None,
         lend: bool = False,
-    ) -> Generator[_Step, Any, _Resp]:
-        """One request's journey; yields the I/O it needs and returns the response.
+        sent: tuple[str, Any, EntryLike, _Resp] | None = None,
+    ) -> Generator[_Step, Any, None]:
+        """One request's journey; yields the I/O it needs, and last ``(_DONE, response)``.
 
         Args:
             exchange: reads the client's request and responses.
@@ -180,60 +184,77 @@ class Pipeline:
             cost: the request's weight.
             ticket: an entry lent by an outer adapter for the first hop (claimed here).
             lend: lend each entry to an inner adapter with the send (see :class:`Ticket`).
+            sent: the first attempt, already admitted and sent by the caller: its key,
+                throttler, entry and response; the journey goes on from its headers.
         """
         policy = self.feedback
+        hosts = self._map
         attempt = 0
         while True:
-            # Resolved again for each attempt: a map may drop a throttler that went idle
-            # while a retry slept, and the entry must count in the one the map holds.
-            key, throttler = self._resolve(target, origin)
-            if throttler is None:
-                response: _Resp = yield _SEND_PLAIN
-                return response
-            entry = None
-            if ticket is not None:
-                entry = ticket.claim(self, throttler)
-                ticket = None
-            if entry is None:
-                charge = self._charge(throttler, cost)
+            if sent is not None:
+                key, throttler, entry, response = sent
+                sent = None
+            else:
+                # Resolved again for each attempt: a map may drop a throttler that went
+                # idle while a retry slept; the entry must count in the one the map holds.
+                if hosts is None:
+                    key, throttler = "*", self.throttler
+                else:
+                    key, throttler = hosts.resolve(target, origin=origin)
+                    if throttler is None:
+                        yield (_DONE, (yield _SEND_PLAIN))
+                claimed = None
+                if ticket is not None:
+                    claimed = ticket.claim(self, throttler)
+                    ticket = None
+                if claimed is not None:
+                    entry = claimed
+                else:
+                    charge = cost if cost == 1 else self._charge(throttler, cost)
+                    try:
+                        entry = yield (_ADMIT, throttler, charge)
+                    except ValueError:
+                        # Adapted below this cost while it waited: charge the new limit.
+                        if self._charge(throttler, charge) == charge:
+                            raise
+                        continue
+                    if hosts is not None and not hosts.is_current(key, throttler):
+                        # Another thread evicted the (then idle) throttler as this one
+                        # queued: an entry must count in the throttler the map holds.
+                        entry.close()
+                        continue
+                    if policy is not None and policy.adapt:
+                        policy.admitted(throttler, key)  # slow start: a host not heard yet
+                lent = Ticket(self, key, throttler, entry) if lend else None
                 try:
-                    entry = yield (_ADMIT, throttler, charge)
-                except ValueError:
-                    # Adapted below this cost while it waited: charge the new whole limit.
-                    if self._charge(throttler, charge) == charge:
-                        raise
-                    continue
-                if not self._is_current(key, throttler):
-                    # Another thread evicted the (then idle) throttler as this one queued:
-                    # an entry must count in the throttler the map holds.
+                    response = yield (_SEND, lent)
+                except BaseException:
                     entry.close()
-                    continue
-                if policy is not None and policy.adapt:
-                    policy.admitted(throttler, key)  # slow start: a host not heard yet
-            lent = Ticket(self, throttler, entry) if lend else None
-            try:
-                response = yield (_SEND, lent)
-            except BaseException:
-                entry.close()
-                raise
-            if lent is not None and lent.claimed:
-                return response  # the inner adapter settled it, applied feedback, holds it
+                    raise
+                if lent is not None and lent.claimed:
+                    # The inner adapter settled it, applied feedback and holds it.
+                    yield (_DONE, response)
             entry.settle()
             wait = None
             if policy is not None:
                 attempt += 1
-                try:
-                    wait = self._consult(
-                        policy, exchange, request, response, throttler, key, attempt
-                    )
-                except BaseException:
+                status = exchange.status(response)
+                headers = exchange.headers(response)
+                # Most responses carry nothing to act on: skip parsing them (unless
+                # adapting, which reads advertised quotas on every response).
+                if policy.adapt or may_carry_feedback(status, headers):
                     try:
-                        yield (_DISCARD, response)
-                    finally:
-                        entry.close()
-                    raise
+                        wait = self._consult(
+                            policy, exchange, request, status, headers, throttler, key, attempt
+                        )
+                    except BaseException:
+                        try:
+                            yield (_DISCARD, response)
+                        finally:
+                            entry.close()
+                        raise
             if wait is None:
-                return exchange.hold(response, entry, key)
+                yield (_DONE, exchange.hold(response, entry, key))
             try:
                 yield (_DISCARD, response)
             finally:
@@ -244,7 +265,7 @@ class Pipeline:
 
     async def run(
         self,
-        steps: Generator[_Step, Any, _Resp],
+        steps: Generator[_Step, Any, None],
         request: _R,
         send: Callable[[_R, Ticket | None], Awaitable[_Resp]],
         discard: Callable[[_Resp], Awaitable[None] | None],
@@ -257,55 +278,57 @@ class Pipeline:
             send: sends ``request`` once (given the lent :class:`Ticket`, or ``None``).
             discard: closes a refused response before it is sent again.
         """
-        value: Any = None
-        error: BaseException | None = None
+        step = steps.send(None)
+        value: Any
         while True:
-            done, step = _advance(steps, value, error)
-            if done:
-                return step  # type: ignore[no-any-return]
-            value = error = None
+            kind = step[0]
+            if kind == _DONE:
+                return step[1]  # type: ignore[no-any-return]
             try:
-                kind = step[0]
                 if kind == _SEND:
                     value = await send(request, step[1])
                 elif kind == _ADMIT:
                     value = await step[1].open_entry(step[2], timeout=self.throttle_timeout)
                 elif kind == _DISCARD:
-                    closing = discard(step[1])
-                    if closing is not None:
-                        await closing
+                    value = discard(step[1])
+                    if value is not None:
+                        value = await value
                 else:
+                    value = None
                     await asyncio.sleep(step[1])
             except BaseException as exc:
-                error = exc
+                step = steps.throw(exc)
+            else:
+                step = steps.send(value)
 
     def run_sync(
         self,
-        steps: Generator[_Step, Any, _Resp],
+        steps: Generator[_Step, Any, None],
         request: _R,
         send: Callable[[_R, Ticket | None], _Resp],
         discard: Callable[[_Resp], object],
     ) -> _Resp:
         """Drive ``steps`` blocking the calling thread: a threaded client's request."""
-        value: Any = None
-        error: BaseException | None = None
+        step = steps.send(None)
+        value: Any
         while True:
-            done, step = _advance(steps, value, error)
-            if done:
-                return step  # type: ignore[no-any-return]
-            value = error = None
+            kind = step[0]
+            if kind == _DONE:
+                return step[1]  # type: ignore[no-any-return]
             try:
-                kind = step[0]
                 if kind == _SEND:
                     value = send(request, step[1])
                 elif kind == _ADMIT:
                     value = step[1].open_entry(step[2], timeout=self.throttle_timeout)
                 elif kind == _DISCARD:
-                    discard(step[1])
+                    value = discard(step[1])
                 else:
+                    value = None
                     time.sleep(step[1])
             except BaseException as exc:
-                error = exc
+                step = steps.throw(exc)
+            else:
+                step = steps.send(value)
 
     # -- pieces of the journey, for adapters that cannot hand the whole of it over ----
 
@@ -332,17 +355,11 @@ class Pipeline:
         The caller closes the entry if nobody claimed the ticket.
         """
         admitted = await self.admit(target, origin)
-        return None if admitted is None else Ticket(self, admitted[1], admitted[2])
+        return None if admitted is None else Ticket(self, *admitted)
 
     def _resolve(self, target: object, origin: Hashable | None) -> tuple[str, Any]:
-        throttler = self.throttler
-        if isinstance(throttler, BaseThrottlerMap):
-            return throttler.resolve(target, origin=origin)
-        return "*", throttler
-
-    def _is_current(self, key: str, throttler: object) -> bool:
-        hosts = self.throttler
-        return not isinstance(hosts, BaseThrottlerMap) or hosts.is_current(key, throttler)
+        hosts = self._map
+        return ("*", self.throttler) if hosts is None else hosts.resolve(target, origin=origin)
 
     def _charge(self, throttler: Any, cost: int) -> int:
         """The cost to charge: with ``adapt=True``, at most the smallest limit now in force.
@@ -363,7 +380,8 @@ class Pipeline:
         policy: FeedbackPolicy,
         exchange: Exchange[_Req, _Resp],
         request: _Req,
-        response: _Resp,
+        status: int,
+        headers: HeadersLike,
         throttler: Any,
         key: str,
         attempt: int,
@@ -373,12 +391,6 @@ class Pipeline:
         Feedback is applied before the slot can free (a complete body releases it at
         once), so no queued hop slips through ahead of a ``Retry-After`` pause.
         """
-        status = exchange.status(response)
-        headers = exchange.headers(response)
-        # Most responses carry nothing to act on; skip parsing them (unless adapting,
-        # which reads advertised quotas on every response).
-        if not policy.adapt and not may_carry_feedback(status, headers):
-            return None
         delay = policy.observe(throttler, key, status, headers)
         if status < 400:
             return None
@@ -393,17 +405,6 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.throttler!r} feedback={self.feedback!r}>"
-
-
-def _advance(
-    steps: Generator[_Step, Any, Any], value: Any, error: BaseException | None
-) -> tuple[bool, Any]:
-    """Tell the journey what its last step gave (or raised): ``(True, result)`` once it
-    has returned, else ``(False, next step)``. Its own exceptions propagate."""
-    try:
-        return False, (steps.send(value) if error is None else steps.throw(error))
-    except StopIteration as finished:
-        return True, finished.value
 
 
 # -- options shared by every integration's constructor ----------------------------------

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Final, TypeVar, final
 
 from ._exceptions import ThrottlerTimeoutError
@@ -25,12 +26,14 @@ if TYPE_CHECKING:
 __all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
 
 _get_running_loop = asyncio.get_running_loop
+_new_entry = object.__new__
 _monotonic = time.monotonic
 _BASE_TIME = asyncio.BaseEventLoop.time
 
 _OPEN: Final = 0
 _SETTLED: Final = 1
 _CLOSED: Final = 2
+_PENDING: Final = 3  # an entry() not yet entered
 
 
 @final
@@ -184,108 +187,25 @@ class _LedgerFront:
             raise ValueError(_cost_message(self._ledger.rates, cost))
 
 
-class Throttler(_LedgerFront):
-    """Admit at most ``rate_limit`` entries in any window of ``period`` seconds.
+class _AsyncQueue(_LedgerFront):
+    """The waiting machinery of :class:`Throttler`: one FIFO queue, one timer, the loop.
 
-    A drop-in for the ``asyncio-throttle`` package's ``Throttler`` that is exact, fair and
-    cheap::
-
-        throttler = Throttler(rate_limit=10, period=1.0)
-        async with throttler:
-            await fetch()
-
-    **The guarantee.** For every half-open interval ``[t, t + period)`` of the event loop's
-    clock, the entries stamped in it cost at most ``rate_limit`` in all. An entry is stamped
-    when the admitted task actually resumes (not when a timer decided to wake it), and an
-    entry opened with :meth:`entry` counts from admission until it is settled and for
-    ``period`` after that, so no window at the far end of a network sees more either.
-
-    **Fairness.** Entries are admitted strictly in the order they asked (first come,
-    first served), whatever their cost: nobody barges in while others wait, not even an
-    ``acquire()`` that arrives just as a slot frees. A large cost at the head is never
-    starved by small ones behind it.
-
-    **No polling.** Waiters sleep on futures; one timer, set for the moment the head of the
-    queue may enter, wakes them. 10,000 waiting tasks cost no CPU while they wait.
-
-    **Cancellation.** A waiter cancelled (or timed out) at any point, before, during or right
-    after being woken, takes no entry and no slot, and the queue behind it moves on.
-
-    **Concurrency.** With ``max_concurrency=n`` at most ``n`` callers are inside
-    ``async with`` at once; leaving the block in any way frees the slot.
-
-    **Smooth mode.** ``burst=b`` spaces entries ``period / rate_limit`` seconds apart with
-    at most ``b`` back to back (the generic cell rate algorithm), on top of the window
-    guarantee. ``burst=1`` spaces every entry evenly: what a server enforcing a leaky bucket
-    (nginx ``limit_req`` without ``burst``) requires to never answer 429.
-
-    **Loops.** No loop is captured at construction: a throttler built at import time works
-    under ``asyncio.run`` later. While it has waiters, a pending timer or open entries it
-    belongs to the loop that made them; using it from another loop meanwhile raises
-    :class:`RuntimeError` rather than corrupting state. Time is the loop's clock; every stock
-    asyncio loop reads ``time.monotonic()``, so an idle throttler moves freely between them.
-    Do not share one throttler between a stock loop and a loop with a clock of its own (such
-    as looptime's virtual time in tests): their stamps are not comparable. It is not
-    thread-safe: use :class:`~throttled_http.SyncThrottler` for threads.
-
-    Args:
-        rate_limit: entries allowed per window, an int >= 1.
-        period: the window's length in seconds, a finite number > 0.
-        retry_interval: accepted so code written for ``asyncio-throttle`` runs unchanged;
-            it has no effect because nothing polls. Must be a finite number >= 0.
-        max_concurrency: cap on entries inside ``async with`` at once (``None``: no cap).
-        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
-
-    Raises:
-        TypeError, ValueError: at construction, naming the argument and its allowed range.
-
-    Memory is ``O(rate_limit)``: one float per entry in the window.
+    Kept apart from the public API so that each stays readable. The hot paths
+    (:meth:`_reserve_now`, and :class:`Entry`'s ``settle``/``close``) check the common
+    case inline: a stock loop, one window, nobody waiting.
     """
 
     __slots__ = (
-        "__weakref__",
         "_clock",
         "_loop",
         "_monotonic",
-        "_retry_interval",
         "_timer",
         "_timer_at",
         "_waiters",
         "_woken",
     )
 
-    def __init__(
-        self,
-        rate_limit: int,
-        period: float = 1.0,
-        retry_interval: float = 0.01,
-        *,
-        max_concurrency: int | None = None,
-        burst: int | None = None,
-    ) -> None:
-        rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
-        interval = non_negative_float("retry_interval", retry_interval)
-        self._init((rate,), max_concurrency=max_concurrency, burst=burst)
-        self._retry_interval = interval
-
-    @classmethod
-    def _over_ledger(cls, ledger: Ledger) -> tuple[Throttler, Callable[[], None]]:
-        """Package-internal: a throttler that admits by ``ledger``, which its caller shares.
-
-        For the Redis failover (``throttled_http._redis_failover``): its local fallback
-        must start from, and keep counting into, the ledger of the entries the process
-        made through Redis. The rates, burst and concurrency cap are the ledger's. The
-        caller may settle entries in ``ledger`` itself; it must then call the returned
-        function, which lets the head of the queue look again (as settling an entry of
-        this throttler does).
-        """
-        self = cls.__new__(cls)
-        self._ledger = ledger
-        self._init_waiting()
-        return self, self._after_settle
-
     def _init_waiting(self) -> None:
-        self._retry_interval = 0.01
         # Made on the first wait: most throttlers of a large ThrottlerMap never queue anyone.
         self._waiters: deque[_Waiter] | None = None
         # Admitted waiters that have not resumed yet: their reservations are open.
@@ -296,235 +216,44 @@ class Throttler(_LedgerFront):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
 
-    # -- configuration ---------------------------------------------------------------
+    def _reserve_now(self, cost: int) -> int | None:
+        """Reserve an open entry of ``cost`` at once on the common path, else ``None``.
 
-    @property
-    def retry_interval(self) -> float:
-        """Kept for ``asyncio-throttle`` compatibility; unused, since nothing polls."""
-        return self._retry_interval
-
-    # -- entering --------------------------------------------------------------------
-
-    async def __aenter__(self) -> None:
-        # The uncontended path, inlined because it is most of what users pay: once bound to a
-        # stock loop (whose clock is time.monotonic(), shared by every stock loop) with one
-        # window, no cap, no pause and nobody waiting, check that window's room directly,
-        # with the very comparisons of Ledger.earliest.
+        The common path: bound to a stock loop (whose clock is ``time.monotonic()``), one
+        window and nothing else to obey, room under the cap, no pause, nobody waiting. It
+        makes the very comparisons of ``Ledger.earliest`` for that window; anything else
+        is for :meth:`_open_slow`. Returns the reservation's generation.
+        """
         ledger = self._ledger
         window = ledger._single
-        if (
-            window is not None
-            and self._monotonic
-            and not self._waiters
-            and ledger._max_concurrency is None
-            and ledger.paused_until <= (now := _monotonic())
+        if window is None or not self._monotonic or self._waiters:
+            return None
+        cap = ledger._max_concurrency
+        if (cap is not None and ledger.in_flight >= cap) or ledger.paused_until > (
+            now := _monotonic()
         ):
-            stamps = window.stamps
-            period = window.period
-            while stamps and stamps[0] + period <= now:
-                stamps.popleft()
-            if len(stamps) + ledger.open < window.limit:
-                stamps.append(now)
-                ledger.in_flight += 1
-                return
-        loop = _get_running_loop()
-        if self._loop is not loop:
-            self._bind(loop)
-        if not self._waiters and ledger.try_take(self._clock(), 1, True):
-            return
-        generation = await self._wait(loop, 1, True, None)
-        ledger.settle(loop.time(), 1, generation)
-        self._after_settle()
+            return None
+        stamps = window.stamps
+        period = window.period
+        while stamps and stamps[0] + period <= now:
+            stamps.popleft()
+        if len(stamps) + ledger.open + cost > window.limit:
+            return None
+        ledger.open += cost
+        ledger.in_flight += 1
+        return ledger.generation
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        ledger = self._ledger
-        if ledger.in_flight <= 0:
-            raise RuntimeError("release() called more times than acquire()")
-        ledger.in_flight -= 1
-        if self._waiters and ledger.max_concurrency is not None:
-            self._wake()
-
-    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
-        """Wait for an entry of ``cost`` and stamp it when this task resumes.
-
-        With ``max_concurrency`` set, this also takes a slot: give it back with
-        :meth:`release` (``async with`` does both for you).
-
-        Args:
-            cost: weight of the entry, ``1 <= cost <= rate_limit``.
-            timeout: seconds to wait at most (``None``: no limit). On expiry nothing is
-                taken and :class:`~throttled_http.ThrottlerTimeoutError` (a
-                ``TimeoutError``) is raised. ``asyncio.timeout`` and ``wait_for`` around
-                ``acquire`` work as well.
-
-        Raises:
-            ValueError: when ``cost`` exceeds a limit (it could never be admitted), also
-                while waiting, if :meth:`set_rates` shrinks a limit below ``cost``.
-            ThrottlerTimeoutError: when ``timeout`` expires first.
-        """
-        self._check_cost(cost)
-        if timeout is not None:
-            timeout = non_negative_float("timeout", timeout)
-        ledger = self._ledger
-        hold = ledger.max_concurrency is not None
-        loop = _get_running_loop()
-        if self._loop is not loop:
-            self._bind(loop)
-        now = self._clock()
-        if not self._waiters and ledger.try_take(now, cost, hold):
-            return
-        deadline = None if timeout is None else now + timeout
-        generation = await self._wait(loop, cost, hold, deadline)
-        ledger.settle(loop.time(), cost, generation)
-        self._after_settle()
-
-    def try_acquire(self, cost: int = 1) -> bool:
-        """Take an entry now if one is free and nobody is waiting; never blocks.
-
-        Returns:
-            ``True`` when an entry was taken (and a slot, with ``max_concurrency``: give
-            it back with :meth:`release`), ``False`` otherwise. Must be called from a
-            running event loop.
-        """
-        self._check_cost(cost)
-        ledger = self._ledger
-        loop = _get_running_loop()
-        if self._loop is not loop:
-            self._bind(loop)
-        return not self._waiters and ledger.try_take(
-            self._clock(), cost, ledger.max_concurrency is not None
-        )
-
-    def release(self) -> None:
-        """Give back the slot an :meth:`acquire` took when ``max_concurrency`` is set.
-
-        A no-op without ``max_concurrency``, so ``asyncio-throttle``-style code that
-        never releases keeps working.
-
-        Raises:
-            RuntimeError: when called more times than ``acquire()``.
-        """
-        if self._ledger.max_concurrency is None:
-            return
-        self._ledger.release()
-        if self._waiters:
-            self._wake()
-
-    def entry(self, cost: int = 1, *, timeout: float | None = None) -> _EntryContext:
-        """A latency-proof entry, for work whose effect lands some time later.
-
-        ``async with throttler.entry() as e:`` admits like ``async with throttler:``, but
-        the entry counts in the window from admission until ``e.settle()`` is called (or the
-        block exits, whichever comes first) and for ``period`` after that moment. Settle an
-        HTTP request when its response headers arrive: it can only have reached the server
-        in between, so no window at the server holds more than ``rate_limit``, whatever the
-        latency.
-        """
-        self._check_cost(cost)
-        if timeout is not None:
-            timeout = non_negative_float("timeout", timeout)
-        return _EntryContext(self, cost, timeout)
-
-    async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
-        """Wait for a latency-proof entry and return it open; the caller must close it.
-
-        The low-level form of :meth:`entry` for integrations that settle and release from
-        callbacks: call :meth:`Entry.settle` when the effect happened and
-        :meth:`Entry.close` when the slot may be reused (it settles first if needed).
-        """
-        self._check_cost(cost)
-        if timeout is not None:
-            timeout = non_negative_float("timeout", timeout)
-        return await self._open(cost, timeout)
-
-    async def _open(self, cost: int, timeout: float | None) -> Entry:
-        """:meth:`open_entry` with ``cost`` and ``timeout`` already validated."""
+    async def _open_slow(self, cost: int, timeout: float | None) -> int:
+        """Wait for an open entry of ``cost`` (validated); its reservation's generation."""
         loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
         now = self._clock()
         ledger = self._ledger
         if not self._waiters and ledger.earliest(now, cost) <= now:
-            generation = ledger.reserve(cost, True)
-        else:
-            deadline = None if timeout is None else now + timeout
-            generation = await self._wait(loop, cost, True, deadline)
-        return Entry(self, cost, generation)
-
-    def flush(self) -> None:
-        """Drop entries whose window has passed (kept for ``asyncio-throttle``).
-
-        Expired entries are dropped lazily anyway; this only does it now.
-        """
-        self._ledger.in_window(self._now())
-
-    # -- server feedback -------------------------------------------------------------
-
-    def pause(self, seconds: float) -> None:
-        """Admit nothing for ``seconds`` from now (a server said "slow down").
-
-        A shorter pause never cuts a longer one short. Entries already admitted are not
-        affected, and the window guarantee holds throughout.
-
-        Raises:
-            ValueError: when ``seconds`` is negative or not finite.
-        """
-        seconds = non_negative_float("seconds", seconds)
-        if self._ledger.pause_until(self._now() + seconds) and self._waiters:
-            self._wake()
-
-    def resume(self) -> None:
-        """End a pause now."""
-        self._ledger.resume()
-        if self._waiters:
-            self._wake()
-
-    @property
-    def paused_for(self) -> float:
-        """Seconds left of the current pause (0 when not paused)."""
-        return max(0.0, self._ledger.paused_until - self._now())
-
-    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
-        """Retune the limits at runtime (to follow a quota the server advertises).
-
-        The old limits keep guarding the entries admitted under them: every old window stays
-        in force, counting old and new entries, until no entry admitted before the change
-        can share a window with a new one. Loosening therefore takes effect one old
-        ``period`` after the last old entry settled. Tightening takes effect at once: the
-        new windows count the recent entries (as far back as the longest old window
-        reached). A waiter whose cost exceeds a new limit fails with :class:`ValueError`
-        rather than wait forever.
-
-        Args:
-            rates: the new limits, as for :meth:`from_rates`.
-            burst: smooth mode for the new limits.
-        """
-        new = parse_rates(*rates)
-        burst = _check_burst(burst, new)
-        self._ledger.set_rates(self._now(), new, burst)
-        if self._waiters:
-            self._wake()
-
-    # -- introspection ---------------------------------------------------------------
-
-    def has_capacity(self, cost: int = 1) -> bool:
-        """Whether an entry of ``cost`` would be admitted now without waiting."""
-        now = self._now()
-        return not self._waiters and self._ledger.earliest(now, cost) <= now
-
-    def statistics(self) -> ThrottlerStatistics:
-        """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
-        waiting = sum(1 for fut, _, _ in self._waiters or () if not fut.done())
-        return self._snapshot(self._now(), waiting)
-
-    def is_idle(self) -> bool:
-        """Nothing in any window, nobody waiting, nothing open or in flight, no pause.
-
-        An idle throttler can be forgotten and rebuilt without loosening any limit.
-        """
-        return not self._waiters and self._ledger.is_idle(self._now())
-
-    # -- internals -------------------------------------------------------------------
+            return ledger.reserve(cost, True)
+        deadline = None if timeout is None else now + timeout
+        return await self._wait(loop, cost, True, deadline)
 
     def _now(self) -> float:
         try:
@@ -651,10 +380,321 @@ class Throttler(_LedgerFront):
         self._ledger.settle(now, entry.cost, entry._generation)
         self._after_settle()
 
-    def _close_entry(self) -> None:
+
+class Throttler(_AsyncQueue):
+    """Admit at most ``rate_limit`` entries in any window of ``period`` seconds.
+
+    A drop-in for the ``asyncio-throttle`` package's ``Throttler`` that is exact, fair and
+    cheap::
+
+        throttler = Throttler(rate_limit=10, period=1.0)
+        async with throttler:
+            await fetch()
+
+    **The guarantee.** For every half-open interval ``[t, t + period)`` of the event loop's
+    clock, the entries stamped in it cost at most ``rate_limit`` in all. An entry is stamped
+    when the admitted task actually resumes (not when a timer decided to wake it), and an
+    entry opened with :meth:`entry` counts from admission until it is settled and for
+    ``period`` after that, so no window at the far end of a network sees more either.
+
+    **Fairness.** Entries are admitted strictly in the order they asked (first come,
+    first served), whatever their cost: nobody barges in while others wait, not even an
+    ``acquire()`` that arrives just as a slot frees. A large cost at the head is never
+    starved by small ones behind it.
+
+    **No polling.** Waiters sleep on futures; one timer, set for the moment the head of the
+    queue may enter, wakes them. 10,000 waiting tasks cost no CPU while they wait.
+
+    **Cancellation.** A waiter cancelled (or timed out) at any point, before, during or right
+    after being woken, takes no entry and no slot, and the queue behind it moves on.
+
+    **Concurrency.** With ``max_concurrency=n`` at most ``n`` callers are inside
+    ``async with`` at once; leaving the block in any way frees the slot.
+
+    **Smooth mode.** ``burst=b`` spaces entries ``period / rate_limit`` seconds apart with
+    at most ``b`` back to back (the generic cell rate algorithm), on top of the window
+    guarantee. ``burst=1`` spaces every entry evenly: what a server enforcing a leaky bucket
+    (nginx ``limit_req`` without ``burst``) requires to never answer 429.
+
+    **Loops.** No loop is captured at construction: a throttler built at import time works
+    under ``asyncio.run`` later. While it has waiters, a pending timer or open entries it
+    belongs to the loop that made them; using it from another loop meanwhile raises
+    :class:`RuntimeError` rather than corrupting state. Time is the loop's clock; every stock
+    asyncio loop reads ``time.monotonic()``, so an idle throttler moves freely between them.
+    Do not share one throttler between a stock loop and a loop with a clock of its own (such
+    as looptime's virtual time in tests): their stamps are not comparable. It is not
+    thread-safe: use :class:`~throttled_http.SyncThrottler` for threads.
+
+    Args:
+        rate_limit: entries allowed per window, an int >= 1.
+        period: the window's length in seconds, a finite number > 0.
+        retry_interval: accepted so code written for ``asyncio-throttle`` runs unchanged;
+            it has no effect because nothing polls. Must be a finite number >= 0.
+        max_concurrency: cap on entries inside ``async with`` at once (``None``: no cap).
+        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+
+    Raises:
+        TypeError, ValueError: at construction, naming the argument and its allowed range.
+
+    Memory is ``O(rate_limit)``: one float per entry in the window.
+    """
+
+    __slots__ = ("__weakref__", "_retry_interval")
+
+    def __init__(
+        self,
+        rate_limit: int,
+        period: float = 1.0,
+        retry_interval: float = 0.01,
+        *,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> None:
+        rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
+        interval = non_negative_float("retry_interval", retry_interval)
+        self._init((rate,), max_concurrency=max_concurrency, burst=burst)
+        self._retry_interval = interval
+
+    @classmethod
+    def _over_ledger(cls, ledger: Ledger) -> tuple[Throttler, Callable[[], None]]:
+        """Package-internal: a throttler that admits by ``ledger``, which its caller shares.
+
+        For the Redis failover (``throttled_http._redis_failover``): its local fallback
+        must start from, and keep counting into, the ledger of the entries the process
+        made through Redis. The rates, burst and concurrency cap are the ledger's. The
+        caller may settle entries in ``ledger`` itself; it must then call the returned
+        function, which lets the head of the queue look again (as settling an entry of
+        this throttler does).
+        """
+        self = cls.__new__(cls)
+        self._ledger = ledger
+        self._retry_interval = 0.01
+        self._init_waiting()
+        return self, self._after_settle
+
+    # -- configuration ---------------------------------------------------------------
+
+    @property
+    def retry_interval(self) -> float:
+        """Kept for ``asyncio-throttle`` compatibility; unused, since nothing polls."""
+        return self._retry_interval
+
+    # -- entering --------------------------------------------------------------------
+
+    async def __aenter__(self) -> None:
+        # The uncontended path, inlined because it is most of what users pay: once bound to a
+        # stock loop (whose clock is time.monotonic(), shared by every stock loop) with one
+        # window, no cap, no pause and nobody waiting, check that window's room directly,
+        # with the very comparisons of Ledger.earliest.
+        ledger = self._ledger
+        window = ledger._single
+        if (
+            window is not None
+            and self._monotonic
+            and not self._waiters
+            and ledger._max_concurrency is None
+            and ledger.paused_until <= (now := _monotonic())
+        ):
+            stamps = window.stamps
+            period = window.period
+            while stamps and stamps[0] + period <= now:
+                stamps.popleft()
+            if len(stamps) + ledger.open < window.limit:
+                stamps.append(now)
+                ledger.in_flight += 1
+                return
+        loop = _get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        if not self._waiters and ledger.try_take(self._clock(), 1, True):
+            return
+        generation = await self._wait(loop, 1, True, None)
+        ledger.settle(loop.time(), 1, generation)
+        self._after_settle()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        ledger = self._ledger
+        if ledger.in_flight <= 0:
+            raise RuntimeError("release() called more times than acquire()")
+        ledger.in_flight -= 1
+        if self._waiters and ledger.max_concurrency is not None:
+            self._wake()
+
+    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
+        """Wait for an entry of ``cost`` and stamp it when this task resumes.
+
+        With ``max_concurrency`` set, this also takes a slot: give it back with
+        :meth:`release` (``async with`` does both for you).
+
+        Args:
+            cost: weight of the entry, ``1 <= cost <= rate_limit``.
+            timeout: seconds to wait at most (``None``: no limit). On expiry nothing is
+                taken and :class:`~throttled_http.ThrottlerTimeoutError` (a
+                ``TimeoutError``) is raised. ``asyncio.timeout`` and ``wait_for`` around
+                ``acquire`` work as well.
+
+        Raises:
+            ValueError: when ``cost`` exceeds a limit (it could never be admitted), also
+                while waiting, if :meth:`set_rates` shrinks a limit below ``cost``.
+            ThrottlerTimeoutError: when ``timeout`` expires first.
+        """
+        self._check_cost(cost)
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
+        ledger = self._ledger
+        hold = ledger.max_concurrency is not None
+        loop = _get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        now = self._clock()
+        if not self._waiters and ledger.try_take(now, cost, hold):
+            return
+        deadline = None if timeout is None else now + timeout
+        generation = await self._wait(loop, cost, hold, deadline)
+        ledger.settle(loop.time(), cost, generation)
+        self._after_settle()
+
+    def try_acquire(self, cost: int = 1) -> bool:
+        """Take an entry now if one is free and nobody is waiting; never blocks.
+
+        Returns:
+            ``True`` when an entry was taken (and a slot, with ``max_concurrency``: give
+            it back with :meth:`release`), ``False`` otherwise. Must be called from a
+            running event loop.
+        """
+        self._check_cost(cost)
+        ledger = self._ledger
+        loop = _get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
+        return not self._waiters and ledger.try_take(
+            self._clock(), cost, ledger.max_concurrency is not None
+        )
+
+    def release(self) -> None:
+        """Give back the slot an :meth:`acquire` took when ``max_concurrency`` is set.
+
+        A no-op without ``max_concurrency``, so ``asyncio-throttle``-style code that
+        never releases keeps working.
+
+        Raises:
+            RuntimeError: when called more times than ``acquire()``.
+        """
+        if self._ledger.max_concurrency is None:
+            return
         self._ledger.release()
         if self._waiters:
             self._wake()
+
+    def entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
+        """A latency-proof entry, for work whose effect lands some time later.
+
+        ``async with throttler.entry() as e:`` admits like ``async with throttler:``, but
+        the entry counts in the window from admission until ``e.settle()`` is called (or the
+        block exits, whichever comes first) and for ``period`` after that moment. Settle an
+        HTTP request when its response headers arrive: it can only have reached the server
+        in between, so no window at the server holds more than ``rate_limit``, whatever the
+        latency.
+        """
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
+        entry = _new_entry(Entry)
+        entry._throttler = self
+        entry.cost = cost
+        entry._state = _PENDING  # admitted by its __aenter__
+        entry._timeout = timeout
+        return entry
+
+    async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
+        """Wait for a latency-proof entry and return it open; the caller must close it.
+
+        The low-level form of :meth:`entry` for integrations that settle and release from
+        callbacks: call :meth:`Entry.settle` when the effect happened and
+        :meth:`Entry.close` when the slot may be reused (it settles first if needed).
+        """
+        if cost.__class__ is not int or cost != 1:
+            self._check_cost(cost)
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
+        generation = self._reserve_now(cost)
+        if generation is None:
+            generation = await self._open_slow(cost, timeout)
+        return Entry(self, cost, generation)
+
+    def flush(self) -> None:
+        """Drop entries whose window has passed (kept for ``asyncio-throttle``).
+
+        Expired entries are dropped lazily anyway; this only does it now.
+        """
+        self._ledger.in_window(self._now())
+
+    # -- server feedback -------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Admit nothing for ``seconds`` from now (a server said "slow down").
+
+        A shorter pause never cuts a longer one short. Entries already admitted are not
+        affected, and the window guarantee holds throughout.
+
+        Raises:
+            ValueError: when ``seconds`` is negative or not finite.
+        """
+        seconds = non_negative_float("seconds", seconds)
+        if self._ledger.pause_until(self._now() + seconds) and self._waiters:
+            self._wake()
+
+    def resume(self) -> None:
+        """End a pause now."""
+        self._ledger.resume()
+        if self._waiters:
+            self._wake()
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when not paused)."""
+        return max(0.0, self._ledger.paused_until - self._now())
+
+    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
+        """Retune the limits at runtime (to follow a quota the server advertises).
+
+        The old limits keep guarding the entries admitted under them: every old window stays
+        in force, counting old and new entries, until no entry admitted before the change
+        can share a window with a new one. Loosening therefore takes effect one old
+        ``period`` after the last old entry settled. Tightening takes effect at once: the
+        new windows count the recent entries (as far back as the longest old window
+        reached). A waiter whose cost exceeds a new limit fails with :class:`ValueError`
+        rather than wait forever.
+
+        Args:
+            rates: the new limits, as for :meth:`from_rates`.
+            burst: smooth mode for the new limits.
+        """
+        new = parse_rates(*rates)
+        burst = _check_burst(burst, new)
+        self._ledger.set_rates(self._now(), new, burst)
+        if self._waiters:
+            self._wake()
+
+    # -- introspection ---------------------------------------------------------------
+
+    def has_capacity(self, cost: int = 1) -> bool:
+        """Whether an entry of ``cost`` would be admitted now without waiting."""
+        now = self._now()
+        return not self._waiters and self._ledger.earliest(now, cost) <= now
+
+    def statistics(self) -> ThrottlerStatistics:
+        """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
+        waiting = sum(1 for fut, _, _ in self._waiters or () if not fut.done())
+        return self._snapshot(self._now(), waiting)
+
+    def is_idle(self) -> bool:
+        """Nothing in any window, nobody waiting, nothing open or in flight, no pause.
+
+        An idle throttler can be forgotten and rebuilt without loosening any limit.
+        """
+        return not self._waiters and self._ledger.is_idle(self._now())
 
 
 def _cost_message(rates: Sequence[Rate], cost: int) -> str:
@@ -694,7 +734,7 @@ class _EntryState:
     @property
     def settled(self) -> bool:
         """Whether the entry has been stamped."""
-        return self._state != _OPEN
+        return self._state == _SETTLED or self._state == _CLOSED
 
     @property
     def closed(self) -> bool:
@@ -702,7 +742,7 @@ class _EntryState:
         return self._state == _CLOSED
 
     def __repr__(self) -> str:
-        state = ("open", "settled", "closed")[self._state]
+        state = ("open", "settled", "closed", "not entered")[self._state]
         return f"<{type(self).__name__} cost={self.cost} {state}>"
 
 
@@ -712,46 +752,95 @@ class Entry(_EntryState):
 
     ``settle()`` stamps it now (idempotent); ``close()`` settles it if needed and gives
     back its concurrency slot (idempotent). Both are synchronous, so response callbacks
-    can call them.
+    can call them. :meth:`Throttler.entry` returns one not yet admitted, which
+    ``async with`` admits (once) and closes.
     """
 
-    __slots__ = ("_generation", "_throttler")
+    __slots__ = ("_generation", "_throttler", "_timeout")
 
     def __init__(self, throttler: Throttler, cost: int, generation: int) -> None:
         self._throttler = throttler
         self.cost = cost
         self._generation = generation
         self._state = _OPEN
+        self._timeout: float | None = None
 
     def settle(self) -> None:
         """Stamp the entry now: it counts in windows until ``period`` from now."""
-        if self._state == _OPEN:
-            self._state = _SETTLED
-            self._throttler._settle_entry(self)
+        if self._state != _OPEN:
+            return
+        self._state = _SETTLED
+        throttler = self._throttler
+        ledger = throttler._ledger
+        window = ledger._single
+        if window is None or not throttler._monotonic:
+            throttler._settle_entry(self)
+            return
+        # Ledger.settle for one window and nothing else to obey, inlined.
+        cost = self.cost
+        ledger.open -= cost
+        if cost == 1:
+            window.stamps.append(_monotonic())
+        else:
+            window.stamps.extend(repeat(_monotonic(), cost))
+        if throttler._waiters:
+            throttler._wake()
 
     def close(self) -> None:
         """Settle (if still open) and give back the concurrency slot."""
-        if self._state == _CLOSED:
+        state = self._state
+        if state == _CLOSED:
             return
-        self.settle()
+        if state == _PENDING:  # never admitted: nothing to give back
+            self._state = _CLOSED
+            return
+        if state == _OPEN:
+            self.settle()
         self._state = _CLOSED
-        self._throttler._close_entry()
-
-
-@final
-class _EntryContext:
-    __slots__ = ("_cost", "_entry", "_throttler", "_timeout")
-
-    def __init__(self, throttler: Throttler, cost: int, timeout: float | None) -> None:
-        self._throttler = throttler
-        self._cost = cost
-        self._timeout = timeout
-        self._entry: Entry | None = None
+        throttler = self._throttler
+        throttler._ledger.in_flight -= 1  # an entry always holds a slot
+        if throttler._waiters:
+            throttler._wake()
 
     async def __aenter__(self) -> Entry:
-        self._entry = await self._throttler._open(self._cost, self._timeout)
-        return self._entry
+        if self._state != _PENDING:
+            raise RuntimeError(f"{self!r} was entered already; use Throttler.entry() again")
+        throttler = self._throttler
+        cost = self.cost
+        # Throttler._reserve_now, inlined for the common case (no cap, cost 1).
+        ledger = throttler._ledger
+        window = ledger._single
+        if (
+            window is not None
+            and cost == 1
+            and throttler._monotonic
+            and not throttler._waiters
+            and ledger._max_concurrency is None
+            and ledger.paused_until <= (now := _monotonic())
+        ):
+            stamps = window.stamps
+            period = window.period
+            while stamps and stamps[0] + period <= now:
+                stamps.popleft()
+            if len(stamps) + ledger.open < window.limit:
+                ledger.open += 1
+                ledger.in_flight += 1
+                self._generation = ledger.generation
+                self._state = _OPEN
+                return self
+        generation = throttler._reserve_now(cost)
+        if generation is None:
+            generation = await throttler._open_slow(cost, self._timeout)
+        self._generation = generation
+        self._state = _OPEN
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._entry is not None:
-            self._entry.close()
+        if self._state == _SETTLED:  # close(), inlined for the common case
+            self._state = _CLOSED
+            throttler = self._throttler
+            throttler._ledger.in_flight -= 1
+            if throttler._waiters:
+                throttler._wake()
+        else:
+            self.close()

@@ -674,14 +674,31 @@ class ThrottledClientSession:
         if middlewares is not None or self._per_request:
             kwargs["middlewares"] = self._with_ours(middlewares)
         hop = self._first_hop(url)
+        session = self._session
         if hop is None:  # aiohttp will refuse the URL (or the session is closed): let it
-            return await self._session.request(method, url, **kwargs)
-        call = _Call(method, url, kwargs)
+            return await session.request(method, url, **kwargs)
         pipeline = self._pipeline
         # The session waits for the first hop's entry itself, outside aiohttp's
-        # ClientTimeout, and lends it to its middleware; a mock that skips the middleware
-        # leaves the rest of the journey (settle, feedback, hold, retry) to this one.
-        steps = pipeline.steps(self._exchange, call, hop[0], hop[1], 1, lend=True)
+        # ClientTimeout, and lends it to its middleware, which runs the hop's journey.
+        ticket = await pipeline.lend(*hop)
+        if ticket is None:  # no limit for this host
+            return await session.request(method, url, **kwargs)
+        token = _LENT.set(ticket)
+        try:
+            response = await session.request(method, url, **kwargs)
+        except BaseException:
+            if not ticket.claimed:
+                ticket.entry.close()
+            raise
+        finally:
+            _LENT.reset(token)
+        if ticket.claimed:
+            return response
+        # No middleware ran: a mock (aioresponses) replaced aiohttp's send. The rest of
+        # the journey (settle, feedback, hold, retry) is this session's.
+        call = _Call(method, url, kwargs)
+        sent = (ticket.key, ticket.throttler, ticket.entry, response)
+        steps = pipeline.steps(self._exchange, call, hop[0], hop[1], 1, lend=True, sent=sent)
         return await pipeline.run(steps, call, self._send, _release)
 
     async def _send(self, call: _Call, ticket: Ticket | None) -> aiohttp.ClientResponse:
