@@ -89,7 +89,10 @@ class ThrottlerBackend(Protocol[_L_co]):
 
 @final
 class _LocalBackend(Generic[_L_co]):
-    """A default backend: one in-memory throttler per key, made by ``make`` (``from_rates``)."""
+    """A default backend: one in-memory throttler per key, made by ``make``.
+
+    ``make`` takes the map's own rates tuple, so every key shares it.
+    """
 
     __slots__ = ("_make",)
 
@@ -97,11 +100,11 @@ class _LocalBackend(Generic[_L_co]):
         self._make = make
 
     def create(self, key: str, rates: tuple[Rate, ...], **options: Any) -> _L_co:
-        return self._make(*rates, **options)  # burst= and max_concurrency=
+        return self._make(rates, **options)  # burst= and max_concurrency=
 
 
-_MEMORY: Final = _LocalBackend(Throttler.from_rates)  # ThrottlerMap's
-_THREADS: Final = _LocalBackend(SyncThrottler.from_rates)  # SyncThrottlerMap's
+_MEMORY: Final = _LocalBackend(Throttler._from_parsed)  # ThrottlerMap's
+_THREADS: Final = _LocalBackend(SyncThrottler._from_parsed)  # SyncThrottlerMap's
 
 
 @final

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["INF", "Ledger"]
 
 INF = float("inf")
+_NEG_INF = -INF  # one shared float: "-INF" in __init__ would make one per ledger
 
 
 class _Window:
@@ -107,14 +108,14 @@ class Ledger:
     ) -> None:
         self.rates: tuple[Rate, ...] = tuple(rates)
         self._windows: tuple[_Window, ...] = tuple(_Window(r.limit, r.period) for r in rates)
-        self._retiring: list[_Window] = []
+        self._retiring: tuple[_Window, ...] = ()  # the shared empty tuple: no list per key
         self._burst = burst
         self._interval = max(r.interval for r in rates) if burst is not None else 0.0
-        self._tat = -INF
+        self._tat = _NEG_INF
         self._max_concurrency = max_concurrency
         self.open = 0  # cost reserved and not yet settled
         self.in_flight = 0  # slots held (entered and not yet released)
-        self.paused_until = -INF
+        self.paused_until = _NEG_INF
         self.generation = 0
         # The one window when it is the only rule (no smoothing, nothing retiring): the
         # async throttler checks it inline on its uncontended path.
@@ -238,7 +239,7 @@ class Ledger:
 
     def resume(self) -> None:
         """End any pause now."""
-        self.paused_until = -INF
+        self.paused_until = _NEG_INF
 
     def set_rates(self, now: float, rates: Sequence[Rate], burst: int | None) -> None:
         """Replace the limits; the old ones keep guarding entries admitted under them.
@@ -268,7 +269,7 @@ class Ledger:
                 window.open_before = self.open
                 window.retire_at = (window.stamps[-1] + window.period) if window.stamps else now
                 retiring.append(window)
-        self._retiring = retiring
+        self._retiring = tuple(retiring)
         self._windows = tuple(new)
         self.rates = tuple(rates)
         self._burst = burst
@@ -297,7 +298,7 @@ class Ledger:
                     window.retire_at = now + window.period
 
     def _retire(self, now: float) -> None:
-        self._retiring = [w for w in self._retiring if w.open_before > 0 or w.retire_at > now]
+        self._retiring = tuple(w for w in self._retiring if w.open_before > 0 or w.retire_at > now)
         self._refresh_single()
 
     def _refresh_single(self) -> None:

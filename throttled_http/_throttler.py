@@ -118,8 +118,19 @@ class _LedgerFront:
             max_concurrency: as for the constructor.
             burst: smooth mode; at most the slowest rate's limit.
         """
+        return cls._from_parsed(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
+
+    @classmethod
+    def _from_parsed(
+        cls: type[_F],
+        rates: tuple[Rate, ...],
+        *,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+    ) -> _F:
+        """:meth:`from_rates` for rates parsed already: a map's keys share one tuple."""
         self = cls.__new__(cls)
-        self._init(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
+        self._init(rates, max_concurrency=max_concurrency, burst=burst)
         return self
 
     # -- configuration ---------------------------------------------------------------
@@ -209,7 +220,9 @@ class _AsyncQueue(_LedgerFront):
         # Made on the first wait: most throttlers of a large ThrottlerMap never queue anyone.
         self._waiters: deque[_Waiter] | None = None
         # Admitted waiters that have not resumed yet: their reservations are open.
-        self._woken: dict[asyncio.Future[int], _Waiter] = {}
+        # Made when a waiter is first admitted, as the queue is: most throttlers of a
+        # large ThrottlerMap never queue anyone.
+        self._woken: dict[asyncio.Future[int], _Waiter] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock = time.monotonic
         self._monotonic = False
@@ -280,9 +293,9 @@ class _AsyncQueue(_LedgerFront):
             self._waiters = None
             self._timer = None
             self._timer_at = INF
-            for fut, (_, cost, hold) in self._woken.items():
+            for fut, (_, cost, hold) in (self._woken or {}).items():
                 self._ledger.unreserve(cost, hold, fut.result())
-            self._woken.clear()
+            self._woken = None
         self._loop = loop
         # The stock loops read time.monotonic(): call it directly, saving a Python frame per
         # entry; any other loop (uvloop, looptime's virtual clock) keeps its own time().
@@ -313,7 +326,7 @@ class _AsyncQueue(_LedgerFront):
         try:
             return await fut
         except BaseException:
-            if self._woken.pop(fut, None) is not None:
+            if self._woken is not None and self._woken.pop(fut, None) is not None:
                 # Admitted, then cancelled before resuming: the entry never happened.
                 self._ledger.unreserve(cost, hold, fut.result())
                 if waiters:
@@ -323,7 +336,8 @@ class _AsyncQueue(_LedgerFront):
                 self._wake()
             raise
         finally:
-            self._woken.pop(fut, None)
+            if self._woken is not None:
+                self._woken.pop(fut, None)
             if timer is not None:
                 timer.cancel()
 
@@ -345,7 +359,10 @@ class _AsyncQueue(_LedgerFront):
             if at <= now:
                 waiters.popleft()
                 fut.set_result(ledger.reserve(cost, hold))
-                self._woken[fut] = head
+                woken = self._woken
+                if woken is None:
+                    woken = self._woken = {}
+                woken[fut] = head
                 continue
             if at == INF and not ledger.fits(cost):
                 # set_rates shrank a limit below this cost: it could never be admitted.
