@@ -163,7 +163,7 @@ def test_keys_are_escaped_and_share_one_slot() -> None:
     """A hostile key cannot close the hash tag or reach another key; all keys share a slot."""
     plain = RedisThrottler(1, redis=URL, key="a", prefix="p:")
     hostile = RedisThrottler(1, redis=URL, key="a}:s", prefix="p:")
-    assert plain.redis_keys == ("p:{a}:s", "p:{a}:t", "p:{a}:p")
+    assert plain.redis_keys == ("p:{a}:s", "p:{a}:t", "p:{a}:p", "p:{a}:x")
     assert hostile.redis_keys[0] == "p:{a%7D%3As}:s"
     assert not set(plain.redis_keys) & set(hostile.redis_keys)
     for throttler in (plain, hostile):

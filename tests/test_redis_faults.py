@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import math
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -126,7 +127,7 @@ async def test_outage_falls_back_to_local(private_redis: PrivateRedis) -> None:
     await throttler.acquire()
     private_redis.stop()
     loop = asyncio.get_running_loop()
-    times = []
+    times: list[float] = []
     for _ in range(10):
         await asyncio.wait_for(throttler.acquire(), 5)
         times.append(loop.time())
@@ -199,7 +200,7 @@ async def test_outage_allows_then_recovers(private_redis: PrivateRedis) -> None:
     """on_error="allow": an outage admits at once (open entries too); Redis resumes after."""
     client = private_redis.client()
     throttler = RedisThrottler(
-        1, 10.0, redis=client, key="a", on_error="allow", command_timeout=1.0, recover_after=0.2
+        2, 10.0, redis=client, key="a", on_error="allow", command_timeout=1.0, recover_after=0.2
     )
     await throttler.acquire()
     private_redis.stop()
@@ -209,9 +210,13 @@ async def test_outage_allows_then_recovers(private_redis: PrivateRedis) -> None:
     assert throttler.statistics().in_flight == 0
     private_redis.start()
     await asyncio.sleep(0.25)
-    await asyncio.wait_for(throttler.acquire(), 5)  # fresh Redis: the window is empty
+    before = throttler.redis_statistics().admitted
+    # Fresh Redis: at most the entry made before the outage counts (its stamp may be sent
+    # again), so one more fits...
+    await asyncio.wait_for(throttler.acquire(), 5)
+    assert throttler.redis_statistics().admitted == before + 1
     with pytest.raises(ThrottlerTimeoutError):
-        await throttler.acquire(timeout=0.2)  # and enforced again
+        await throttler.acquire(timeout=0.2)  # ...and the limit is enforced again
     await throttler.aclose()
     await client.aclose()
 
@@ -341,3 +346,111 @@ async def test_restart_mid_run(private_redis: PrivateRedis, on_error: OnError) -
     assert throttler.redis_statistics().admitted == admitted_before + 1  # Redis decides again
     await throttler.aclose()
     await client.aclose()
+
+
+# -- stalls, lost answers and data loss ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def stalled(server: PrivateRedis) -> Iterator[None]:
+    """Stop the server (SIGSTOP) for the block: it takes in every command, answers none,
+    and runs them all once it continues (SIGCONT)."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+async def open_members(client: aioredis.Redis, throttler: RedisThrottler) -> int:
+    """How many members of the throttler's sorted set are open (scored after the server's
+    now: admitted and never settled, counting in every window until ``open_timeout``)."""
+    seconds, micros = await client.time()
+    now = int(seconds) * 1_000_000 + int(micros)
+    count: int = await client.zcount(throttler.redis_keys[0], f"({now}", "+inf")
+    return count
+
+
+async def until_no_open_member(client: aioredis.Redis, throttler: RedisThrottler) -> None:
+    """Wait until no member is open; fail after 10 s (open_timeout is 60 s here)."""
+    deadline = time.monotonic() + 10
+    while await open_members(client, throttler):
+        assert time.monotonic() < deadline, "members stay open until open_timeout"
+        await asyncio.sleep(0.05)
+
+
+async def until_stamped(client: aioredis.Redis, throttler: RedisThrottler, count: int) -> None:
+    """Wait until the sorted set holds ``count`` members, none open (stamps are sent in the
+    background); fail after 10 s."""
+    deadline = time.monotonic() + 10
+    while await client.zcard(throttler.redis_keys[0]) != count or await open_members(
+        client, throttler
+    ):
+        assert time.monotonic() < deadline, "the stamps never reached Redis"
+        await asyncio.sleep(0.01)
+
+
+async def warm_up(client: aioredis.Redis) -> None:
+    """Load the scripts and leave a connection in the pool, through a key of its own: a
+    command sent during a stall then reaches the server, and runs when it continues."""
+    throttler = RedisThrottler(1, redis=client, key="warm-up")
+    async with throttler.entry():
+        pass
+    await throttler.aclose()
+
+
+@pytest.mark.parametrize("on_error", ["raise", "local", "allow"])
+async def test_admission_lost_in_a_stall_is_forgotten(
+    private_redis: PrivateRedis, on_error: OnError
+) -> None:
+    """An admission whose answer a short stall lost (the call timed out, Redis ran it when
+    it continued) is forgotten once Redis answers again: another process gets all 5 entries,
+    where the 3 lost members used to stay open until open_timeout (60 s)."""
+    client = aioredis.Redis.from_url(private_redis.url)
+    await warm_up(client)
+    options: dict[str, Any] = {"redis": client, "key": "api", "command_timeout": 0.3}
+    first = RedisThrottler(5, 1.0, on_error=on_error, **options)
+    with stalled(private_redis):
+        results = await asyncio.gather(
+            *(first.open_entry() for _ in range(3)), return_exceptions=True
+        )
+    for result in results:
+        if on_error == "raise":
+            assert isinstance(result, ThrottlerBackendError)
+        else:
+            assert not isinstance(result, BaseException)  # the fallback admitted it
+            result.close()
+    await until_no_open_member(client, first)
+    second = RedisThrottler(5, 1.0, **options)
+    assert [await second.try_acquire() for _ in range(5)] == [True] * 5
+    for throttler in (first, second):
+        await throttler.aclose()
+    await client.aclose()
+
+
+async def test_settle_lost_in_an_outage_is_sent_once_redis_answers(tmp_path: Path) -> None:
+    """A settle that fails (Redis killed, then restarted with its data) is sent again once
+    Redis answers, where the entry used to stay open there until open_timeout (60 s)."""
+    server = PrivateRedis()
+    server.start("--dir", str(tmp_path))
+    try:
+        client = server.client()
+        throttler = RedisThrottler(1, 0.5, redis=client, key="s", command_timeout=0.5)
+        entry = await throttler.open_entry()
+        await client.save()  # the open entry survives the restart
+        server.stop()
+        entry.close()  # its settle fails: nobody listens
+        deadline = time.monotonic() + 10
+        while not throttler.redis_statistics().backend_errors:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        server.start("--dir", str(tmp_path))
+        await until_no_open_member(client, throttler)
+        other = RedisThrottler(1, 0.5, redis=client, key="s")
+        await other.acquire(timeout=5)  # a period after the settle, not open_timeout
+        for each in (throttler, other):
+            await each.aclose()
+        await client.aclose()
+    finally:
+        server.stop()

@@ -232,7 +232,7 @@ class LocalQueue:
         # Admitted waiters that have not resumed yet, with their verdict, and the waiters
         # whose admission round trip is under way.
         self._woken: dict[asyncio.Future[tuple[int, int]], tuple[Waiter, int]] = {}
-        self._asking: set[Waiter] = set()
+        self._asking: dict[str, list[Waiter]] = {}  # by admit call id
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pump: asyncio.Task[None] | None = None
         self._nap: asyncio.Future[None] | None = None
@@ -322,11 +322,10 @@ class LocalQueue:
         self._nap = None
         self._waiters = deque()
         self.outbox.forget_loop()
-        asking, self._asking = self._asking, set()
-        self._give_back(list(asking))
-        for waiter in asking:
-            # In case Redis admitted it:
-            self.outbox.forget(waiter.cost, waiter.member, waiter.mode == OPEN, None)
+        asking, self._asking = self._asking, {}
+        for call, batch in asking.items():
+            self._give_back(batch)
+            self.outbox.call_off(call, batch, None)  # in case Redis admitted them
         woken = list(self._woken.values())
         self._woken.clear()
         for waiter, kind in woken:
@@ -381,24 +380,15 @@ class LocalQueue:
         waiter = Waiter(loop.create_future(), cost, TAKE, hold, self._member())
         if hold:
             self.in_flight += 1
-        self._asking.add(waiter)
         try:
-            admitted, _ = await self._ask([waiter])
+            admitted, _ = await self._ask([waiter])  # gives the slot back if it fails
         except ThrottlerBackendError:
-            if hold:
-                self.in_flight -= 1
             if failover.on_error == "raise":
                 raise
             failover.fail(loop.time())
             return self._try_degraded(cost)
-        except BaseException:
-            if hold and waiter in self._asking:
-                self.in_flight -= 1
-            raise
-        finally:
-            self._asking.discard(waiter)
-        if not admitted and hold:
-            self.in_flight -= 1
+        if not admitted:
+            self._give_back([waiter])
         if admitted:
             failover.take(self.now(), cost)
         return admitted == 1
@@ -486,23 +476,14 @@ class LocalQueue:
                         self._give_back(batch)
                         await self._sleep(loop, wait)
                         continue
-                self._asking.update(batch)
                 try:
-                    admitted, now_us = await self._ask(batch)
+                    admitted, now_us = await self._ask(batch)  # gives the batch back on failure
                 except ThrottlerBackendError as exc:
-                    self._asking.difference_update(batch)
-                    self._give_back(batch)
                     if failover.on_error == "raise":
                         self._fail_batch(batch, exc)
                     else:
                         failover.fail(loop.time())
                     continue
-                except BaseException:
-                    if self._pump is me:
-                        self._asking.difference_update(batch)
-                        self._give_back(batch)  # closed mid-call: the batch fails below
-                    raise
-                self._asking.difference_update(batch)
                 self._resolve(batch, admitted, REDIS, now_us)
                 self._give_back(batch[admitted:])
                 if admitted < len(batch):
@@ -519,10 +500,27 @@ class LocalQueue:
                 self._pump = None
 
     async def _ask(self, batch: list[Waiter]) -> tuple[int, int]:
-        """One admit round trip; returns how many of ``batch`` were admitted, and when."""
+        """One admit round trip; returns how many of ``batch`` were admitted, and when.
+
+        If the call fails, the batch's slots are given back (unless a closed loop's
+        leftovers were given back already) before the error propagates; a call that
+        failed may run in Redis yet, or may have run and lost its answer, so it is called
+        off: fenced, and its members forgotten, through the outbox.
+        """
         loop = asyncio.get_running_loop()
+        call = self._member()
+        self._asking[call] = batch
         sent = loop.time()
-        reply = await self._wire.admit(batch)
+        try:
+            reply = await self._wire.admit(batch, call)
+        except BaseException as exc:
+            if self._asking.pop(call, None) is not None:
+                self._give_back(batch)
+                if isinstance(exc, ThrottlerBackendError):
+                    self.outbox.call_off(call, batch, loop)
+            raise
+        self._asking.pop(call, None)
+        self.outbox.nudge()  # Redis answers: what failed to reach it may go now
         # The server's "now" was about half a round trip after sending: aim from there.
         decided = (sent + loop.time()) / 2
         self._failover.answered(loop.time())

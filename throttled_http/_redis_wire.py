@@ -4,14 +4,23 @@ Nothing here queues or decides; this is the one place that knows how Redis is sp
 
 **Scripts.** Every atomic operation is one Lua file shipped as package data in
 ``throttled_http/lua/``: ``admit.lua`` decides a batch of queued entries, ``settle.lua``
-stamps open entries at the server's time (and forgets entries that never happened) and
-``pause.lua`` sets or clears the shared pause. A script is called by its SHA
+stamps open entries at the server's time (and forgets entries that never happened, and
+fences off admit calls whose answer was lost) and ``pause.lua`` sets or clears the shared
+pause. A script is called by its SHA
 (``EVALSHA``); a server that answers ``NOSCRIPT`` (restarted, failed over, ``SCRIPT FLUSH``)
 gets the source once with ``EVAL``, which caches it again: one extra round trip, once.
 
-**Keys.** A throttler's three Redis keys are ``<prefix>{<escaped key>}:s`` (stamps),
-``:t`` (GCRA time) and ``:p`` (pause). :func:`escape_key` keeps distinct keys distinct and
-lets no key close the ``{...}`` hash tag, which puts all three in one Redis Cluster slot.
+**Keys.** A throttler's four Redis keys are ``<prefix>{<escaped key>}:s`` (stamps),
+``:t`` (GCRA time), ``:p`` (pause) and ``:x`` (fence: the ids of admit calls whose answer
+was lost, which admit nothing if they run late). :func:`escape_key` keeps distinct keys
+distinct and lets no key close the ``{...}`` hash tag, which puts all four in one Redis
+Cluster slot.
+
+**Lost answers.** A call that times out may still run: Redis took it in and answers after
+the caller gave up (a stall, ``SIGSTOP``), or its answer is lost with the connection.
+Each admit call therefore carries an id; a caller that gave up on one asks ``settle.lua``
+(through the outbox, until Redis answers) to fence that id off and forget the members it
+may have admitted. Both scripts are atomic, so in either order nothing stays admitted.
 
 **Encoding.** Every call carries the limits (:class:`Terms`: the rates in force plus old
 ones still retiring after :meth:`~throttled_http.redis.RedisThrottler.set_rates`), in
@@ -22,8 +31,9 @@ must send the same rates. Keys live for the longest period plus ``open_timeout``
 **Errors.** A redis-py error, an :class:`OSError` or a call that takes longer than
 ``command_timeout`` seconds (every call is bounded) becomes
 :class:`~throttled_http.ThrottlerBackendError`, naming the script and the key, with the
-original error as ``__cause__``. :class:`Wire` counts round trips (one per ``EVALSHA`` or
-``EVAL``) and failures for :class:`~throttled_http.redis.RedisStatistics`.
+original error as ``__cause__``; Redis may still run such a call (see above).
+:class:`Wire` counts round trips (one per ``EVALSHA`` or ``EVAL``) and failures for
+:class:`~throttled_http.redis.RedisStatistics`.
 """
 
 from __future__ import annotations
@@ -246,7 +256,7 @@ class Wire:
         command_timeout: seconds any one call may take.
 
     Attributes:
-        keys: the Redis keys: stamps (sorted set), GCRA time, pause.
+        keys: the Redis keys: stamps (sorted set), GCRA time, pause, fence.
         round_trips: calls sent (``EVALSHA`` and ``EVAL`` each count).
         errors: calls that failed (an error or ``command_timeout``).
     """
@@ -282,7 +292,7 @@ class Wire:
         self._url = url
         self._key = key
         base = f"{prefix}{{{escape_key(key)}}}"
-        self.keys = (f"{base}:s", f"{base}:t", f"{base}:p")
+        self.keys = (f"{base}:s", f"{base}:t", f"{base}:p", f"{base}:x")
         self._terms = terms
         self._open_timeout = open_timeout
         self._command_timeout = command_timeout
@@ -297,8 +307,21 @@ class Wire:
         """Seconds an unsettled entry counts as open."""
         return self._open_timeout
 
-    async def admit(self, batch: Sequence[Request]) -> AdmitReply:
-        """Ask ``admit.lua`` to admit ``batch`` in order (one round trip)."""
+    @property
+    def resume_timeout(self) -> float:
+        """Seconds an ``acquire()`` entry counts as open, waiting for its stamp."""
+        return int(self._resume_us) / 1e6
+
+    def key_ttl(self, now: float) -> float:
+        """Seconds the keys live after a write at ``now`` (loop time): the longest period
+        plus ``open_timeout``, plus 1 s. Nothing a call added outlives it."""
+        return int(self._ttl_ms(self._terms.every(now))) / 1000
+
+    async def admit(self, batch: Sequence[Request], call: str) -> AdmitReply:
+        """Ask ``admit.lua`` to admit ``batch`` in order (one round trip).
+
+        ``call`` is the call's id: fenced off (:meth:`settle`), the call admits nothing.
+        """
         terms = self._terms
         rates = terms.every(asyncio.get_running_loop().time())
         args = [
@@ -314,14 +337,19 @@ class Wire:
         args.append(str(len(batch)))
         for request in batch:
             args += (str(request.cost), request.mode, request.member)
+        args.append(call)
         reply = await self.call(ADMIT, self.keys, args)
         admitted, wait_us, blocked, now_us, in_window = (int(x) for x in reply)
         return AdmitReply(admitted, wait_us, blocked, now_us, in_window)
 
     async def settle(
-        self, settles: Sequence[tuple[int, str, bool]], forgets: Sequence[tuple[int, str, bool]]
+        self,
+        settles: Sequence[tuple[int, str]],
+        forgets: Sequence[tuple[int, str]],
+        fences: Sequence[str],
     ) -> None:
-        """Stamp ``settles`` now and forget ``forgets``, each ``(cost, member, _)``."""
+        """Stamp ``settles`` now and forget ``forgets``, each ``(cost, member)``, and fence
+        off the admit calls ``fences`` (by id). Idempotent: safe to send again."""
         terms = self._terms
         args = [
             str(terms.burst or 0),
@@ -329,16 +357,19 @@ class Wire:
             self._ttl_ms(terms.every(asyncio.get_running_loop().time())),
             str(len(settles)),
         ]
-        for cost, member, _ in settles:
+        for cost, member in settles:
             args += (str(cost), member)
         args.append(str(len(forgets)))
-        for cost, member, _ in forgets:
+        for cost, member in forgets:
             args += (str(cost), member)
-        await self.call(SETTLE, self.keys[:2], args)
+        args.append(str(len(fences)))
+        args += fences
+        stamps, tat, _, fence = self.keys
+        await self.call(SETTLE, (stamps, tat, fence), args)
 
     async def pause(self, ms: float) -> None:
         """Share a pause of ``ms`` milliseconds of server time (0: end the shared pause)."""
-        await self.call(PAUSE, self.keys[2:], [repr(ms)])
+        await self.call(PAUSE, self.keys[2:3], [repr(ms)])
 
     async def call(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
         """Run ``script`` by SHA (loading it on NOSCRIPT), bounded by ``command_timeout``.

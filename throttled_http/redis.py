@@ -28,6 +28,7 @@ Redis key of one throttler lives in one Redis Cluster slot::
                                 (µs of server time); an open entry is scored at its deadline
     <prefix>{<escaped key>}:t   GCRA theoretical arrival time (smooth mode only)
     <prefix>{<escaped key>}:p   end of a shared pause
+    <prefix>{<escaped key>}:x   set: ids of admit calls whose answer was lost (fenced off)
 
 Every key expires on its own once idle (after the longest period plus ``open_timeout``).
 
@@ -274,8 +275,13 @@ class RedisThrottler:
         return self._key
 
     @property
-    def redis_keys(self) -> tuple[str, str, str]:
-        """The Redis keys holding the state: stamps (sorted set), GCRA time, pause."""
+    def redis_keys(self) -> tuple[str, str, str, str]:
+        """The Redis keys holding the state: stamps (sorted set), GCRA time, pause, and
+        the fence (the ids of admit calls whose answer was lost).
+
+        .. versionchanged:: 0.2
+           The fence was added.
+        """
         return self._wire.keys
 
     @property

@@ -6,9 +6,11 @@
 --                 (admission + hold), so it counts in every window until it is settled.
 -- KEYS[2] tat     GCRA theoretical arrival time in microseconds (smooth mode only).
 -- KEYS[3] pause   server time in microseconds before which nothing is admitted.
+-- KEYS[4] fence   set of the ids of admit calls whose caller gave up on the answer (it
+--                 timed out, or was cancelled): such a call, run late, admits nothing.
 --
 -- ARGV: hold_us, resume_us, burst (0 = none), interval_us, ttl_ms, nrates,
---       (limit, period_us) x nrates, nentries, (cost, mode, member) x nentries;
+--       (limit, period_us) x nrates, nentries, (cost, mode, member) x nentries, call id;
 --       mode 0 = stamp now, 1 = open (deadline now + hold_us), 2 = open until the waiting
 --       task resumes (deadline now + resume_us). Both open modes are stamped by settle.lua.
 --       A cost c > 1 is stored as c members "<member>.1" .. "<member>.c".
@@ -17,11 +19,12 @@
 -- entries were admitted in order (FIFO: the first refusal stops the batch); when some were
 -- refused, nothing can change for them before `wait_us` (pause, windows, spacing);
 -- blocked = 1 says the head also waits for entries still open (their settling time is
--- unknown), blocked = 2 that a shared pause holds everything until `wait_us` from now.
+-- unknown), blocked = 2 that a shared pause holds everything until `wait_us` from now,
+-- blocked = 3 that the call was fenced off (nobody waits for this answer).
 -- in_window is the cost counted in the first rate's window after this call.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
-local stamps, tat_key, pause_key = KEYS[1], KEYS[2], KEYS[3]
+local stamps, tat_key, pause_key, fence = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local hold = tonumber(ARGV[1])
 local resume = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
@@ -91,6 +94,10 @@ local function add(score, cost, member)
       args, n = {}, 0
     end
   end
+end
+
+if redis.call('SISMEMBER', fence, ARGV[#ARGV]) == 1 then
+  return {0, 0, 3, now, in_window(1)}
 end
 
 local paused = tonumber(redis.call('GET', pause_key) or '0')

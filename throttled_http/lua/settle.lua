@@ -1,13 +1,16 @@
--- throttled_http settle: stamp open entries at the server's time of settling, and forget
--- entries that never happened (their waiter was cancelled after admission).
+-- throttled_http settle: stamp open entries at the server's time of settling, forget
+-- entries that never happened (their waiter was cancelled after admission, or the answer
+-- to their admission was lost), and fence off admit calls whose answer was lost, so that
+-- one still on its way admits nothing when it arrives. Every part is idempotent: a call
+-- whose own answer is lost is simply sent again.
 --
--- KEYS[1] stamps, KEYS[2] tat: as in admit.lua.
+-- KEYS[1] stamps, KEYS[2] tat, KEYS[3] fence: as in admit.lua.
 -- ARGV: burst (0 = none), interval_us, ttl_ms, nsettle, (cost, member) x nsettle,
---       nforget, (cost, member) x nforget.
+--       nforget, (cost, member) x nforget, nfence, call id x nfence.
 -- Returns the server time in microseconds.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
-local stamps, tat_key = KEYS[1], KEYS[2]
+local stamps, tat_key, fence = KEYS[1], KEYS[2], KEYS[3]
 local burst = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
@@ -40,6 +43,16 @@ for k = 1, nforget do
   local cost, member = tonumber(ARGV[pos + 1]), ARGV[pos + 2]
   pos = pos + 2
   each(cost, member, function(m) redis.call('ZREM', stamps, m) end)
+end
+local nfence = tonumber(ARGV[pos + 1])
+pos = pos + 1
+for first = 1, nfence, 1000 do
+  redis.call('SADD', fence, unpack(ARGV, pos + first, pos + math.min(first + 999, nfence)))
+end
+if nfence > 0 then
+  -- As long as the other keys live (the longest period plus open_timeout, plus 1 s): a
+  -- fenced call arriving later still would admit, and count until open_timeout.
+  redis.call('PEXPIRE', fence, ttl)
 end
 if settled > 0 then
   redis.call('PEXPIRE', stamps, ttl)
