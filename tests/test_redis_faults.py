@@ -454,3 +454,30 @@ async def test_settle_lost_in_an_outage_is_sent_once_redis_answers(tmp_path: Pat
         await client.aclose()
     finally:
         server.stop()
+
+
+async def test_aclose_during_an_admission_leaves_nothing_open(
+    private_redis: PrivateRedis,
+) -> None:
+    """aclose() while the pump waits for an admission that Redis then runs (a worker
+    shutting down gracefully) forgets that admission: another process gets all 5 entries."""
+    client = aioredis.Redis.from_url(private_redis.url)
+    await warm_up(client)
+    throttler = RedisThrottler(5, 1.0, redis=client, key="c", command_timeout=5)
+    with stalled(private_redis):
+        tasks = [asyncio.ensure_future(throttler.open_entry()) for _ in range(5)]
+        deadline = time.monotonic() + 5
+        while not throttler.redis_statistics().round_trips:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # the admission is on the wire: Redis will run it
+        closing = asyncio.ensure_future(throttler.aclose())
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(closing, 10)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(result, ThrottlerBackendError) for result in results)
+    await until_no_open_member(client, throttler)
+    other = RedisThrottler(5, 1.0, redis=client, key="c")
+    assert [await other.try_acquire() for _ in range(5)] == [True] * 5
+    await other.aclose()
+    await client.aclose()

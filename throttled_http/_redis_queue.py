@@ -516,8 +516,11 @@ class LocalQueue:
         except BaseException as exc:
             if self._asking.pop(call, None) is not None:
                 self._give_back(batch)
-                if isinstance(exc, ThrottlerBackendError):
-                    self.outbox.call_off(call, batch, loop)
+                # Cancelled (aclose() stops the pump; a try_acquire() caller gave up): the
+                # call is on its way all the same. Sent by aclose()'s drain, or with the
+                # next message: a loop shutting down must get no new task.
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                self.outbox.call_off(call, batch, None if cancelled else loop)
             raise
         self._asking.pop(call, None)
         self.outbox.nudge()  # Redis answers: what failed to reach it may go now

@@ -496,10 +496,14 @@ class RedisThrottler:
         return self._queue.is_idle() and self._failover.is_idle(self._queue.now())
 
     async def aclose(self) -> None:
-        """Send pending settles (waiting for them), stop, and close the client if it was made
-        from a URL.
+        """Stop, send pending settles (waiting for them), and close the client if it was
+        made from a URL.
 
-        Tasks still waiting get :class:`~throttled_http.ThrottlerBackendError`. Idempotent.
+        Tasks still waiting get :class:`~throttled_http.ThrottlerBackendError`. An
+        admission under way is called off: Redis may run it all the same, so it is fenced
+        off and its entries forgotten, with the pending settles. What cannot be sent now
+        (Redis fails) gets one attempt, bounded by ``command_timeout``, and is then
+        dropped (and logged). Idempotent.
         """
         if self._closed:
             return
@@ -507,8 +511,8 @@ class RedisThrottler:
         if loop is not None and loop.is_closed():
             self._queue.bind(self, asyncio.get_running_loop())
         self._closed = True
-        await self._queue.stop()
         self._queue.fail_waiters(ThrottlerBackendError(f"{self!r} was closed"))
+        await self._queue.stop()
         await self._queue.outbox.drain()
         await self._wire.aclose()
 
