@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from throttled_http import (
     FeedbackPolicy,
+    InvalidURLError,
     Rate,
     SyncThrottler,
     SyncThrottlerMap,
@@ -27,6 +29,7 @@ from throttled_http import (
     ThrottlerTimeoutError,
 )
 from throttled_http.aiohttp import (
+    InvalidURL,
     ThrottledClientSession,
     ThrottleMiddleware,
     throttle_middleware,
@@ -767,3 +770,29 @@ async def test_a_keyword_moved_in_0_2_says_where_it_went(keyword: str, hint: str
     """A 0.1 keyword is refused with the object it moved to, not passed on to aiohttp."""
     with pytest.raises(TypeError, match=re.escape(hint)):
         ThrottledClientSession(**{keyword: 1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", ["a|b", "a<b", "a^b"])
+async def test_a_redirect_to_a_host_no_key_accepts_is_aiohttps_own_error(host: str) -> None:
+    """A redirect to a host the key parser refuses raises an aiohttp.ClientError, slot back."""
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": f"http://{host}/"})
+
+    hosts = ThrottlerMap(5, 1.0, max_concurrency=1)
+    async with RecordingServer(routes=[web.get("/hostile", hostile)]) as server:
+        for make in (
+            lambda: ThrottledClientSession(throttler=hosts),
+            lambda: aiohttp.ClientSession(middlewares=[throttle_middleware(hosts)]),
+        ):
+            async with make() as session:
+                with pytest.raises(aiohttp.ClientError) as caught:
+                    async with session.get(server.url("/hostile")):
+                        pass
+                error: BaseException = caught.value
+                assert isinstance(error, InvalidURL)  # ours: both of the errors below
+                assert isinstance(error, InvalidURLError)
+                assert host in str(error)
+        first = hosts.throttler_for(server.url("/"))
+        assert isinstance(first, Throttler)
+        assert first.statistics().in_flight == 0  # the first hop's slot came back

@@ -21,6 +21,7 @@ import respx
 
 from throttled_http import (
     FeedbackPolicy,
+    InvalidURLError,
     Rate,
     SyncThrottler,
     SyncThrottlerMap,
@@ -1182,3 +1183,30 @@ async def test_rate_limit_shorthand_with_a_transport_keyword_throttles_each_host
     async with httpx.AsyncClient(transport=transport) as client:
         await _eleven_to_each_of_two_hosts(client, times, max_in_window)
     _check_default_map(transport)
+
+
+@pytest.mark.parametrize("host", ["a|b", "a\\b"], ids=["pipe", "backslash"])
+async def test_a_redirect_to_a_host_no_key_accepts_is_an_httpx_error(host: str) -> None:
+    """A redirect to a host the key parser refuses raises an httpx.HTTPError, slot back."""
+
+    def hostile(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": f"http://{host}/"})
+
+    hosts = ThrottlerMap(5, 1.0, max_concurrency=1)
+    transport = ThrottledTransport(httpx.MockTransport(hostile), throttler=hosts)
+    async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
+        with pytest.raises(httpx.HTTPError) as caught:
+            await client.get("http://ok.example/")
+    assert isinstance(caught.value, InvalidURLError)
+    first = hosts.throttler_for("http://ok.example/")
+    assert isinstance(first, Throttler)
+    assert first.statistics().in_flight == 0
+
+    sync_hosts = SyncThrottlerMap(5, 1.0, max_concurrency=1)
+    sync = SyncThrottledTransport(httpx.MockTransport(hostile), throttler=sync_hosts)
+    with (
+        httpx.Client(transport=sync, follow_redirects=True) as sync_client,
+        pytest.raises(httpx.HTTPError) as caught_sync,
+    ):
+        sync_client.get("http://ok.example/")
+    assert isinstance(caught_sync.value, InvalidURLError)

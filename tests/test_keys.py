@@ -229,3 +229,16 @@ def test_numeric_ipv4_spellings_share_the_dotted_quad_key(url: str) -> None:
 def test_hosts_that_only_look_numeric_keep_their_spelling(url: str) -> None:
     """A host ending in a number that is no IPv4 address is keyed as it is written."""
     assert host_key(url) == url.rstrip("/") + ":80"
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://[::ffff:127.0.0.1]/", "http://127.0.0.1:80"),
+        ("http://[::FFFF:7f00:1]:8080/x", "http://127.0.0.1:8080"),
+        ("https://[::ffff:10.0.0.1]/", "https://10.0.0.1:443"),
+    ],
+)
+def test_an_ipv4_mapped_ipv6_host_shares_the_ipv4_key(url: str, key: str) -> None:
+    """``[::ffff:a.b.c.d]`` reaches the IPv4 server, so it is limited under the IPv4 key."""
+    assert host_key(url) == key

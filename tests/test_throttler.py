@@ -19,7 +19,14 @@ from conftest import max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from throttled_http import Entry, Rate, Throttler, ThrottlerStatistics, ThrottlerTimeoutError
+from throttled_http import (
+    Entry,
+    Rate,
+    SyncThrottler,
+    Throttler,
+    ThrottlerStatistics,
+    ThrottlerTimeoutError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -1195,3 +1202,10 @@ def test_a_loop_clock_replaced_on_the_instance_is_the_clock_used() -> None:
         loop.run_until_complete(scenario())
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("make", [Throttler, SyncThrottler], ids=["async", "sync"])
+def test_an_absurd_rate_limit_is_a_value_error_naming_it(make: Callable[..., object]) -> None:
+    """A limit no float can divide (10**400) is refused at construction, not by overflow."""
+    with pytest.raises(ValueError, match=r"rate_limit must be a positive integer up to 2\*\*62"):
+        make(10**400, burst=1)

@@ -252,6 +252,9 @@ def _normalize(host: str, text: str) -> str:
             packed = ipaddress.IPv6Address(address)
         except ValueError:
             raise InvalidURLError(f"invalid IPv6 host {host!r} in {text!r}") from None
+        mapped = packed.ipv4_mapped
+        if mapped is not None and not zone:
+            return str(mapped)  # ::ffff:a.b.c.d reaches the IPv4 server: one key for both
         return f"[{packed.compressed}{sep}{zone}]"
     if host.endswith("."):
         host = host.rstrip(".")

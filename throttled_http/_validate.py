@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import math
+from typing import Final
+
+MAX_INT: Final = 2**62
+"""The largest count any argument takes: far past any real quota, and exact as a float
+ratio (a limit of 10**400 would overflow ``period / limit``)."""
 
 
 def positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int >= 1 (bool excluded), else raise naming ``name``."""
+    """Return ``value`` if it is an int from 1 to 2**62 (bool excluded), else raise naming
+    ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value > MAX_INT:
+        shown = repr(value) if value < 10**30 else f"an integer of {len(str(value))} digits"
+        raise ValueError(f"{name} must be a positive integer up to 2**62, got {shown}")
     return value
 
 

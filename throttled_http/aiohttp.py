@@ -77,7 +77,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
-from ._exceptions import missing_extra
+from ._exceptions import InvalidURLError, missing_extra
 
 try:
     import aiohttp
@@ -108,6 +108,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RELEASE_TIMEOUT",
+    "InvalidURL",
     "ThrottleMiddleware",
     "ThrottledClientSession",
     "throttle_middleware",
@@ -134,6 +135,24 @@ _R = TypeVar("_R")
 
 # The ticket a ThrottledClientSession lends to its middleware for the first hop.
 _LENT: ContextVar[Ticket | None] = ContextVar("throttled_http_lent", default=None)
+
+
+class InvalidURL(InvalidURLError, aiohttp.InvalidURL):
+    """A hop's URL has no host a limit can be keyed by: no request was sent for it.
+
+    Both :class:`throttled_http.InvalidURLError` and aiohttp's own ``InvalidURL`` (an
+    ``aiohttp.ClientError``), so ``except aiohttp.ClientError`` catches it as it
+    catches the error aiohttp raises for a URL it refuses. Raised, for example, for a
+    redirect to ``http://a|b/``. Nothing was admitted for the hop; the previous hop's
+    slot was given back with its response.
+    """
+
+    def __init__(self, url: object, description: str) -> None:
+        aiohttp.InvalidURL.__init__(self, str(url), description)
+
+
+def _invalid(url: object, exc: InvalidURLError) -> InvalidURL:
+    return InvalidURL(url, str(exc))
 
 
 # -- reading aiohttp requests and responses for the pipeline -----------------------------
@@ -262,7 +281,10 @@ class ThrottleMiddleware:
         def send(request: aiohttp.ClientRequest, ticket: Ticket | None) -> Any:
             return handler(request)
 
-        return await pipeline.run(steps, request, send, _release)
+        try:
+            return await pipeline.run(steps, request, send, _release)
+        except InvalidURLError as exc:  # the hop's host cannot be keyed (only ours raise it)
+            raise _invalid(url, exc) from exc
 
     def __repr__(self) -> str:
         return f"<ThrottleMiddleware {self.throttler!r}>"
@@ -357,7 +379,10 @@ def throttle_trace_config(
 
     async def admit(ctx: SimpleNamespace, url: URL) -> None:
         ctx.throttled_http_entry = None
-        admitted = await pipeline.admit(url)
+        try:
+            admitted = await pipeline.admit(url)
+        except InvalidURLError as exc:
+            raise _invalid(url, exc) from exc
         if admitted is not None:
             ctx.throttled_http_key, _, ctx.throttled_http_entry = admitted
 
@@ -658,7 +683,10 @@ class ThrottledClientSession:
 
     async def _ws_connect(self, url: Any, kwargs: dict[str, Any]) -> Any:
         hop = self._first_hop(url)
-        ticket = None if hop is None else await self._pipeline.lend(*hop)
+        try:
+            ticket = None if hop is None else await self._pipeline.lend(*hop)
+        except InvalidURLError as exc:
+            raise _invalid(url, exc) from exc
         token = _LENT.set(ticket)
         try:
             return await self._session.ws_connect(url, **kwargs)
@@ -680,7 +708,10 @@ class ThrottledClientSession:
         pipeline = self._pipeline
         # The session waits for the first hop's entry itself, outside aiohttp's
         # ClientTimeout, and lends it to its middleware, which runs the hop's journey.
-        ticket = await pipeline.lend(*hop)
+        try:
+            ticket = await pipeline.lend(*hop)
+        except InvalidURLError as exc:
+            raise _invalid(url, exc) from exc
         if ticket is None:  # no limit for this host
             return await session.request(method, url, **kwargs)
         token = _LENT.set(ticket)

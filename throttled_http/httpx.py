@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, final
 
-from ._exceptions import missing_extra
+from ._exceptions import InvalidURLError, missing_extra
 
 try:
     import httpx
@@ -77,6 +77,7 @@ __all__ = [
     "BYPASS_EXTENSION",
     "COST_EXTENSION",
     "KEY_EXTENSION",
+    "InvalidURL",
     "SyncThrottledTransport",
     "ThrottledTransport",
 ]
@@ -89,6 +90,19 @@ KEY_EXTENSION: Final = "throttled_http_key"
 
 BYPASS_EXTENSION: Final = "throttled_http_bypass"
 """``request.extensions`` key: ``True`` sends the request without throttling it."""
+
+
+class InvalidURL(InvalidURLError, httpx.RequestError):
+    """A hop's URL has no host a limit can be keyed by: no request was sent for it.
+
+    Both :class:`throttled_http.InvalidURLError` and an ``httpx.RequestError`` (an
+    ``httpx.HTTPError``), so ``except httpx.HTTPError`` catches it as it catches the
+    errors httpx raises for a request it cannot send. Raised, for example, for a redirect
+    to ``http://a|b/``. Nothing was admitted for the hop.
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request) -> None:
+        httpx.RequestError.__init__(self, message, request=request)
 
 
 # -- reading httpx requests and responses for the pipeline -------------------------------
@@ -353,7 +367,10 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         cost, target, origin = _route(request)
         pipeline = self._pipeline
         steps = pipeline.steps(self._exchange, request, target, origin, cost)
-        return await pipeline.run(steps, request, self._send, _aclose)
+        try:
+            return await pipeline.run(steps, request, self._send, _aclose)
+        except InvalidURLError as exc:  # the host cannot be keyed (only ours raise it)
+            raise InvalidURL(str(exc), request=request) from exc
 
     def _send(self, request: httpx.Request, ticket: Ticket | None) -> Any:
         return self._transport.handle_async_request(request)
@@ -454,7 +471,10 @@ class SyncThrottledTransport(httpx.BaseTransport):
         cost, target, origin = _route(request)
         pipeline = self._pipeline
         steps = pipeline.steps(self._exchange, request, target, origin, cost)
-        return pipeline.run_sync(steps, request, self._send, _close)
+        try:
+            return pipeline.run_sync(steps, request, self._send, _close)
+        except InvalidURLError as exc:
+            raise InvalidURL(str(exc), request=request) from exc
 
     def _send(self, request: httpx.Request, ticket: Ticket | None) -> httpx.Response:
         return self._transport.handle_request(request)
