@@ -362,6 +362,9 @@ class Pipeline:
             if throttler is None:
                 return None
         entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
+        policy = self.feedback
+        if policy is not None and policy.adapt:
+            policy.admitted(throttler, key)  # slow start: a host not heard yet
         return Ticket(self, key, throttler, entry)
 
     def _resolve(self, target: object, origin: Hashable | None) -> tuple[str, Any]:
