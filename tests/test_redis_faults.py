@@ -481,3 +481,35 @@ async def test_aclose_during_an_admission_leaves_nothing_open(
     assert [await other.try_acquire() for _ in range(5)] == [True] * 5
     await other.aclose()
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("waiters", "max_concurrency"),
+    [
+        pytest.param(200, None, id="200-waiters-in-batches-of-64"),
+        pytest.param(20, 1, id="20-waiters-max_concurrency-1"),
+    ],
+)
+async def test_hung_redis_fails_every_queued_waiter_at_once(
+    private_redis: PrivateRedis, waiters: int, max_concurrency: int | None
+) -> None:
+    """on_error="raise": once one admission finds Redis hung, every queued waiter learns it
+    from that one call (within one command_timeout), not one batch at a time."""
+    client = aioredis.Redis.from_url(private_redis.url, retry=Retry(NoBackoff(), 0))
+    await warm_up(client)
+    throttler = RedisThrottler(
+        100_000, redis=client, key="q", command_timeout=0.3, max_concurrency=max_concurrency
+    )
+    with stalled(private_redis):
+        start = time.monotonic()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(throttler.acquire() for _ in range(waiters)), return_exceptions=True),
+            60,
+        )
+        elapsed = time.monotonic() - start
+    errors = [r for r in results if isinstance(r, ThrottlerBackendError)]
+    assert len(errors) == waiters
+    assert len({id(error.__cause__) for error in errors}) == 1  # one failed call told all
+    assert elapsed < 5  # one command_timeout (0.3 s), with a margin for a loaded machine
+    await throttler.aclose()
+    await client.aclose()

@@ -354,18 +354,8 @@ class Pipeline:
 
         The caller closes the entry if nobody claimed the ticket.
         """
-        hosts = self._map
-        if hosts is None:
-            key, throttler = "*", self.throttler
-        else:
-            key, throttler = hosts.resolve(target, origin=origin)
-            if throttler is None:
-                return None
-        entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
-        policy = self.feedback
-        if policy is not None and policy.adapt:
-            policy.admitted(throttler, key)  # slow start: a host not heard yet
-        return Ticket(self, key, throttler, entry)
+        admitted = await self.admit(target, origin)
+        return None if admitted is None else Ticket(self, *admitted)
 
     def _resolve(self, target: object, origin: Hashable | None) -> tuple[str, Any]:
         hosts = self._map

@@ -24,6 +24,13 @@ resumes: an ``acquire()`` entry is then stamped (a settle, sent in the backgroun
 ``open_entry()`` entry stays open until settled. One cancelled between admission and
 resuming never happened, and is given back as above.
 
+**Failures.** An admit call that fails (an error, or no answer within ``command_timeout``)
+is called off through the outbox: Redis may run it yet. With ``on_error="raise"`` every
+waiter queued at that moment gets the error from that one call, so a hung Redis costs
+each waiter one ``command_timeout`` at most, however long the queue; the next waiter to
+come tries Redis again. With ``"local"`` or ``"allow"`` the failover is told, and the
+waiters are served by it at once.
+
 **Degraded.** While the :class:`~throttled_http._redis_failover.Failover` says Redis is
 bypassed, the pump admits the batch at once with the verdict "local" (the waiter then asks
 the in-memory fallback) or "allow"; while the local windows still apply after recovery,
@@ -480,7 +487,9 @@ class LocalQueue:
                     admitted, now_us = await self._ask(batch)  # gives the batch back on failure
                 except ThrottlerBackendError as exc:
                     if failover.on_error == "raise":
-                        self._fail_batch(batch, exc)
+                        # Redis is known to be failing: every waiter queued now learns it
+                        # from this call, not one batch (one command_timeout) at a time.
+                        self.fail_waiters(exc)
                     else:
                         failover.fail(loop.time())
                     continue
@@ -574,11 +583,6 @@ class LocalQueue:
                     failover.take(now, waiter.cost)
             waiter.fut.set_result((kind, now_us))
             self._woken[waiter.fut] = (waiter, kind)
-
-    def _fail_batch(self, batch: list[Waiter], exc: ThrottlerBackendError) -> None:
-        for waiter in batch:
-            _drop_through(self._waiters, waiter)
-            _fail(waiter.fut, exc)
 
     def _undo(self, waiter: Waiter, kind: int) -> None:
         """Give back what an admitted waiter that will never resume took."""
