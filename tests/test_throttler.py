@@ -739,7 +739,7 @@ async def test_repr_shows_live_state() -> None:
         ({"rate_limit": -5}, ValueError, "rate_limit must be a positive integer, got -5"),
         ({"rate_limit": True}, TypeError, "rate_limit must be a positive integer, got True"),
         ({"rate_limit": 2.5}, TypeError, "rate_limit must be a positive integer, got 2.5"),
-        ({"rate_limit": "10"}, TypeError, "rate_limit must be a positive integer"),
+        ({"rate_limit": "10", "period": None}, ValueError, "cannot parse rate '10'"),
         ({"period": 0}, ValueError, r"period must be a finite number of seconds > 0, got 0"),
         ({"period": -1.0}, ValueError, "period must be a finite number of seconds > 0"),
         ({"period": math.inf}, ValueError, "period must be a finite number of seconds > 0"),
@@ -1209,3 +1209,15 @@ def test_an_absurd_rate_limit_is_a_value_error_naming_it(make: Callable[..., obj
     """A limit no float can divide (10**400) is refused at construction, not by overflow."""
     with pytest.raises(ValueError, match=r"rate_limit must be a positive integer up to 2\*\*62"):
         make(10**400, burst=1)
+
+
+@pytest.mark.parametrize("make", [Throttler, SyncThrottler], ids=["async", "sync"])
+def test_a_rate_string_is_taken_where_an_int_limit_is(make: Callable[..., Any]) -> None:
+    """``Throttler("10/s")`` reads the rate as ``ThrottlerMap("10/s")`` does; with period= it
+    is a TypeError, as the period would be unused."""
+    assert make("10/s").rates == (Rate(10, 1.0),)
+    assert make("10/s; 1000/h").rates == (Rate(10, 1.0), Rate(1000, 3600.0))
+    assert make(Rate(5, 2.0)).period == 2.0
+    assert make(3, 2.0).rates == (Rate(3, 2.0),)
+    with pytest.raises(TypeError, match="period= would be unused"):
+        make("10/s", 2.0)

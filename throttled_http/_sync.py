@@ -18,9 +18,9 @@ from typing import Final, final
 
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF
-from ._rates import Rate, RatesLike, parse_rates
+from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _EntryState, _LedgerFront
-from ._validate import non_negative_float, positive_float, positive_int
+from ._validate import non_negative_float
 
 __all__ = ["SyncEntry", "SyncThrottler"]
 
@@ -77,8 +77,9 @@ class SyncThrottler(_LedgerFront):
     implementation), so both keep exactly the same promises.
 
     Args:
-        rate_limit: entries allowed per window, an int >= 1.
-        period: the window's length in seconds, a finite number > 0.
+        rate_limit: entries allowed per window, an int >= 1; or a rate such as
+            ``"10/s"`` (then without ``period``).
+        period: the window's length in seconds, a finite number > 0 (default 1.0).
         max_concurrency: cap on slots held at once (``None``: no cap).
         burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
 
@@ -90,14 +91,15 @@ class SyncThrottler(_LedgerFront):
 
     def __init__(
         self,
-        rate_limit: int,
-        period: float = 1.0,
+        rate_limit: int | str | Rate,
+        period: float | None = None,
         *,
         max_concurrency: int | None = None,
         burst: int | None = None,
     ) -> None:
-        rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
-        self._init((rate,), max_concurrency=max_concurrency, burst=burst)
+        self._init(
+            resolve_rates(rate_limit, period, None), max_concurrency=max_concurrency, burst=burst
+        )
 
     def _init_waiting(self) -> None:
         self._lock = threading.Lock()

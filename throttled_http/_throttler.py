@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Final, TypeVar, final
 
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF, Ledger
-from ._rates import Rate, RatesLike, parse_rates
-from ._validate import int_in_range, non_negative_float, positive_float, positive_int
+from ._rates import Rate, RatesLike, parse_rates, resolve_rates
+from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -443,8 +443,10 @@ class Throttler(_AsyncQueue):
     thread-safe: use :class:`~throttled_http.SyncThrottler` for threads.
 
     Args:
-        rate_limit: entries allowed per window, an int >= 1.
-        period: the window's length in seconds, a finite number > 0.
+        rate_limit: entries allowed per window, an int >= 1; or a rate such as
+            ``"10/s"`` or ``"10/s; 1000/h"`` (then without ``period``), as
+            :meth:`from_rates` takes.
+        period: the window's length in seconds, a finite number > 0 (default 1.0).
         retry_interval: accepted so code written for ``asyncio-throttle`` runs unchanged;
             it has no effect because nothing polls. Must be a finite number >= 0.
         max_concurrency: cap on entries inside ``async with`` at once (``None``: no cap).
@@ -460,16 +462,16 @@ class Throttler(_AsyncQueue):
 
     def __init__(
         self,
-        rate_limit: int,
-        period: float = 1.0,
+        rate_limit: int | str | Rate,
+        period: float | None = None,
         retry_interval: float = 0.01,
         *,
         max_concurrency: int | None = None,
         burst: int | None = None,
     ) -> None:
-        rate = Rate(positive_int("rate_limit", rate_limit), positive_float("period", period))
+        rates = resolve_rates(rate_limit, period, None)
         interval = non_negative_float("retry_interval", retry_interval)
-        self._init((rate,), max_concurrency=max_concurrency, burst=burst)
+        self._init(rates, max_concurrency=max_concurrency, burst=burst)
         self._retry_interval = interval
 
     @classmethod
