@@ -69,3 +69,41 @@ def test_core_works_without_extras_and_integrations_name_theirs() -> None:
     for extra, message in lines.items():
         assert message != "imported", f"throttled_http.{extra} imported without {extra}"
         assert f"throttled_http[{extra}]" in message, message
+
+
+LAZY = """
+import sys
+import throttled_http
+assert "aiohttp" not in sys.modules and "httpx" not in sys.modules
+from throttled_http import ThrottledClientSession, ThrottledTransport, SyncThrottledTransport
+from throttled_http.aiohttp import ThrottledClientSession as Session
+from throttled_http.httpx import ThrottledTransport as Transport
+assert ThrottledClientSession is Session and ThrottledTransport is Transport
+assert "ThrottledTransport" in dir(throttled_http)
+print("ok")
+"""
+
+NO_HTTPX = """
+import sys
+sys.modules["httpx"] = None  # as if the [httpx] extra were not installed
+try:
+    from throttled_http import ThrottledTransport
+except ImportError as exc:
+    print(exc)
+"""
+
+
+def test_the_integrations_main_classes_import_lazily_from_the_package() -> None:
+    """``from throttled_http import ThrottledTransport`` works and loads httpx only then."""
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok"
+
+
+def test_a_lazy_name_without_its_extra_names_the_extra() -> None:
+    """Without httpx, the lazy import raises an ImportError saying which extra to install."""
+    result = subprocess.run(
+        [sys.executable, "-c", NO_HTTPX], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "pip install throttled_http[httpx]" in result.stdout

@@ -3,9 +3,14 @@
 The core (this namespace) imports no HTTP client. The integrations live in their own
 modules, each shipped as an extra: ``throttled_http.aiohttp`` (``[aiohttp]``),
 ``throttled_http.httpx`` (``[httpx]``) and ``throttled_http.redis`` (``[redis]``).
+Their main classes can also be imported from here (``from throttled_http import
+ThrottledClientSession``): the integration module is imported on first use only, and a
+missing extra says which one to install.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from ._exceptions import (
     InvalidRateError,
@@ -15,7 +20,7 @@ from ._exceptions import (
     ThrottlerTimeoutError,
 )
 from ._feedback import FeedbackPolicy, FeedbackStatistics, KeyFeedbackStatistics
-from ._headers import Feedback, may_carry_feedback, parse_feedback
+from ._headers import Budget, Feedback, may_carry_feedback, parse_feedback
 from ._hostmap import (
     KeyStatistics,
     SyncThrottlerMap,
@@ -30,7 +35,15 @@ from ._sync import SyncThrottler
 from ._throttler import Entry, Throttler, ThrottlerStatistics
 from ._version import __version__
 
+if TYPE_CHECKING:  # the lazily imported names below, for type checkers
+    from .aiohttp import ThrottledClientSession as ThrottledClientSession
+    from .httpx import SyncThrottledTransport as SyncThrottledTransport
+    from .httpx import ThrottledTransport as ThrottledTransport
+    from .redis import RedisBackend as RedisBackend
+    from .redis import RedisThrottler as RedisThrottler
+
 __all__ = [
+    "Budget",
     "Entry",
     "EntryLike",
     "Feedback",
@@ -59,6 +72,29 @@ __all__ = [
     "parse_feedback",
     "parse_rates",
 ]
+
+
+# Imported on first use, so that importing throttled_http imports no HTTP client.
+_LAZY = {
+    "ThrottledClientSession": "throttled_http.aiohttp",
+    "ThrottledTransport": "throttled_http.httpx",
+    "SyncThrottledTransport": "throttled_http.httpx",
+    "RedisThrottler": "throttled_http.redis",
+    "RedisBackend": "throttled_http.redis",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'throttled_http' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_LAZY})
 
 
 # Show the public path in reprs and docs: throttled_http.Throttler, not ._throttler.
