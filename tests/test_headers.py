@@ -11,8 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from throttled_http import Feedback, Rate, parse_feedback
-from throttled_http._headers import _parse, may_carry_feedback, parse_http_date, parse_retry_after
+from throttled_http import Budget, Feedback, Rate, parse_feedback
+from throttled_http._dialects import NAMES as DIALECT_NAMES
+from throttled_http._dialects import PAUSING_NAMES
+from throttled_http._fields import parse_duration, parse_rfc3339
+from throttled_http._headers import (
+    _PAUSING_FRAGMENTS,
+    _parse,
+    may_carry_feedback,
+    parse_http_date,
+    parse_retry_after,
+)
 
 NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z, a fixed "now" for absolute times
 
@@ -20,6 +29,14 @@ NOW = 1_750_000_000.0  # 2025-06-15T15:06:40Z, a fixed "now" for absolute times
 def http_date(when: float) -> str:
     """An IMF-fixdate for the Unix time ``when``."""
     return format_datetime(datetime.fromtimestamp(when, UTC), usegmt=True)
+
+
+def iso(when: float, *, millis: bool = False, offset: bool = False) -> str:
+    """An RFC 3339 time for the Unix time ``when``: ``...Z``, or ``...+00:00``."""
+    text = datetime.fromtimestamp(when, UTC).isoformat(
+        timespec="milliseconds" if millis else "seconds"
+    )
+    return text if offset else text.replace("+00:00", "Z")
 
 
 # -- the table: (status, headers, expected delay, expected reason) --------------------------
@@ -191,6 +208,519 @@ def test_header_forms(
         assert feedback.delay == pytest.approx(delay, abs=1e-6)
     assert feedback.reason == reason
     assert feedback.throttled == (status in (429, 503))
+
+
+# -- real providers: each header set as the provider documents it, and the careful pause ---
+
+OPENAI_TOKENS = {
+    "x-ratelimit-limit-tokens": "150000",
+    "x-ratelimit-remaining-tokens": "149984",
+    "x-ratelimit-reset-tokens": "6m0s",
+}
+PROVIDERS = [
+    pytest.param(
+        200,
+        {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+            **OPENAI_TOKENS,
+        },
+        1 / 60,
+        "x-ratelimit-reset-requests",
+        id="openai-200-requests-exhausted-waits-one-unit",
+    ),
+    pytest.param(
+        429,
+        {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+            **OPENAI_TOKENS,
+        },
+        1 / 60,
+        "x-ratelimit-reset-requests",
+        id="openai-429-requests-exhausted",
+    ),
+    pytest.param(
+        429,
+        {
+            "x-ratelimit-limit-requests": "5000",
+            "x-ratelimit-remaining-requests": "4999",
+            "x-ratelimit-reset-requests": "12ms",
+            "x-ratelimit-limit-tokens": "40000",
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-reset-tokens": "4m12.172s",
+        },
+        252.172 / 40000,
+        "x-ratelimit-reset-tokens",
+        id="openai-429-tokens-exhausted-requests-left",
+    ),
+    pytest.param(
+        429,
+        {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "1",
+            "x-ratelimit-reset-requests": "1h2m3s",
+        },
+        3723 / 59,
+        "x-ratelimit-reset-requests",
+        id="openai-429-nothing-exhausted-every-dimension-waits",
+    ),
+    pytest.param(429, {"retry-after-ms": "1500"}, 1.5, "retry-after-ms", id="retry-after-ms-alone"),
+    pytest.param(
+        429,
+        {
+            "retry-after-ms": "1500",
+            "retry-after": "2",
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "20ms",
+        },
+        1.5,
+        "retry-after-ms",
+        id="openai-429-retry-after-ms-is-the-precise-one",
+    ),
+    pytest.param(
+        429,
+        {
+            "retry-after-ms": "1500",
+            "x-ms-retry-after-ms": "1500",
+            "retry-after": "2",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-remaining-tokens": "0",
+        },
+        1.5,
+        "retry-after-ms",
+        id="azure-openai-429",
+    ),
+    pytest.param(
+        429,
+        {"retry-after-ms": "100", "retry-after": "60"},
+        60.0,
+        "Retry-After",
+        id="retry-after-ms-contradicting-retry-after-takes-the-longer",
+    ),
+    pytest.param(
+        200,
+        {
+            "x-ratelimit-limit-requests": "14400",
+            "x-ratelimit-remaining-requests": "14399",
+            "x-ratelimit-reset-requests": "6s",
+            "x-ratelimit-limit-tokens": "18000",
+            "x-ratelimit-remaining-tokens": "17990",
+            "x-ratelimit-reset-tokens": "33ms",
+        },
+        None,
+        None,
+        id="groq-200-budget-left",
+    ),
+    pytest.param(
+        429,
+        {
+            "retry-after": "2",
+            "x-ratelimit-limit-requests": "14400",
+            "x-ratelimit-remaining-requests": "14370",
+            "x-ratelimit-reset-requests": "2m59.56s",
+            "x-ratelimit-limit-tokens": "6000",
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-reset-tokens": "7.66s",
+        },
+        2.0,
+        "Retry-After",
+        id="groq-429-tokens",
+    ),
+    pytest.param(
+        429,
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "0",
+            "anthropic-ratelimit-requests-reset": iso(NOW + 1.2, millis=True),
+            "anthropic-ratelimit-input-tokens-limit": "40000",
+            "anthropic-ratelimit-input-tokens-remaining": "0",
+            "anthropic-ratelimit-input-tokens-reset": iso(NOW + 30),
+            "anthropic-ratelimit-output-tokens-limit": "8000",
+            "anthropic-ratelimit-output-tokens-remaining": "8000",
+            "anthropic-ratelimit-output-tokens-reset": iso(NOW),
+        },
+        1.2 / 50,
+        "anthropic-ratelimit-requests-reset",
+        id="anthropic-429-without-retry-after",
+    ),
+    pytest.param(
+        200,
+        {
+            "anthropic-ratelimit-tokens-limit": "80000",
+            "anthropic-ratelimit-tokens-remaining": "0",
+            "anthropic-ratelimit-tokens-reset": iso(NOW + 60, offset=True),
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "49",
+            "anthropic-ratelimit-requests-reset": iso(NOW + 1),
+        },
+        60 / 80000,
+        "anthropic-ratelimit-tokens-reset",
+        id="anthropic-200-tokens-exhausted-offset-form",
+    ),
+    pytest.param(
+        429,
+        {
+            "retry-after": "15",
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "0",
+            "anthropic-ratelimit-requests-reset": iso(NOW + 1),
+        },
+        15.0,
+        "Retry-After",
+        id="anthropic-429-with-retry-after",
+    ),
+    pytest.param(
+        200,
+        {
+            "X-RateLimit-Limit": "300",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": iso(NOW + 200, millis=True),
+        },
+        200.0,
+        "X-RateLimit-Reset",
+        id="mastodon-iso-reset",
+    ),
+    pytest.param(
+        429,
+        {
+            "Retry-After": "5",
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "2025-06-15T15:07Z",
+            "RateLimit-Reason": "jira-burst-based",
+        },
+        20.0,
+        "X-RateLimit-Reset",
+        id="jira-429-iso-reset-without-seconds",
+    ),
+    pytest.param(
+        429,
+        {
+            "X-HubSpot-RateLimit-Daily": "250000",
+            "X-HubSpot-RateLimit-Daily-Remaining": "249000",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Remaining": "0",
+            "X-HubSpot-RateLimit-Secondly": "10",
+            "X-HubSpot-RateLimit-Secondly-Remaining": "3",
+        },
+        10.0,
+        "X-HubSpot-RateLimit-Remaining",
+        id="hubspot-interval-exhausted",
+    ),
+    pytest.param(
+        200,
+        {
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Remaining": "50",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        },
+        None,
+        None,
+        id="hubspot-left",
+    ),
+    pytest.param(
+        429,
+        {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-used": "5000",
+            "x-ratelimit-reset": str(int(NOW) + 120),
+            "x-ratelimit-resource": "core",
+        },
+        120.0,
+        "X-RateLimit-Reset",
+        id="github-primary-429",
+    ),
+    pytest.param(
+        429,
+        {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": "4000",
+            "x-ratelimit-reset": str(int(NOW) + 100),
+        },
+        100.0,
+        "X-RateLimit-Reset",
+        id="github-secondary-429-without-retry-after-waits-the-reset",
+    ),
+    pytest.param(
+        403,
+        {"retry-after": "60", "x-ratelimit-remaining": "4000"},
+        60.0,
+        "Retry-After",
+        id="github-secondary-403",
+    ),
+    pytest.param(
+        200,
+        {"X-Ratelimit-Used": "600", "X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Reset": "42"},
+        42.0,
+        "X-RateLimit-Reset",
+        id="reddit-float-remaining",
+    ),
+    pytest.param(
+        429,
+        {
+            "Retry-After": "2",
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{NOW + 1.234:.3f}",
+            "X-RateLimit-Reset-After": "1.234",
+            "X-RateLimit-Bucket": "abcd1234",
+            "X-RateLimit-Scope": "user",
+        },
+        2.0,
+        "Retry-After",
+        id="discord-429",
+    ),
+    pytest.param(
+        200,
+        {
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{NOW + 1.234:.3f}",
+            "X-RateLimit-Reset-After": "1.234",
+        },
+        1.234,
+        "X-RateLimit-Reset",
+        id="discord-200-exhausted",
+    ),
+    pytest.param(
+        200,
+        {"X-Shopify-Shop-Api-Call-Limit": "40/40"},
+        0.5,
+        "X-Shopify-Shop-Api-Call-Limit",
+        id="shopify-bucket-full-waits-one-leak",
+    ),
+    pytest.param(200, {"X-Shopify-Shop-Api-Call-Limit": "32/40"}, None, None, id="shopify-left"),
+    pytest.param(
+        429,
+        {"Retry-After": "2.0", "X-Shopify-Shop-Api-Call-Limit": "40/40"},
+        2.0,
+        "Retry-After",
+        id="shopify-429",
+    ),
+    pytest.param(
+        429,
+        {
+            "Ratelimit": '"default";r=0;t=30',
+            "Ratelimit-Policy": '"default";q=1200;w=300',
+            "Retry-After": "30",
+        },
+        30.0,
+        "RateLimit",
+        id="cloudflare-ietf",
+    ),
+    pytest.param(
+        429,
+        {
+            "RateLimit-Limit": "60",
+            "RateLimit-Name": "throttle_authenticated_api",
+            "RateLimit-Observed": "67",
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(int(NOW) + 30),
+            "RateLimit-ResetTime": http_date(NOW + 30),
+            "Retry-After": "30",
+        },
+        30.0,
+        "RateLimit-Reset",
+        id="gitlab-429",
+    ),
+    pytest.param(
+        429,
+        {
+            "X-Rate-Limit-Limit": "600",
+            "X-Rate-Limit-Remaining": "0",
+            "X-Rate-Limit-Reset": str(int(NOW) + 45),
+        },
+        45.0,
+        "X-Rate-Limit-Reset",
+        id="okta-429",
+    ),
+    pytest.param(429, {"Retry-After": "30"}, 30.0, "Retry-After", id="slack-429"),
+]
+
+
+@pytest.mark.parametrize(("status", "headers", "delay", "reason"), PROVIDERS)
+def test_provider_dialects(
+    status: int, headers: dict[str, str], delay: float | None, reason: str | None
+) -> None:
+    """Each provider's documented headers give the pause a careful client takes, named."""
+    feedback = parse_feedback(status, headers, now=NOW)
+    if delay is None:
+        assert feedback.delay is None
+    else:
+        assert feedback.delay == pytest.approx(delay, abs=1e-6)
+    assert feedback.reason == reason
+    assert feedback.throttled == (status in (429, 503))
+    pairs = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    assert parse_feedback(status, pairs, now=NOW) == feedback  # byte pairs read alike
+    if delay:
+        assert may_carry_feedback(status, headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "quota"),
+    [
+        pytest.param(
+            {
+                "anthropic-ratelimit-requests-limit": "50",
+                "anthropic-ratelimit-requests-remaining": "49",
+                "anthropic-ratelimit-tokens-limit": "80000",
+            },
+            (Rate(50, 60),),
+            id="anthropic-requests-per-minute",
+        ),
+        pytest.param(
+            {
+                "X-HubSpot-RateLimit-Max": "100",
+                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+                "X-HubSpot-RateLimit-Secondly": "10",
+                "X-HubSpot-RateLimit-Daily": "250000",
+            },
+            (Rate(100, 10), Rate(10, 1), Rate(250000, 86400)),
+            id="hubspot-interval-second-day",
+        ),
+        pytest.param(
+            {"RateLimit-Limit": "60", "RateLimit-Name": "throttle_authenticated_api"},
+            (Rate(60, 60),),
+            id="gitlab-per-minute",
+        ),
+        pytest.param({"RateLimit-Limit": "60"}, (), id="ratelimit-limit-without-gitlab-markers"),
+        pytest.param(
+            {"x-ratelimit-limit-requests": "14400", "x-ratelimit-limit-tokens": "18000"},
+            (),
+            id="openai-groq-window-unknown-not-adopted",
+        ),
+        pytest.param({"X-Shopify-Shop-Api-Call-Limit": "1/40"}, (), id="shopify-plan-unknown"),
+        pytest.param({"X-RateLimit-Limit": "300"}, (), id="mastodon-no-window"),
+    ],
+)
+def test_dialect_quotas_need_a_known_window(
+    headers: dict[str, str], quota: tuple[Rate, ...]
+) -> None:
+    """A limit becomes a quota only when its dialect says (or documents) its window."""
+    assert parse_feedback(200, headers, now=NOW).quota == quota
+
+
+def test_budgets_per_dimension_and_meaning_of_reset() -> None:
+    """One Feedback reports each dimension: limit, remaining, reset, and which reset it is."""
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "10",
+        "anthropic-ratelimit-requests-reset": iso(NOW + 12),
+        "anthropic-ratelimit-tokens-limit": "80000",
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": iso(NOW + 60),
+        "anthropic-ratelimit-input-tokens-limit": "40000",
+        "anthropic-ratelimit-input-tokens-remaining": "0",
+        "anthropic-ratelimit-input-tokens-reset": iso(NOW + 60),
+        "anthropic-ratelimit-output-tokens-limit": "8000",
+        "anthropic-ratelimit-output-tokens-remaining": "8000",
+        "anthropic-ratelimit-output-tokens-reset": iso(NOW),
+        "x-ratelimit-remaining": "7",
+        "x-ratelimit-reset": "30",
+    }
+    feedback = parse_feedback(200, headers, now=NOW)
+    by_dimension = {(b.dimension, b.bucket): b for b in feedback.budgets}
+    assert by_dimension["requests", True] == Budget(
+        "requests",
+        limit=50,
+        remaining=10,
+        reset=pytest.approx(12.0),  # type: ignore[arg-type]
+        window=60.0,
+        bucket=True,
+        source="anthropic-ratelimit-requests-reset",
+    )
+    assert by_dimension["tokens", True].remaining == 0
+    assert by_dimension["input_tokens", True].limit == 40000
+    assert by_dimension["output_tokens", True].reset == 0.0
+    fixed = by_dimension["requests", False]
+    assert (fixed.remaining, fixed.reset, fixed.source) == (7, 30.0, "X-RateLimit-Reset")
+    assert feedback.remaining == 7  # the smallest request count, whatever the dialect
+    # Two token dimensions exhausted: the longer one-token refill, of the smaller bucket.
+    assert feedback.delay == pytest.approx(60 / 40000)
+    assert feedback.reason == "anthropic-ratelimit-input-tokens-reset"
+
+
+def test_budget_wait_by_meaning() -> None:
+    """A fixed window waits for its reset; a bucket for one unit's refill."""
+    fixed = Budget("requests", limit=100, remaining=0, reset=30.0)
+    bucket = Budget("requests", limit=100, remaining=0, reset=30.0, bucket=True)
+    assert fixed.wait() == 30.0
+    assert bucket.wait() == pytest.approx(0.3)
+    assert Budget("requests", remaining=0, reset=30.0, bucket=True).wait() == 30.0  # no limit
+    assert Budget("requests", remaining=3, reset=30.0).wait() is None
+    assert Budget("requests", remaining=3, reset=30.0).wait(refused=True) == 30.0
+    assert Budget("requests", remaining=0, window=10.0).wait() == 10.0  # rolling, no reset
+    assert Budget("requests", remaining=0).wait() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("1.5s", 1.5),
+        ("20ms", 0.02),
+        ("6m0s", 360.0),
+        ("4m12.172s", 252.172),
+        ("1h2m3s", 3723.0),
+        ("100us", 1e-4),
+        ("250µs", 2.5e-4),
+        ("0s", 0.0),
+        ("7.66", 7.66),
+        ("-1s", None),
+        ("1d", None),
+        ("s", None),
+        ("1s2", None),
+        ("", None),
+        ("1e3s", None),
+        ("9" * 70 + "s", None),
+    ],
+)
+def test_go_durations(text: str, seconds: float | None) -> None:
+    """OpenAI's resets are Go durations; anything else is malformed."""
+    result = parse_duration(text)
+    if seconds is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "when"),
+    [
+        ("2026-12-01T20:05:00Z", 1796155500.0),
+        ("2026-12-01T20:05:00.123Z", 1796155500.123),
+        ("2026-12-01T20:05:00+00:00", 1796155500.0),
+        ("2026-12-01T21:05:00+01:00", 1796155500.0),
+        ("2026-12-01T20:05Z", 1796155500.0),
+        ("2026-12-01 20:05:00z", 1796155500.0),
+        ("2026-12-01T20:05:00", 1796155500.0),
+        ("2026-12-01T20:05:60Z", 1796155559.0),
+        ("2026-02-30T20:05:00Z", None),
+        ("2026-12-01T20:05:00+24:00", None),
+        ("2026-12-01", None),
+        ("tomorrow", None),
+    ],
+)
+def test_rfc3339_times(text: str, when: float | None) -> None:
+    """Anthropic's, Mastodon's and Jira's resets are RFC 3339 / ISO 8601 times."""
+    result = parse_rfc3339(text)
+    if when is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(when)
+
+
+def test_every_pausing_name_holds_a_fragment_the_pre_check_searches() -> None:
+    """may_carry_feedback's substring search on pairs covers every pausing name."""
+    for name in PAUSING_NAMES:
+        assert any(fragment in name for fragment in _PAUSING_FRAGMENTS), name
+    assert PAUSING_NAMES <= DIALECT_NAMES
 
 
 def test_github_403_reports_the_cap_and_the_request() -> None:
@@ -427,6 +957,8 @@ NAMES = st.sampled_from(
         "RateLimit-Limit",
         "Date",
         "Other",
+        "retry-after-ms",
+        *sorted(DIALECT_NAMES),
     ]
 )
 ATOMS = st.one_of(
@@ -434,6 +966,8 @@ ATOMS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["0", "1.5", "-0", "nan", "inf", "1e400", '"', ";", ",", "=", " "]),
     st.builds(http_date, st.floats(min_value=-1e10, max_value=2.5e11)),
+    st.builds(iso, st.floats(min_value=-1e10, max_value=2.5e11)),
+    st.sampled_from(["1s", "6m0s", "4m12.172s", "20ms", "1h2m3s", "40/40", "32/40", "0/0"]),
     st.text(max_size=20),
 )
 VALUES = st.one_of(
