@@ -32,6 +32,7 @@ from throttled_http.aiohttp import (
     InvalidURL,
     ThrottledClientSession,
     ThrottleMiddleware,
+    ThrottleTimeout,
     throttle_middleware,
     throttle_trace_config,
 )
@@ -796,3 +797,25 @@ async def test_a_redirect_to_a_host_no_key_accepts_is_aiohttps_own_error(host: s
         first = hosts.throttler_for(server.url("/"))
         assert isinstance(first, Throttler)
         assert first.statistics().in_flight == 0  # the first hop's slot came back
+
+
+async def test_a_throttle_timeout_is_an_aiohttp_client_error_naming_host_and_timeout(
+    server: RecordingServer,
+) -> None:
+    """A hop that waits throttle_timeout in vain raises an aiohttp.ClientError saying why."""
+    hosts = ThrottlerMap(1, 60.0)
+    async with ThrottledClientSession(throttler=hosts, throttle_timeout=0.05) as session:
+        assert await fetch(session, server.url("/")) == 200
+        with pytest.raises(aiohttp.ClientError) as caught:
+            await fetch(session, server.url("/"))
+    error: BaseException = caught.value
+    assert isinstance(error, ThrottleTimeout)
+    assert isinstance(error, ThrottlerTimeoutError)
+    assert isinstance(error, TimeoutError)
+    assert "127.0.0.1" in str(error)
+    assert "throttle_timeout=0.05" in str(error)
+    async with aiohttp.ClientSession(
+        middlewares=[throttle_middleware(hosts, throttle_timeout=0.05)]
+    ) as plain:
+        with pytest.raises(ThrottleTimeout):
+            await plain.get(server.url("/"))

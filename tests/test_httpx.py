@@ -35,6 +35,7 @@ from throttled_http.httpx import (
     KEY_EXTENSION,
     SyncThrottledTransport,
     ThrottledTransport,
+    ThrottleTimeout,
 )
 from throttled_http.testing import RecordingServer
 
@@ -1202,11 +1203,46 @@ async def test_a_redirect_to_a_host_no_key_accepts_is_an_httpx_error(host: str) 
     assert isinstance(first, Throttler)
     assert first.statistics().in_flight == 0
 
-    sync_hosts = SyncThrottlerMap(5, 1.0, max_concurrency=1)
-    sync = SyncThrottledTransport(httpx.MockTransport(hostile), throttler=sync_hosts)
+
+@pytest.mark.parametrize("host", ["a|b", "a\\b"], ids=["pipe", "backslash"])
+def test_a_redirect_to_a_host_no_key_accepts_is_an_httpx_error_sync(host: str) -> None:
+    """The threaded transport raises an httpx.HTTPError too, for the same redirect."""
+
+    def hostile(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": f"http://{host}/"})
+
+    sync = SyncThrottledTransport(httpx.MockTransport(hostile), throttler=SyncThrottlerMap(5))
     with (
-        httpx.Client(transport=sync, follow_redirects=True) as sync_client,
-        pytest.raises(httpx.HTTPError) as caught_sync,
+        httpx.Client(transport=sync, follow_redirects=True) as client,
+        pytest.raises(httpx.HTTPError) as caught,
     ):
-        sync_client.get("http://ok.example/")
-    assert isinstance(caught_sync.value, InvalidURLError)
+        client.get("http://ok.example/")
+    assert isinstance(caught.value, InvalidURLError)
+
+
+async def test_a_throttle_timeout_is_an_httpx_timeout_naming_host_and_timeout() -> None:
+    """A hop that waits throttle_timeout in vain raises an httpx.TimeoutException saying why."""
+    transport = ThrottledTransport(
+        httpx.MockTransport(ok), throttler=ThrottlerMap(1, 60.0), throttle_timeout=0.05
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.get("http://api.example/")
+        with pytest.raises(httpx.TimeoutException) as caught:
+            await client.get("http://api.example/")
+    error: BaseException = caught.value
+    assert isinstance(error, ThrottleTimeout)
+    assert isinstance(error, ThrottlerTimeoutError)
+    assert "http://api.example:80" in str(error)
+    assert "throttle_timeout=0.05" in str(error)
+
+
+def test_a_throttle_timeout_is_an_httpx_timeout_sync() -> None:
+    """The threaded transport's throttle timeout is an httpx.TimeoutException too."""
+    sync = SyncThrottledTransport(
+        httpx.MockTransport(ok), throttler=SyncThrottlerMap(1, 60.0), throttle_timeout=0.05
+    )
+    with httpx.Client(transport=sync) as client:
+        client.get("http://api.example/")
+        with pytest.raises(httpx.TimeoutException) as caught:
+            client.get("http://api.example/")
+    assert isinstance(caught.value, ThrottleTimeout)

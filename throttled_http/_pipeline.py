@@ -33,6 +33,7 @@ import inspect
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
+from ._exceptions import ThrottlerTimeoutError
 from ._feedback import FeedbackPolicy
 from ._headers import may_carry_feedback
 from ._hostmap import BaseThrottlerMap, SyncThrottlerMap, ThrottlerMap
@@ -218,6 +219,8 @@ class Pipeline:
                         if self._charge(throttler, charge) == charge:
                             raise
                         continue
+                    except ThrottlerTimeoutError as exc:
+                        raise self._timed_out(key) from exc
                     if hosts is not None and not hosts.is_current(key, throttler):
                         # Another thread evicted the (then idle) throttler as this one
                         # queued: an entry must count in the throttler the map holds.
@@ -343,11 +346,21 @@ class Pipeline:
         key, throttler = self._resolve(target, origin)
         if throttler is None:
             return None
-        entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
+        try:
+            entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
+        except ThrottlerTimeoutError as exc:
+            raise self._timed_out(key) from exc
         policy = self.feedback
         if policy is not None and policy.adapt:
             policy.admitted(throttler, key)  # slow start: a host not heard yet
         return key, throttler, entry
+
+    def _timed_out(self, key: str) -> ThrottlerTimeoutError:
+        """The error for a hop that waited ``throttle_timeout`` for its turn in vain."""
+        return ThrottlerTimeoutError(
+            f"{key}: no turn within throttle_timeout={self.throttle_timeout} s; nothing "
+            "was sent (raise throttle_timeout, or lower the load on this host)"
+        )
 
     async def lend(self, target: object, origin: Hashable | None = None) -> Ticket | None:
         """Wait for a hop's entry and lend it as a :class:`Ticket` (``None``: no limit).

@@ -77,7 +77,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
-from ._exceptions import InvalidURLError, missing_extra
+from ._exceptions import InvalidURLError, ThrottlerTimeoutError, missing_extra
 
 try:
     import aiohttp
@@ -109,6 +109,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RELEASE_TIMEOUT",
     "InvalidURL",
+    "ThrottleTimeout",
     "ThrottleMiddleware",
     "ThrottledClientSession",
     "throttle_middleware",
@@ -151,8 +152,20 @@ class InvalidURL(InvalidURLError, aiohttp.InvalidURL):
         aiohttp.InvalidURL.__init__(self, str(url), description)
 
 
-def _invalid(url: object, exc: InvalidURLError) -> InvalidURL:
-    return InvalidURL(url, str(exc))
+class ThrottleTimeout(ThrottlerTimeoutError, aiohttp.ClientError):
+    """A hop waited ``throttle_timeout`` seconds for its turn in vain; nothing was sent.
+
+    Both :class:`throttled_http.ThrottlerTimeoutError` (a ``TimeoutError``) and an
+    ``aiohttp.ClientError``, so ``except aiohttp.ClientError`` catches it. The message
+    names the host's key and the timeout.
+    """
+
+
+def _native(url: object, exc: InvalidURLError | ThrottlerTimeoutError) -> aiohttp.ClientError:
+    """Our error as the one aiohttp code catches (``aiohttp.ClientError``), same meaning."""
+    if isinstance(exc, InvalidURLError):
+        return InvalidURL(url, str(exc))
+    return ThrottleTimeout(str(exc))
 
 
 # -- reading aiohttp requests and responses for the pipeline -----------------------------
@@ -283,8 +296,10 @@ class ThrottleMiddleware:
 
         try:
             return await pipeline.run(steps, request, send, _release)
-        except InvalidURLError as exc:  # the hop's host cannot be keyed (only ours raise it)
-            raise _invalid(url, exc) from exc
+        except (InvalidURLError, ThrottlerTimeoutError) as exc:  # ours, as aiohttp's errors
+            if isinstance(exc, aiohttp.ClientError):
+                raise  # already aiohttp's (a session's lent hop, a nested middleware)
+            raise _native(url, exc) from exc
 
     def __repr__(self) -> str:
         return f"<ThrottleMiddleware {self.throttler!r}>"
@@ -381,8 +396,8 @@ def throttle_trace_config(
         ctx.throttled_http_entry = None
         try:
             admitted = await pipeline.admit(url)
-        except InvalidURLError as exc:
-            raise _invalid(url, exc) from exc
+        except (InvalidURLError, ThrottlerTimeoutError) as exc:
+            raise _native(url, exc) from exc
         if admitted is not None:
             ctx.throttled_http_key, _, ctx.throttled_http_entry = admitted
 
@@ -685,8 +700,8 @@ class ThrottledClientSession:
         hop = self._first_hop(url)
         try:
             ticket = None if hop is None else await self._pipeline.lend(*hop)
-        except InvalidURLError as exc:
-            raise _invalid(url, exc) from exc
+        except (InvalidURLError, ThrottlerTimeoutError) as exc:
+            raise _native(url, exc) from exc
         token = _LENT.set(ticket)
         try:
             return await self._session.ws_connect(url, **kwargs)
@@ -710,8 +725,8 @@ class ThrottledClientSession:
         # ClientTimeout, and lends it to its middleware, which runs the hop's journey.
         try:
             ticket = await pipeline.lend(*hop)
-        except InvalidURLError as exc:
-            raise _invalid(url, exc) from exc
+        except (InvalidURLError, ThrottlerTimeoutError) as exc:
+            raise _native(url, exc) from exc
         if ticket is None:  # no limit for this host
             return await session.request(method, url, **kwargs)
         token = _LENT.set(ticket)

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, final
 
-from ._exceptions import InvalidURLError, missing_extra
+from ._exceptions import InvalidURLError, ThrottlerTimeoutError, missing_extra
 
 try:
     import httpx
@@ -78,6 +78,7 @@ __all__ = [
     "COST_EXTENSION",
     "KEY_EXTENSION",
     "InvalidURL",
+    "ThrottleTimeout",
     "SyncThrottledTransport",
     "ThrottledTransport",
 ]
@@ -103,6 +104,25 @@ class InvalidURL(InvalidURLError, httpx.RequestError):
 
     def __init__(self, message: str, *, request: httpx.Request) -> None:
         httpx.RequestError.__init__(self, message, request=request)
+
+
+class ThrottleTimeout(ThrottlerTimeoutError, httpx.TimeoutException):
+    """A hop waited ``throttle_timeout`` seconds for its turn in vain; nothing was sent.
+
+    Both :class:`throttled_http.ThrottlerTimeoutError` (a ``TimeoutError``) and an
+    ``httpx.TimeoutException`` (an ``httpx.HTTPError``), as httpx's own ``PoolTimeout``
+    is. The message names the host's key and the timeout.
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request) -> None:
+        httpx.TimeoutException.__init__(self, message, request=request)
+
+
+def _native(request: httpx.Request, exc: Exception) -> httpx.HTTPError:
+    """Our error as the one httpx code catches (``httpx.HTTPError``), same meaning."""
+    if isinstance(exc, InvalidURLError):
+        return InvalidURL(str(exc), request=request)
+    return ThrottleTimeout(str(exc), request=request)
 
 
 # -- reading httpx requests and responses for the pipeline -------------------------------
@@ -369,8 +389,10 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
         steps = pipeline.steps(self._exchange, request, target, origin, cost)
         try:
             return await pipeline.run(steps, request, self._send, _aclose)
-        except InvalidURLError as exc:  # the host cannot be keyed (only ours raise it)
-            raise InvalidURL(str(exc), request=request) from exc
+        except (InvalidURLError, ThrottlerTimeoutError) as exc:  # ours, as httpx's errors
+            if isinstance(exc, httpx.HTTPError):
+                raise  # already httpx's (a nested throttled transport)
+            raise _native(request, exc) from exc
 
     def _send(self, request: httpx.Request, ticket: Ticket | None) -> Any:
         return self._transport.handle_async_request(request)
@@ -473,8 +495,10 @@ class SyncThrottledTransport(httpx.BaseTransport):
         steps = pipeline.steps(self._exchange, request, target, origin, cost)
         try:
             return pipeline.run_sync(steps, request, self._send, _close)
-        except InvalidURLError as exc:
-            raise InvalidURL(str(exc), request=request) from exc
+        except (InvalidURLError, ThrottlerTimeoutError) as exc:
+            if isinstance(exc, httpx.HTTPError):
+                raise
+            raise _native(request, exc) from exc
 
     def _send(self, request: httpx.Request, ticket: Ticket | None) -> httpx.Response:
         return self._transport.handle_request(request)
