@@ -826,27 +826,6 @@ class Entry(_EntryState):
             raise RuntimeError(f"{self!r} was entered already; use Throttler.entry() again")
         throttler = self._throttler
         cost = self.cost
-        # Throttler._reserve_now, inlined for the common case (no cap, cost 1).
-        ledger = throttler._ledger
-        window = ledger._single
-        if (
-            window is not None
-            and cost == 1
-            and throttler._monotonic
-            and not throttler._waiters
-            and ledger._max_concurrency is None
-            and ledger.paused_until <= (now := _monotonic())
-        ):
-            stamps = window.stamps
-            period = window.period
-            while stamps and stamps[0] + period <= now:
-                stamps.popleft()
-            if len(stamps) + ledger.open < window.limit:
-                ledger.open += 1
-                ledger.in_flight += 1
-                self._generation = ledger.generation
-                self._state = _OPEN
-                return self
         generation = throttler._reserve_now(cost)
         if generation is None:
             generation = await throttler._open_slow(cost, self._timeout)
