@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import TYPE_CHECKING
 
 import pytest
@@ -109,7 +108,8 @@ async def test_unlimited_host_still_gets_the_delay() -> None:
 
 @pytest.mark.looptime
 async def test_shorter_pause_neither_cuts_nor_counts() -> None:
-    """A shorter pause after a longer one changes nothing; stats count the extension only."""
+    """A shorter pause after a longer one changes nothing; an extension adds seconds but
+    is not a new pause; a pause after the last one ended is."""
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy()
     policy.observe(throttler, "k", 429, {"Retry-After": "20"})
@@ -117,10 +117,13 @@ async def test_shorter_pause_neither_cuts_nor_counts() -> None:
     await asyncio.sleep(10)
     policy.observe(throttler, "k", 429, {"Retry-After": "15"})  # extends by 5 s
     stats = policy.statistics()
-    assert stats.pauses == 2
+    assert stats.pauses == 1
+    assert stats.refusals == 3
     assert stats.paused_seconds == pytest.approx(25.0)
     assert stats.by_key["k"].last_reason == "Retry-After"
     assert await entry_time(throttler) == pytest.approx(15.0)
+    policy.observe(throttler, "k", 429, {"Retry-After": "1"})  # the pause had ended
+    assert policy.statistics().pauses == 2
 
 
 @pytest.mark.looptime
@@ -129,7 +132,8 @@ async def test_pause_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy(max_retry_after=60)
     with caplog.at_level(logging.INFO, logger="throttled_http"):
-        policy.observe(throttler, "https://api.example:443", 429, {"Retry-After": "7200"})
+        for _ in range(5):  # a burst of refusals: one line
+            policy.observe(throttler, "https://api.example:443", 429, {"Retry-After": "7200"})
     (record,) = caplog.records
     assert record.name == "throttled_http"
     assert record.levelno == logging.WARNING
@@ -171,9 +175,14 @@ async def test_adapt_adopts_a_stricter_advertised_quota() -> None:
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy(adapt=True)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"default";q=3;w=1'})
-    assert throttler.rates == (Rate(10, 1.0), Rate(3, 1.0))
+    assert throttler.rates == (Rate(3, 1.0),)  # 3/s implies the configured 10/s
     assert await admitted_within(throttler, 0.99, 10) == 3
     assert policy.statistics().adoptions == 1
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"minute";q=100;w=60'})
+    assert throttler.rates == (Rate(3, 1.0),)  # changes at most once per window in force
+    await asyncio.sleep(1.0)
+    policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"minute";q=100;w=60'})
+    assert list(throttler.rates) == [Rate(10, 1.0), Rate(100, 60)]  # neither implies the other
 
 
 @pytest.mark.looptime
@@ -196,7 +205,7 @@ async def test_adapt_follows_a_changing_quota_but_stays_under_the_configured() -
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=2;w=1'})
     await asyncio.sleep(1.0)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=5;w=1'})
-    assert throttler.rates == (Rate(10, 1.0), Rate(5, 1.0))
+    assert throttler.rates == (Rate(5, 1.0),)
     await asyncio.sleep(1.0)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"d";q=50;w=1'})
     assert list(throttler.rates) == [Rate(10, 1.0)]
@@ -234,130 +243,6 @@ async def test_without_adapt_rates_never_change() -> None:
     assert throttler.rates == (Rate(10, 1.0),)
 
 
-# -- adaptation: AIMD --------------------------------------------------------------------
-
-
-@pytest.mark.looptime
-async def test_aimd_cut_and_recovery() -> None:
-    """A bare 429 halves the rate; each quiet period restores 10 %, up to the configured."""
-    throttler = Throttler(10, 1.0)
-    policy = FeedbackPolicy(adapt=True, decrease=0.5, increase=0.1, quiet_period=2.0)
-    policy.observe(throttler, "k", 429, {})
-    assert throttler.rates == (Rate(5, 1.0),)
-    await asyncio.sleep(1.0)  # let the old 10/s window retire
-    assert await admitted_within(throttler, 0.99, 20) == 5
-
-    await asyncio.sleep(4.0)  # two quiet periods since the 429
-    policy.observe(throttler, "k", 200, {})
-    assert throttler.rates == (Rate(7, 1.0),)
-
-    await asyncio.sleep(100.0)
-    policy.observe(throttler, "k", 200, {})
-    assert throttler.rates == (Rate(10, 1.0),)  # recovered, and never above
-    stats = policy.statistics()
-    assert stats.rate_cuts == 1
-    assert stats.by_key["k"].rate_cuts == 1
-
-
-@pytest.mark.looptime
-async def test_aimd_cuts_once_per_period_for_a_burst_of_429s() -> None:
-    """Twenty 429s answering requests already in flight cut the rate once, not twenty times."""
-    throttler = Throttler(16, 1.0)
-    policy = FeedbackPolicy(adapt=True)
-    for _ in range(20):
-        policy.observe(throttler, "k", 429, {})
-    assert throttler.rates == (Rate(8, 1.0),)
-    await asyncio.sleep(1.0)
-    policy.observe(throttler, "k", 429, {})
-    assert throttler.rates == (Rate(4, 1.0),)
-
-
-@pytest.mark.looptime
-async def test_aimd_keeps_at_least_one_entry_per_window() -> None:
-    """However many cuts, one entry per period remains possible."""
-    throttler = Throttler(4, 1.0)
-    policy = FeedbackPolicy(adapt=True, decrease=0.1)
-    for _ in range(10):
-        policy.observe(throttler, "k", 429, {})
-        await asyncio.sleep(1.0)
-    assert throttler.rates == (Rate(1, 1.0),)
-    assert await entry_time(throttler) >= 0.0
-
-
-@pytest.mark.looptime
-async def test_aimd_ignores_429_with_a_usable_header_and_503() -> None:
-    """A 429 that says how long to wait pauses instead of cutting; a 503 never cuts."""
-    throttler = Throttler(10, 1.0)
-    policy = FeedbackPolicy(adapt=True)
-    policy.observe(throttler, "k", 429, {"Retry-After": "1"})
-    policy.observe(throttler, "k", 503, {})
-    assert throttler.rates == (Rate(10, 1.0),)
-
-
-@pytest.mark.looptime
-async def test_aimd_keeps_burst_valid() -> None:
-    """A smooth-mode throttler keeps a burst no larger than the cut limit."""
-    throttler = Throttler(10, 1.0, burst=8)
-    policy = FeedbackPolicy(adapt=True, decrease=0.25)
-    policy.observe(throttler, "k", 429, {})
-    assert throttler.rates == (Rate(2, 1.0),)
-    assert throttler.burst == 2
-
-
-@pytest.mark.looptime
-async def test_aimd_recovers_to_rates_the_user_set() -> None:
-    """If the user retunes the throttler, its new rates become the ceiling."""
-    throttler = Throttler(10, 1.0)
-    policy = FeedbackPolicy(adapt=True)
-    policy.observe(throttler, "k", 429, {})
-    throttler.set_rates("20/s")
-    await asyncio.sleep(1.0)
-    policy.observe(throttler, "k", 429, {})
-    assert throttler.rates == (Rate(10, 1.0),)
-    await asyncio.sleep(1000.0)
-    policy.observe(throttler, "k", 200, {})
-    assert throttler.rates == (Rate(20, 1.0),)
-
-
-@pytest.mark.looptime
-async def test_aimd_state_does_not_keep_throttlers_alive() -> None:
-    """The per-throttler state is weak: a dropped throttler is freed."""
-    policy = FeedbackPolicy(adapt=True)
-    throttler = Throttler(10, 1.0)
-    policy.observe(throttler, "k", 429, {})
-    ref = weakref.ref(throttler)
-    del throttler  # no cycle holds a Throttler: reference counting frees it at once
-    assert ref() is None
-
-
-@pytest.mark.looptime
-async def test_limiter_without_weakref_support() -> None:
-    """A limiter that cannot be weakly referenced is tuned too (bounded strong map)."""
-
-    class Slotted:
-        __slots__ = ("burst", "paused", "rates")
-
-        def __init__(self) -> None:
-            self.rates: tuple[Rate, ...] = (Rate(10, 1.0),)
-            self.burst = None
-            self.paused = 0.0
-
-        @property
-        def paused_for(self) -> float:
-            return self.paused
-
-        def pause(self, seconds: float) -> None:
-            self.paused = max(self.paused, seconds)
-
-        def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
-            self.rates = tuple(r for r in rates if isinstance(r, Rate))
-
-    limiter = Slotted()
-    policy = FeedbackPolicy(adapt=True)
-    policy.observe(limiter, "k", 429, {})
-    assert limiter.rates == (Rate(5, 1.0),)
-
-
 # -- retries -----------------------------------------------------------------------------
 
 
@@ -374,6 +259,42 @@ def test_retry_rules() -> None:
     assert policy.retry_delay("PUT", 429, 1, 3.0, replayable=False) is None
     for method in ("HEAD", "OPTIONS", "PUT", "DELETE"):
         assert policy.retry_delay(method, 429, 1, 1.0) == 1.0
+
+
+def test_retry_refused_retries_any_method_the_server_did_not_process() -> None:
+    """retry_refused=True re-sends a POST refused with 429, or 503 naming a time; no other."""
+    policy = FeedbackPolicy(retries=2, retry_refused=True)
+    assert policy.retry_refused
+    assert policy.retry_delay("POST", 429, 1, 1.5) == 1.5
+    assert policy.retry_delay("PATCH", 429, 1, None) is not None  # 429: never processed
+    assert policy.retry_delay("POST", 503, 1, 2.0) == 2.0  # 503 with Retry-After
+    assert policy.retry_delay("POST", 503, 1, None) is None  # a bare 503 may have run it
+    assert policy.retry_delay("GET", 503, 1, None) is not None  # idempotent: as before
+    assert policy.retry_delay("POST", 429, 1, 1.0, replayable=False) is None
+    assert policy.retry_delay("POST", 429, 3, 1.0) is None  # out of attempts
+    assert policy.retry_delay("POST", 500, 1, 1.0) is None
+    assert FeedbackPolicy(retries=2).retry_delay("POST", 429, 1, 1.0) is None  # opt-in
+
+
+@pytest.mark.looptime
+async def test_retry_refused_post_through_the_pipeline() -> None:
+    """A POST refused with 429 is re-sent after its Retry-After, through the throttler."""
+    loop = asyncio.get_running_loop()
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(retries=1, retry_refused=True)
+    pipeline = Pipeline(throttler, policy, Holds(None), None)
+    sent: list[float] = []
+    replies = [(429, {"retry-after-ms": "1500"}), (200, {})]
+
+    async def send(request: str, ticket: object) -> tuple[int, dict[str, str]]:
+        sent.append(loop.time())
+        return replies[len(sent) - 1]
+
+    steps = pipeline.steps(FakeExchange(), "POST", "https://llm.example/v1/chat", None, 1)
+    status, _ = await pipeline.run(steps, "POST", send, lambda response: None)
+    assert status == 200
+    assert sent == [0.0, pytest.approx(1.5)]
+    assert policy.statistics().retries == 1
 
 
 def test_retries_off_by_default() -> None:
@@ -517,7 +438,7 @@ def test_ignore_server_times_retries_wait_the_backoff_only() -> None:
 
 @pytest.mark.looptime
 async def test_ignore_server_times_with_adapt_cuts_on_every_429() -> None:
-    """With adapt, a 429 whose Retry-After is ignored counts as a bare one: it cuts the rate."""
+    """With adapt, a 429 whose Retry-After is ignored still cuts the pace, unpaused."""
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy(ignore_server_times=True, adapt=True)
     policy.observe(throttler, "k", 429, {"Retry-After": "30"})
@@ -532,7 +453,7 @@ async def test_ignore_server_times_still_adopts_quotas() -> None:
     throttler = Throttler(10, 1.0)
     policy = FeedbackPolicy(ignore_server_times=True, adapt=True)
     policy.observe(throttler, "k", 200, {"RateLimit-Policy": '"default";q=3;w=1'})
-    assert throttler.rates == (Rate(10, 1.0), Rate(3, 1.0))
+    assert throttler.rates == (Rate(3, 1.0),)
 
 
 @pytest.mark.looptime
@@ -549,7 +470,7 @@ async def test_ignore_server_times_through_the_pipeline() -> None:
         sent.append(loop.time())
         return replies[len(sent) - 1]
 
-    steps = pipeline.steps(_Exchange(), "GET", "https://a.example/", None, 1)
+    steps = pipeline.steps(FakeExchange(), "GET", "https://a.example/", None, 1)
     status, _ = await pipeline.run(steps, "GET", send, lambda response: None)
     assert status == 200
     assert len(sent) == 2
@@ -558,7 +479,7 @@ async def test_ignore_server_times_through_the_pipeline() -> None:
     assert throttler.statistics().open == 0
 
 
-class _Exchange:
+class FakeExchange:
     """The pipeline's view of a fake client: a response is ``(status, headers)``."""
 
     def status(self, response: tuple[int, dict[str, str]]) -> int:
@@ -596,6 +517,11 @@ class _Exchange:
         ({"backoff": 0}, ValueError, "backoff must be a finite number of seconds > 0"),
         ({"backoff": 10, "max_backoff": 5}, ValueError, "max_backoff must be >= backoff"),
         ({"decrease": 1}, ValueError, "decrease must be a number with 0 < decrease < 1"),
+        ({"decrease": 2}, ValueError, r"^decrease must be a number with 0 < decrease < 1, got 2$"),
+        ({"decrease": "0.5"}, TypeError, "decrease must be a number with 0 < decrease < 1"),
+        ({"probe_after": 0}, ValueError, "probe_after must be a finite number of seconds > 0"),
+        ({"retry_refused": "yes"}, TypeError, "retry_refused must be True or False, got 'yes'"),
+        ({"retry_refused": True}, TypeError, r"retry_refused=True needs retries >= 1"),
         ({"increase": 0}, ValueError, "increase must be a number with 0 < increase <= 1"),
         ({"quiet_period": 0}, ValueError, "quiet_period must be a finite number"),
         ({"max_keys": 0}, ValueError, "max_keys must be a positive integer, got 0"),
@@ -641,3 +567,70 @@ def test_works_with_the_thread_safe_throttler() -> None:
     assert results == [30.0]
     assert 29.0 < throttler.paused_for <= 30.0
     assert throttler.rates == (Rate(5, 1.0),)
+
+
+# -- observability -----------------------------------------------------------------------
+
+
+def test_the_package_logger_has_a_null_handler() -> None:
+    """An application that configures no logging gets no line on stderr from us."""
+    handlers = logging.getLogger("throttled_http").handlers
+    assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+@pytest.mark.looptime
+async def test_refusals_warn_once_per_pause(caplog: pytest.LogCaptureFixture) -> None:
+    """A burst of refusals gives one WARNING; the next pause's refusal another one."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    with caplog.at_level(logging.DEBUG, logger="throttled_http"):
+        for _ in range(5):
+            policy.observe(throttler, "k", 429, {"Retry-After": "1"})
+        await asyncio.sleep(0.5)
+        policy.observe(throttler, "k", 429, {"Retry-After": "1"})  # still within the pause
+        await asyncio.sleep(1.0)
+        policy.observe(throttler, "k", 429, {"Retry-After": "1"})  # a new pause
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert all(
+        r.getMessage().startswith("k: refused with 429; pausing for 1.000 s") for r in warnings
+    )
+    assert len(caplog.records) == 2  # the extensions are counted, not logged
+
+
+@pytest.mark.looptime
+async def test_pauses_of_a_host_at_its_limit_log_one_info_line_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A host whose Remaining hits 0 on every response pauses each time; the log does not."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy()
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}
+    with caplog.at_level(logging.DEBUG, logger="throttled_http"):
+        for _ in range(120):
+            policy.observe(throttler, "k", 200, headers)
+            await asyncio.sleep(1.0)
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 2  # at 0 s and at 60 s
+    assert policy.statistics().pauses == 120
+
+
+@pytest.mark.looptime
+async def test_statistics_hold_running_totals_and_the_pace_per_host() -> None:
+    """Refusals, pauses, paused seconds, rate cuts, and the rates and pace in force."""
+    throttler = Throttler(10, 1.0)
+    other = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    for _ in range(3):
+        policy.observe(throttler, "a", 200, {})
+    policy.observe(throttler, "a", 429, {"Retry-After": "2"})
+    policy.observe(throttler, "a", 429, {"Retry-After": "2"})
+    policy.observe(other, "b", 200, {})
+    stats = policy.statistics()
+    assert stats.refusals == 2
+    a = stats.by_key["a"]
+    assert (a.refusals, a.pauses, a.paused_seconds, a.rate_cuts) == (2, 1, 2.0, 1)
+    assert a.pace == Rate(3, 1.0)  # 3 got through in the second before the refusal
+    assert a.rates == (Rate(3, 1.0),)
+    b = stats.by_key["b"]
+    assert (b.refusals, b.pace, b.rates) == (0, None, (Rate(10, 1.0),))

@@ -1,41 +1,45 @@
-"""Act on what servers say: pause a host, follow its advertised quota, retry refused requests.
+"""Act on what servers say: pause a host, find and keep its pace, retry refused requests.
 
-:class:`FeedbackPolicy` is the client-independent half of server feedback; the aiohttp and
-httpx integrations call it for every response, right after the headers arrive::
+:class:`FeedbackPolicy` is the client-independent half of server feedback; every
+integration calls it through the request pipeline::
 
+    policy.admitted(throttler, key)  # after each admission, when adapting
     delay = policy.observe(throttler, key, response.status, response.headers)
     wait = policy.retry_delay(method, response.status, attempt, delay, key=key)
     if wait is not None:
         ...  # release the response, sleep `wait` seconds, send again through the throttler
 
-It reads headers with the pure :func:`~throttled_http.parse_feedback` and acts only through
-the throttler's public :meth:`~throttled_http.Throttler.pause` and
-:meth:`~throttled_http.Throttler.set_rates`, which never break the window guarantee.
+It reads headers with the pure :func:`~throttled_http.parse_feedback`, keeps the adaptive
+state of each throttler in a :class:`~throttled_http._adapt.HostPace`, and acts only
+through the throttler's public :meth:`~throttled_http.Throttler.pause`,
+:meth:`~throttled_http.Throttler.resume` and :meth:`~throttled_http.Throttler.set_rates`,
+which never break the window guarantee.
+
+The ``"throttled_http"`` logger gets a :class:`logging.NullHandler`, so an application that
+configures no logging prints nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import random
 import threading
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Protocol, final
+from typing import TYPE_CHECKING, Final, final
 
-from ._headers import THROTTLE_STATUSES, Feedback, HeadersLike, parse_feedback
-from ._rates import Rate
+from ._headers import THROTTLE_STATUSES, parse_feedback
+from ._hostbook import (
+    FeedbackStatistics,
+    FeedbackTarget,
+    HostBook,
+    KeyFeedbackStatistics,
+)
 from ._validate import int_in_range, non_negative_float, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from ._rates import RatesLike
+    from ._headers import HeadersLike
 
 __all__ = [
     "DEFAULT_RETRY_METHODS",
@@ -45,216 +49,99 @@ __all__ = [
     "KeyFeedbackStatistics",
 ]
 
-logger = logging.getLogger("throttled_http")
+logger = logging.getLogger("throttled_http")  # with a NullHandler (see _hostbook)
 
 DEFAULT_RETRY_METHODS: Final = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 """The idempotent methods (RFC 9110 §9.2.2, less TRACE) retried by default."""
 
-_MIN_FACTOR: Final = 1.0 / 1024.0
-_LRU_LIMITERS: Final = 1024  # tuning state kept for throttlers that cannot be weakly referenced
-
-
-class FeedbackTarget(Protocol):
-    """What :meth:`FeedbackPolicy.observe` needs of a throttler.
-
-    :class:`~throttled_http.Throttler`, :class:`~throttled_http.SyncThrottler` and every
-    :class:`~throttled_http.ThrottlerLike` have it.
-    """
-
-    @property
-    def rates(self) -> tuple[Rate, ...]: ...
-
-    @property
-    def paused_for(self) -> float: ...
-
-    def pause(self, seconds: float) -> None: ...
-
-    def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None: ...
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class KeyFeedbackStatistics:
-    """What a :class:`FeedbackPolicy` did for one key (host).
-
-    Attributes:
-        pauses: pauses that started or extended this key's pause.
-        paused_seconds: seconds of pause they added in all (overlaps counted once).
-        retries: retries granted by :meth:`FeedbackPolicy.retry_delay` for this key.
-        rate_cuts: multiplicative cuts after a 429 without a usable header (``adapt``).
-        adoptions: changes of the rates in force to follow an advertised quota (``adapt``).
-        last_reason: the header behind the latest pause (``"Retry-After"`` ...), or ``None``.
-    """
-
-    pauses: int = 0
-    paused_seconds: float = 0.0
-    retries: int = 0
-    rate_cuts: int = 0
-    adoptions: int = 0
-    last_reason: str | None = None
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class FeedbackStatistics:
-    """A snapshot of what a :class:`FeedbackPolicy` did, from :meth:`FeedbackPolicy.statistics`.
-
-    The totals count every key since the policy was made; ``by_key`` holds the
-    ``max_keys`` most recently active keys.
-
-    Attributes:
-        pauses: pauses that started or extended a key's pause.
-        paused_seconds: seconds of pause they added in all.
-        retries: retries granted.
-        rate_cuts: multiplicative rate cuts (``adapt``).
-        adoptions: rate changes following an advertised quota (``adapt``).
-        by_key: per-key counters, read-only.
-    """
-
-    pauses: int
-    paused_seconds: float
-    retries: int
-    rate_cuts: int
-    adoptions: int
-    by_key: Mapping[str, KeyFeedbackStatistics]
-
-
-@final
-class _Counters:
-    __slots__ = ("adoptions", "last_reason", "paused_seconds", "pauses", "rate_cuts", "retries")
-
-    def __init__(self) -> None:
-        self.pauses = 0
-        self.paused_seconds = 0.0
-        self.retries = 0
-        self.rate_cuts = 0
-        self.adoptions = 0
-        self.last_reason: str | None = None
-
-    def freeze(self) -> KeyFeedbackStatistics:
-        return KeyFeedbackStatistics(
-            pauses=self.pauses,
-            paused_seconds=self.paused_seconds,
-            retries=self.retries,
-            rate_cuts=self.rate_cuts,
-            adoptions=self.adoptions,
-            last_reason=self.last_reason,
-        )
-
-
-@final
-class _Tuning:
-    """The adaptive state of one throttler (``adapt=True``)."""
-
-    __slots__ = (
-        "advertised",
-        "applied",
-        "burst",
-        "configured",
-        "factor",
-        "last_adopt",
-        "last_cut",
-        "quiet",
-    )
-
-    def __init__(self, configured: tuple[Rate, ...], burst: int | None, now: float) -> None:
-        self.configured = configured  # the rates to recover to, never exceeded
-        self.burst = burst
-        self.factor = 1.0  # multiplier of every configured limit (AIMD)
-        self.advertised: tuple[Rate, ...] = ()  # the server's latest usable quota
-        self.applied = configured  # the rates we last put in force
-        self.last_cut = -math.inf
-        self.last_adopt = -math.inf
-        self.quiet = now  # start of the current period without a 429
-
-    def effective(self) -> tuple[Rate, ...]:
-        """Configured rates scaled by the AIMD factor, plus every advertised quota that
-        they do not already imply. Never looser than the configured rates."""
-        factor = self.factor
-        scaled = (
-            self.configured
-            if factor >= 1.0
-            else tuple(Rate(max(1, int(r.limit * factor)), r.period) for r in self.configured)
-        )
-        # Rate(c, q) implies Rate(a, p) when q >= p and c <= a: any window of p seconds lies
-        # inside one of q seconds, which holds at most c <= a entries.
-        extra = tuple(
-            a
-            for a in self.advertised
-            if not any(s.period >= a.period and s.limit <= a.limit for s in scaled)
-        )
-        return scaled + extra
-
-    def burst_for(self, rates: tuple[Rate, ...]) -> int | None:
-        if self.burst is None:
-            return None
-        slowest = max(rates, key=lambda r: (r.interval, -r.limit))
-        return min(self.burst, slowest.limit)
-
 
 @final
 class FeedbackPolicy:
-    """Pause, retune and retry as the server asks; bounded against hostile servers.
+    """Pause, find the pace, and retry as the server asks; bounded against hostile servers.
 
-    Build one and pass it to a client (``feedback=FeedbackPolicy(retries=3)``); one policy
+    Build one and pass it to a client (``feedback=FeedbackPolicy(adapt=True)``); one policy
     serves any number of throttlers, keys and clients. A client given none uses
     ``FeedbackPolicy()``: pauses on ``Retry-After``, no adaptation, no retries.
 
     **Pauses.** :meth:`observe` pauses the throttler of the responding host (and only that
-    one) for the time the server names: ``Retry-After`` on a 429, 503 or 403,
-    ``X-RateLimit-Remaining: 0`` with its reset, or an IETF ``RateLimit`` member with
-    ``r=0`` (see :func:`~throttled_http.parse_feedback`). The pause lasts at most
+    one) for the time the server names: ``Retry-After`` (or ``retry-after-ms``) on a 429,
+    503 or 403, a count of what remains at 0 with its reset, in any dialect
+    :func:`~throttled_http.parse_feedback` reads. The pause lasts at most
     ``max_retry_after`` seconds, starts when the headers are observed, never cuts a longer
     pause short, and leaves entries already admitted alone. The response itself is not
     changed.
 
-    **Adaptation** (``adapt=True``). When the server advertises a quota
-    (``RateLimit-Policy: "default";q=100;w=60`` or ``X-RateLimit-Limit: 100;w=60``) that
-    the configured rates do not already imply, it is added to the throttler's rates with
-    :meth:`~throttled_http.Throttler.set_rates`, so an entry needs room in both: the
-    limit becomes stricter, never looser. A later advertisement replaces it. Windows
-    longer than ``max_retry_after`` are not adopted (they could hold a request longer than
-    the cap); their ``Remaining: 0`` still pauses. The adopted quota changes at most once
-    per longest window in force, so a server that flips its advertisement on every
-    response cannot make the throttler keep ever more retiring windows.
+    **Adaptation** (``adapt=True``) finds and keeps the pace a host allows:
 
-    When a host answers 429 with no usable header, every configured limit is multiplied by
-    ``decrease`` (at least 1 entry per window remains); a second cut needs another 429 at
-    least one longest configured ``period`` later, so the responses to requests already
-    in flight count once. After each ``quiet_period`` seconds without a 429 the
-    multiplier grows by ``increase`` until the configured rates are back (AIMD, as TCP
-    congestion control). Recovery happens as responses are observed; nothing runs in
-    the background. If someone else calls ``set_rates`` on the throttler, its new rates
-    become the configured ones.
+    * Every refusal (429 or 503, with or without a time, in any dialect) pauses the host
+      (a refusal that names no time for one shortest configured period ``P``) *and*
+      starts a congestion event, unless it belongs to the current one (observed while
+      that event's pause lasts or within ``P`` of its start: the answers to one burst
+      count once). The event cuts the pace (requests per window of ``P`` seconds) to
+      ``decrease`` times the limit in force, and to at most what was getting through
+      (the responses the server accepted in the ``P`` seconds before the refusal, plus
+      those still in flight that arrive while it is paused).
+    * After each ``quiet_period`` seconds without a refusal the pace grows by
+      ``increase`` of the configured limit (additive increase), up to the level the host
+      was seen to allow (what got through, below where it refused). Past that level it
+      tries one step (a probe) only after ``probe_after`` seconds without a refusal; a
+      refused probe doubles that wait (at most eight times ``probe_after``), an accepted
+      one lets the pace climb on to the ceiling.
+    * The pace never exceeds the configured rates or an adopted quota (the ceiling), and
+      never goes below one request per ``P`` seconds (the floor).
+    * A quota the server advertises with a known window (``RateLimit-Policy:
+      "default";q=100;w=60``, ``X-RateLimit-Limit: 100;w=60``, HubSpot's interval,
+      Anthropic's and GitLab's minute) that the rates in force do not already imply is
+      added to the throttler's rates with :meth:`~throttled_http.Throttler.set_rates`:
+      the limit becomes stricter, never looser. A limit without a window (OpenAI's
+      ``x-ratelimit-limit-requests``, which Groq sends per day) is not adopted. Windows
+      longer than ``max_retry_after`` are not adopted; the quota changes at most once per
+      longest window in force.
+    * Slow start: a host new to the policy (with an in-memory throttler) gets one request
+      alone; the others wait until its response has been read (the host is paused for at
+      most ``min(P, 1 s)`` meanwhile), so what its headers say is known before a whole
+      burst is spent.
+
+    Recovery happens as responses are observed; nothing runs in the background. If
+    someone else calls ``set_rates`` on the throttler, its new rates become the ceiling.
 
     **Retries.** :meth:`retry_delay` allows at most ``retries`` re-sends of a request
-    refused with 429 or 503, for the methods in ``retry_methods`` and only when the body
-    can be replayed: after the server's delay when it gave one, otherwise after an
-    exponential backoff with jitter.
+    refused with 429 or 503, for the methods in ``retry_methods`` and, with
+    ``retry_refused=True``, for any method when the server refused the request without
+    processing it (a 429, or a 503 that names a time), and only when the body can be
+    replayed: after the server's delay when it gave one, otherwise after an exponential
+    backoff with jitter. A retry goes back through the throttler.
 
-    **Observability.** Every pause that starts or extends a host's pause is logged on the
-    ``"throttled_http"`` logger (WARNING after a 429/503, INFO otherwise) with the key,
-    the header and the duration, and counted in :meth:`statistics`; the throttler's
-    ``paused_for`` shows the time left.
+    **Observability.** On the ``"throttled_http"`` logger (which has a ``NullHandler``):
+    a refusal the client did not expect (not during a pause or congestion event it
+    already saw) at WARNING, at most once per host per pause, naming the pause and the
+    cut; a pause started for another reason, and each change of a host's rates, at INFO.
+    A burst of refusals thus gives one line, not one per response. :meth:`statistics`
+    holds running totals per host: refusals, pauses, paused seconds, rate cuts, the rates
+    and the pace in force.
 
     Args:
         max_retry_after: longest pause, in seconds (a finite number >= 0), and longest
             adopted window.
         ignore_server_times: ignore every time servers give: no pause, retries wait for
-            the backoff only, and with ``adapt`` every 429 counts as one without a usable
-            header.
-        adapt: follow advertised quotas and cut the rate after a bare 429.
+            the backoff only, and with ``adapt`` a refusal cuts the pace without pausing.
+        adapt: find the host's pace from refusals and advertised quotas (see above).
         retries: re-sends allowed per request, an int from 0 to 100.
-        retry_methods: methods that may be re-sent (upper-cased); the default is the
-            idempotent ones. Add ``"POST"`` only if your server deduplicates.
+        retry_methods: methods that may be re-sent after any 429 or 503 (upper-cased);
+            the default is the idempotent ones.
+        retry_refused: also re-send requests of any method that the server refused
+            without processing them (429, or 503 with a time): what LLM APIs, all POST,
+            want. Needs ``retries >= 1``.
         backoff: seconds before the first retry when no header gives a time; doubled
             each attempt. A finite number > 0.
         max_backoff: longest backoff, in seconds, ``>= backoff``.
-        decrease: multiplier applied by a cut, ``0 < decrease < 1``.
-        increase: fraction of the configured limits restored per quiet period,
+        decrease: the pace's multiplier at a congestion event, ``0 < decrease < 1``.
+        increase: fraction of the configured limit added per quiet period,
             ``0 < increase <= 1``.
-        quiet_period: seconds without a 429 before each increase; ``None`` uses the
+        quiet_period: seconds without a refusal before each increase; ``None`` uses the
             throttler's longest configured ``period``.
+        probe_after: seconds without a refusal before the pace tries to pass the level the
+            host was last seen to allow, a finite number > 0.
         max_keys: keys whose counters :meth:`statistics` keeps (least recently active dropped).
 
     Raises:
@@ -264,25 +151,20 @@ class FeedbackPolicy:
 
     Changed in 0.2: ``stats()`` is :meth:`statistics`; ``max_retry_after=None`` is
     spelled ``ignore_server_times=True``; the policy is the clients' only way to set
-    ``max_retry_after``, ``adapt`` and ``retries``.
+    ``max_retry_after``, ``adapt`` and ``retries``; every refusal is a congestion signal,
+    with slow start, a hold and probes; ``retry_refused``, ``probe_after``.
     """
 
     __slots__ = (
         "_backoff",
-        "_by_key",
+        "_book",
         "_cap",
-        "_decrease",
-        "_increase",
         "_lock",
         "_max_backoff",
-        "_max_keys",
         "_max_retry_after",
-        "_quiet_period",
         "_retries",
         "_retry_methods",
-        "_strong",
-        "_totals",
-        "_weak",
+        "_retry_refused",
         "adapt",
     )
 
@@ -294,11 +176,13 @@ class FeedbackPolicy:
         adapt: bool = False,
         retries: int = 0,
         retry_methods: Iterable[str] = DEFAULT_RETRY_METHODS,
+        retry_refused: bool = False,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
         decrease: float = 0.5,
         increase: float = 0.1,
         quiet_period: float | None = None,
+        probe_after: float = 300.0,
         max_keys: int = 10_000,
     ) -> None:
         if max_retry_after is None:
@@ -307,32 +191,36 @@ class FeedbackPolicy:
                 "ignore the times servers give, pass ignore_server_times=True"
             )
         self._cap = non_negative_float("max_retry_after", max_retry_after)
-        if not isinstance(ignore_server_times, bool):
-            raise TypeError(
-                f"ignore_server_times must be True or False, got {ignore_server_times!r}"
-            )
         # None inside: no server time is read at all.
-        self._max_retry_after = None if ignore_server_times else self._cap
-        if not isinstance(adapt, bool):
-            raise TypeError(f"adapt must be True or False, got {adapt!r}")
-        self.adapt: Final = adapt
+        self._max_retry_after = (
+            None if _flag("ignore_server_times", ignore_server_times) else self._cap
+        )
+        self.adapt: Final = _flag("adapt", adapt)
         self._retries = int_in_range("retries", retries, 0, 100)
         self._retry_methods = _methods(retry_methods)
+        self._retry_refused = _flag("retry_refused", retry_refused)
+        if self._retry_refused and not self._retries:
+            raise TypeError(
+                "retry_refused=True needs retries >= 1 to have any effect, got retries=0: "
+                "pass FeedbackPolicy(retries=3, retry_refused=True)"
+            )
         self._backoff = positive_float("backoff", backoff)
         self._max_backoff = positive_float("max_backoff", max_backoff)
         if self._max_backoff < self._backoff:
             raise ValueError(f"max_backoff must be >= backoff ({backoff!r} s), got {max_backoff!r}")
-        self._decrease = _fraction("decrease", decrease, closed=False)
-        self._increase = _fraction("increase", increase, closed=True)
-        self._quiet_period = (
-            None if quiet_period is None else positive_float("quiet_period", quiet_period)
+        self._book = HostBook(
+            adapt=self.adapt,
+            cap=self._cap,
+            server_times=self._max_retry_after is not None,
+            decrease=_fraction("decrease", decrease, closed=False),
+            increase=_fraction("increase", increase, closed=True),
+            quiet_period=(
+                None if quiet_period is None else positive_float("quiet_period", quiet_period)
+            ),
+            probe_after=positive_float("probe_after", probe_after),
+            max_keys=positive_int("max_keys", max_keys),
         )
-        self._max_keys = positive_int("max_keys", max_keys)
         self._lock = threading.Lock()
-        self._totals = _Counters()
-        self._by_key: OrderedDict[str, _Counters] = OrderedDict()
-        self._weak: weakref.WeakKeyDictionary[FeedbackTarget, _Tuning] = weakref.WeakKeyDictionary()
-        self._strong: OrderedDict[FeedbackTarget, _Tuning] = OrderedDict()
 
     # -- configuration ---------------------------------------------------------------
 
@@ -353,10 +241,36 @@ class FeedbackPolicy:
 
     @property
     def retry_methods(self) -> frozenset[str]:
-        """Methods that may be re-sent, upper-case."""
+        """Methods that may be re-sent after any 429 or 503, upper-case."""
         return self._retry_methods
 
-    # -- the two calls the integrations make ----------------------------------------
+    @property
+    def retry_refused(self) -> bool:
+        """Whether requests of any method are re-sent when the server did not process them."""
+        return self._retry_refused
+
+    # -- the calls the integrations make ----------------------------------------------
+
+    def admitted(self, throttler: FeedbackTarget, key: str) -> None:
+        """Tell the policy that ``throttler`` just admitted a request for ``key``.
+
+        The integrations call it after each admission, before the request is sent, when
+        ``adapt`` is on; a client of your own should too. A host new to the policy is
+        held back until its first responses arrive (slow start), and a congestion event
+        whose answers are all in takes effect before more is sent. Without ``adapt`` it
+        does nothing. Never raises: a failure of the throttler is logged at WARNING.
+
+        Args:
+            throttler: the throttler that admitted the request.
+            key: the throttler's key, as for :meth:`observe`.
+        """
+        if not self.adapt:
+            return
+        try:
+            with self._lock:
+                self._book.admitted(throttler, key)
+        except Exception:
+            logger.warning("%s: could not apply slow start", key, exc_info=True)
 
     def observe(
         self,
@@ -390,29 +304,12 @@ class FeedbackPolicy:
         feedback = parse_feedback(
             status, headers, now=time.time(), max_retry_after=self._max_retry_after
         )
-        if throttler is None:
-            return feedback.delay
         try:
             with self._lock:
-                if feedback.delay is not None and feedback.delay > 0:
-                    self._pause(throttler, key, feedback, feedback.delay)
-                if self.adapt:
-                    self._tune(throttler, key, status, feedback)
+                self._book.observe(throttler, key, status, feedback)
         except Exception:
             logger.warning("%s: could not apply server feedback %r", key, feedback, exc_info=True)
         return feedback.delay
-
-    def admitted(self, throttler: FeedbackTarget, key: str) -> None:
-        """Tell the policy that ``throttler`` just admitted a request for ``key``.
-
-        The integrations call it after each admission, before the request is sent, when
-        ``adapt`` is on; a client of your own should too (see :meth:`observe`). It lets the
-        policy hold back a host it has not heard from yet (slow start). It never raises.
-
-        Args:
-            throttler: the throttler that admitted the request.
-            key: the throttler's key, as for :meth:`observe`.
-        """
 
     def retry_delay(
         self,
@@ -427,11 +324,13 @@ class FeedbackPolicy:
         """Seconds to wait before re-sending a refused request, or ``None``: do not retry.
 
         A retry is allowed when all hold: ``status`` is 429 or 503; ``method`` is in
-        ``retry_methods``; ``replayable`` (the body can be sent again: not a consumed
-        stream); and ``attempt <= retries``. The wait is then ``server_delay`` when given
-        (capped at ``max_retry_after``; ignored with ``ignore_server_times``), else an
-        exponential backoff with "equal jitter" (:meth:`backoff_delay`):
-        uniform in ``[b / 2, b]`` with ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``.
+        ``retry_methods``, or ``retry_refused`` is set and the server did not process the
+        request (a 429, or a 503 with ``server_delay``); ``replayable`` (the body can be
+        sent again: not a consumed stream); and ``attempt <= retries``. The wait is then
+        ``server_delay`` when given (capped at ``max_retry_after``; ignored with
+        ``ignore_server_times``), else an exponential backoff with "equal jitter"
+        (:meth:`backoff_delay`): uniform in ``[b / 2, b]`` with
+        ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``.
 
         The re-sent request must go through the throttler again: it waits for the pause
         :meth:`observe` set, and for its turn.
@@ -448,11 +347,10 @@ class FeedbackPolicy:
             ValueError, TypeError: when ``attempt`` is not an int >= 1.
         """
         attempt = positive_int("attempt", attempt)
-        if (
-            attempt > self._retries
-            or not replayable
-            or status not in THROTTLE_STATUSES
-            or method.upper() not in self._retry_methods
+        if attempt > self._retries or not replayable or status not in THROTTLE_STATUSES:
+            return None
+        if method.upper() not in self._retry_methods and not (
+            self._retry_refused and (status == 429 or server_delay is not None)
         ):
             return None
         if (
@@ -466,9 +364,7 @@ class FeedbackPolicy:
         else:
             wait = self.backoff_delay(attempt)
         with self._lock:
-            self._totals.retries += 1
-            if key is not None:
-                self._counters(key).retries += 1
+            self._book.count_retry(key)
         return wait
 
     def backoff_delay(self, attempt: int) -> float:
@@ -490,15 +386,7 @@ class FeedbackPolicy:
     def statistics(self) -> FeedbackStatistics:
         """A frozen snapshot of the counters, in all and per key."""
         with self._lock:
-            totals = self._totals
-            return FeedbackStatistics(
-                pauses=totals.pauses,
-                paused_seconds=totals.paused_seconds,
-                retries=totals.retries,
-                rate_cuts=totals.rate_cuts,
-                adoptions=totals.adoptions,
-                by_key=MappingProxyType({k: c.freeze() for k, c in self._by_key.items()}),
-            )
+            return self._book.snapshot()
 
     def __repr__(self) -> str:
         return (
@@ -507,115 +395,11 @@ class FeedbackPolicy:
             f"retries={self._retries}>"
         )
 
-    # -- internals -------------------------------------------------------------------
 
-    def _counters(self, key: str) -> _Counters:
-        by_key = self._by_key
-        counters = by_key.get(key)
-        if counters is None:
-            counters = by_key[key] = _Counters()
-            if len(by_key) > self._max_keys:
-                by_key.popitem(last=False)
-        else:
-            by_key.move_to_end(key)
-        return counters
-
-    def _pause(self, throttler: FeedbackTarget, key: str, feedback: Feedback, delay: float) -> None:
-        before = throttler.paused_for
-        throttler.pause(delay)
-        added = delay - before
-        if added <= 0:
-            return  # an earlier, longer pause already covers it
-        for counters in (self._totals, self._counters(key)):
-            counters.pauses += 1
-            counters.paused_seconds += added
-            counters.last_reason = feedback.reason
-        capped = ""
-        if feedback.capped:
-            capped = f"; the server asked for {feedback.requested:.0f} s, capped by max_retry_after"
-        logger.log(
-            logging.WARNING if feedback.throttled else logging.INFO,
-            "%s: pausing for %.3f s (%s%s)",
-            key,
-            delay,
-            feedback.reason,
-            capped,
-        )
-
-    def _tuning(self, throttler: FeedbackTarget, now: float) -> _Tuning:
-        rates = tuple(throttler.rates)
-        try:
-            state = self._weak.get(throttler)
-            weak = True
-        except TypeError:  # not weakly referenceable: a bounded, least-recently-used map
-            state = self._strong.get(throttler)
-            weak = False
-        if state is None or state.applied != rates:
-            # New to us, or retuned by someone else: its rates are the configured ones now.
-            burst = getattr(throttler, "burst", None)
-            state = _Tuning(rates, burst if isinstance(burst, int) else None, now)
-            if weak:
-                self._weak[throttler] = state
-            else:
-                self._strong[throttler] = state
-                if len(self._strong) > _LRU_LIMITERS:
-                    self._strong.popitem(last=False)
-        elif not weak:
-            self._strong.move_to_end(throttler)
-        return state
-
-    def _tune(self, throttler: FeedbackTarget, key: str, status: int, feedback: Feedback) -> None:
-        now = _monotonic()
-        state = self._tuning(throttler, now)
-        longest = max(r.period for r in state.configured)
-        cut = adopted = False
-        if feedback.quota:
-            bound = self._cap  # the longest adopted window, whether server times are read
-            usable = tuple(r for r in feedback.quota if r.period <= bound)
-            # One change per longest window in force: a server flipping its quota on every
-            # response cannot pile up retiring windows in the throttler.
-            settled = now - state.last_adopt >= max(r.period for r in state.applied)
-            if usable and usable != state.advertised and settled:
-                state.advertised = usable
-                state.last_adopt = now
-                adopted = True
-        if status == 429:
-            bare = feedback.delay is None
-            if bare and now - state.last_cut >= longest:
-                state.factor = max(_MIN_FACTOR, state.factor * self._decrease)
-                state.last_cut = now
-                cut = True
-            state.quiet = now
-        elif state.factor < 1.0:
-            quiet = self._quiet_period if self._quiet_period is not None else longest
-            steps = int((now - state.quiet) / quiet)
-            if steps > 0:
-                state.factor = min(1.0, state.factor + steps * self._increase)
-                state.quiet += steps * quiet
-        rates = state.effective()
-        if rates == state.applied:
-            return
-        throttler.set_rates(*rates, burst=state.burst_for(rates))
-        state.applied = tuple(throttler.rates)
-        shown = ", ".join(str(r) for r in rates)
-        if cut:
-            for counters in (self._totals, self._counters(key)):
-                counters.rate_cuts += 1
-            logger.warning("%s: 429 without a usable header; rates cut to %s", key, shown)
-        elif adopted:
-            for counters in (self._totals, self._counters(key)):
-                counters.adoptions += 1
-            logger.info("%s: following the advertised quota; rates now %s", key, shown)
-        else:
-            logger.info("%s: quiet for a while; rates recovered to %s", key, shown)
-
-
-def _monotonic() -> float:
-    """The clock the throttlers use: the running loop's (virtual in tests), else monotonic."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def _methods(methods: object) -> frozenset[str]:
