@@ -12,18 +12,29 @@
 With ``"allow"`` and ``"local"`` Redis is bypassed for ``recover_after`` seconds, then tried
 again, and used again as soon as it answers (a warning is logged at each switch).
 
-**The shadow ledger.** The fallback must not start from an empty window: at failover it
-would admit a whole limit on top of what this process was just admitted through Redis.
-So every process keeps a :class:`~throttled_http._ledger.Ledger` of its own recent
-entries, the *shadow*: every admission and settle it made through Redis, stamped on its
-own clock when the reply arrived (a little later than the server did: counted longer,
-never less). The fallback admits by that very ledger, so it starts from this process's
-entries of the last period and keeps adding its own.
+**The shadow ledger.** Every process keeps a :class:`~throttled_http._ledger.Ledger` of
+its own recent entries, the *shadow*: each entry it admits through Redis is reserved there
+(open) before the admit call goes out, and stamped on this process's clock when it is
+settled (an ``acquire()`` entry when its task resumes, a latency-proof entry at
+``settle()``, a ``try_acquire()`` entry when the reply arrives): a little later than the
+server did, so counted longer, never less. A latency-proof entry left open past
+``open_timeout`` is stamped when that is noticed, as Redis counts it stamped at that
+deadline.
 
-**Recovery.** Redis does not know the entries the fallback admitted. After Redis answers
-again, every entry must therefore fit the local windows too, until the longest period has
-passed (plus ``open_timeout`` if entries were still open): one process alone on its key
-never exceeds the limit in any window across either switch.
+**The shadow gates every admission.** Redis may forget (a restart without persistence,
+``FLUSHALL``, a failover to a lagging replica); this process does not. So in every
+``on_error`` mode an entry is asked of Redis only if it also fits this process's own
+windows: however empty Redis is, one process alone never exceeds the limit in any window.
+The fleet as a whole may: the entries other processes made before the loss are gone, so
+one window may hold up to the limit from before the loss plus the limit after it (twice
+the limit, for one loss).
+
+**The local fallback.** It must not start from an empty window either: at failover it
+would admit a whole limit on top of what this process was just admitted through Redis. It
+admits by the shadow itself, so it starts from this process's entries of the last period
+and keeps adding its own; and since the gate above applies once Redis answers again, the
+entries it admitted (unknown to Redis) keep counting for their period across the switch
+back.
 
 **How the fallback shares the shadow.** The :class:`Failover` owns both the shadow and
 the fallback, and touches neither's private state. The fallback is built by
@@ -34,14 +45,15 @@ may let the fallback's queue move on). Everything else goes through the fallback
 interface: ``acquire()``, ``open_entry()``, ``try_acquire()`` and ``set_rates()`` (which
 retunes the shared shadow).
 
-:class:`Failover`'s interface speaks in those terms: the shadow records (:meth:`take`,
-:meth:`reserve`, :meth:`unreserve`, :meth:`settle`), the state of Redis (:meth:`fail`,
-:meth:`answered`, :meth:`is_down`), the local windows (:meth:`local_windows_apply`,
-:meth:`local_wait`, :meth:`fits_locally`) and the fallback's admissions.
+:class:`Failover`'s interface speaks in those terms: the shadow's reservations
+(:meth:`try_reserve`, :meth:`unreserve`, :meth:`settle`) and its wait
+(:meth:`local_wait`), the state of Redis (:meth:`fail`, :meth:`answered`,
+:meth:`is_down`) and the fallback's admissions.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import TYPE_CHECKING, Final, Literal, final
@@ -91,14 +103,16 @@ class Failover:
     """
 
     __slots__ = (
+        "_deadlines",
         "_down_until",
         "_fallback",
         "_key",
-        "_local_until",
         "_open_timeout",
         "_recover_after",
+        "_reserved",
         "_shadow",
         "_terms",
+        "_tickets",
         "_wake",
         "on_error",
     )
@@ -119,10 +133,14 @@ class Failover:
         self._open_timeout = open_timeout
         # This process's own recent entries, stamped on the local clock.
         self._shadow = Ledger(terms.rates, burst=terms.burst)
+        # Its reservations by ticket: (cost, ledger generation); and the deadlines of
+        # the latency-proof ones, in admission order (open_timeout after it).
+        self._tickets = itertools.count(1)
+        self._reserved: dict[int, tuple[int, int]] = {}
+        self._deadlines: dict[int, float] = {}
         self._fallback: Throttler | None = None
         self._wake: Callable[[], None] | None = None
         self._down_until = -math.inf  # Redis is bypassed until then; -inf: it answers
-        self._local_until = -math.inf  # the local windows apply until then, after recovery
 
     # -- the state of Redis ------------------------------------------------------------
 
@@ -141,62 +159,58 @@ class Failover:
             )
         self._down_until = now + self._recover_after
 
-    def answered(self, now: float) -> None:
-        """Redis answered at ``now``: use it again, keeping the local windows for a while."""
+    def answered(self) -> None:
+        """Redis answered: use it again (the shadow goes on gating every entry)."""
         if self._down_until == -math.inf:
             return
         self._down_until = -math.inf
-        if self._fallback is not None:
-            # Entries the fallback admitted count until the longest period after the last
-            # one; one still open counts as stamped at most open_timeout from now.
-            extra = self._open_timeout if self._shadow.open else 0.0
-            longest = max(r.period for r in self._terms.every(now))
-            self._local_until = now + longest + extra
         logger.warning("Redis answers again for %r", self._key)
-
-    # -- the local windows ---------------------------------------------------------------
-
-    def local_windows_apply(self, now: float) -> bool:
-        """Whether entries must fit the local windows too: the fallback admitted entries
-        that Redis does not know, and they may still share a window with a new one."""
-        return self._fallback is not None and (
-            self._down_until != -math.inf or now < self._local_until
-        )
-
-    def fits_locally(self, now: float, cost: int) -> bool:
-        """Whether ``cost`` fits this process's own windows (the shadow) at ``now``."""
-        return self._shadow.earliest(now, cost, False) <= now
-
-    def local_wait(self, now: float, cost: int, poll: float) -> float:
-        """Seconds before ``cost`` may fit the local windows; 0 when it fits now.
-
-        ``poll`` is the wait when only a settle can make room (an open entry). The wait
-        never runs past the moment the local windows stop applying.
-        """
-        at = self._shadow.earliest(now, cost, False)
-        if at <= now:
-            return 0.0
-        wait = poll if at == INF else at - now
-        if self._down_until == -math.inf:
-            wait = min(wait, self._local_until - now)
-        return wait
 
     # -- the shadow ledger -------------------------------------------------------------
 
-    def take(self, now: float, cost: int) -> None:
-        """Record an entry admitted through Redis and stamped at once."""
-        self._shadow.take(now, cost, False)
+    def try_reserve(self, now: float, cost: int, expires: bool) -> int | None:
+        """Reserve ``cost`` in the shadow if it fits this process's own windows at ``now``.
 
-    def reserve(self, cost: int) -> int:
-        """Record an entry admitted open through Redis; returns its generation."""
-        return self._shadow.reserve(cost, False)
+        ``expires``: a latency-proof entry, stamped by the shadow itself if still open
+        ``open_timeout`` from now. Returns the reservation's ticket, or ``None`` when it
+        does not fit.
+        """
+        self._expire(now)
+        shadow = self._shadow
+        if shadow.earliest(now, cost, False) > now:
+            return None
+        ticket = next(self._tickets)
+        self._reserved[ticket] = (cost, shadow.reserve(cost, False))
+        if expires:
+            self._deadlines[ticket] = now + self._open_timeout
+        return ticket
 
-    def unreserve(self, cost: int, generation: int) -> None:
-        """Forget an open entry that never happened."""
-        self._shadow.unreserve(cost, False, generation)
+    def local_wait(self, now: float, cost: int, poll: float) -> float:
+        """Seconds before ``cost`` may fit the shadow's windows; 0 when it fits now.
 
-    def settle(self, now: float, cost: int, generation: int) -> None:
-        """Stamp an open entry at ``now``; the fallback's queue may wait on it."""
+        ``poll`` is the wait when only a settle can make room (an open entry).
+        """
+        self._expire(now)
+        at = self._shadow.earliest(now, cost, False)
+        if at <= now:
+            return 0.0
+        return poll if at == INF else at - now
+
+    def unreserve(self, ticket: int) -> None:
+        """Forget a reserved entry that never happened."""
+        self._deadlines.pop(ticket, None)
+        reserved = self._reserved.pop(ticket, None)
+        if reserved is not None:
+            cost, generation = reserved
+            self._shadow.unreserve(cost, False, generation)
+
+    def settle(self, now: float, ticket: int) -> None:
+        """Stamp a reserved entry at ``now``; the fallback's queue may wait on it."""
+        self._deadlines.pop(ticket, None)
+        reserved = self._reserved.pop(ticket, None)
+        if reserved is None:
+            return  # stamped already, at its deadline
+        cost, generation = reserved
         self._shadow.settle(now, cost, generation)
         if self._wake is not None:
             self._wake()
@@ -209,8 +223,19 @@ class Failover:
             self._shadow.set_rates(now, rates, burst)
 
     def is_idle(self, now: float) -> bool:
-        """Whether nothing is left that the fallback would need (with ``"local"``)."""
-        return self.on_error != "local" or self._shadow.is_idle(now)
+        """Whether the shadow remembers nothing: dropping it loosens nothing."""
+        self._expire(now)
+        return self._shadow.is_idle(now)
+
+    def _expire(self, now: float) -> None:
+        """Stamp the latency-proof entries still open past their deadline (at ``now``:
+        later than Redis does, so counted longer, never less)."""
+        deadlines = self._deadlines
+        while deadlines:
+            ticket = next(iter(deadlines))
+            if deadlines[ticket] > now:
+                return
+            self.settle(now, ticket)
 
     # -- the local fallback ------------------------------------------------------------
 

@@ -5,7 +5,8 @@ queue here, first come first served, whatever their cost; only the head of the q
 talks to Redis. One task per event loop, the *pump*, serves the queue:
 
 1. It takes up to 64 entries from the head that have a concurrency slot (reserving the
-   slots) and asks ``admit.lua`` about all of them in one round trip (through the wire).
+   slots) and fit this process's own windows (see below), and asks ``admit.lua`` about
+   all of them in one round trip (through the wire).
 2. The server admits a prefix of the batch, in order; the pump hands each admitted waiter
    its verdict (its future's result) and drops it from the queue. A waiter that timed out
    or was cancelled during the round trip gives its entry back: its slot here, and its
@@ -31,10 +32,16 @@ each waiter one ``command_timeout`` at most, however long the queue; the next wa
 come tries Redis again. With ``"local"`` or ``"allow"`` the failover is told, and the
 waiters are served by it at once.
 
+**This process's own windows.** Before asking Redis, the pump reserves each entry of the
+batch in the failover's shadow ledger (this process's record of its own entries), and asks
+only for those that fit it: Redis may have lost entries (restarted empty, flushed, failed
+over to a lagging replica) or never known them (the fallback admitted them), and this
+process must not exceed the limit on its own whatever Redis says. When the head does not
+fit, the pump sleeps until it may. Entries not admitted give their reservation back.
+
 **Degraded.** While the :class:`~throttled_http._redis_failover.Failover` says Redis is
 bypassed, the pump admits the batch at once with the verdict "local" (the waiter then asks
-the in-memory fallback) or "allow"; while the local windows still apply after recovery,
-it asks Redis for one entry at a time, and only once it fits the local windows too.
+the in-memory fallback, which admits by the same shadow) or "allow".
 
 **Loops.** The queue belongs to the loop of its waiters. When that loop was closed under
 them, :meth:`LocalQueue.bind` forgets the pump and the stranded waiters (their futures
@@ -81,7 +88,7 @@ ALLOW: Final = 2
 class Waiter:
     """A queued entry: its future (resolved with ``(verdict, server µs)``), cost and mode."""
 
-    __slots__ = ("cost", "fut", "generation", "hold", "member", "mode")
+    __slots__ = ("cost", "fut", "hold", "member", "mode", "reservation")
 
     def __init__(
         self, fut: asyncio.Future[tuple[int, int]], cost: int, mode: str, hold: bool, member: str
@@ -91,8 +98,9 @@ class Waiter:
         self.mode = mode
         self.hold = hold  # whether it takes a concurrency slot
         self.member = member
-        # The shadow ledger's generation of an entry admitted open through Redis.
-        self.generation: int | None = None
+        # Its ticket in the shadow ledger, from just before it is asked of Redis until it
+        # is stamped (or given back).
+        self.reservation: int | None = None
 
 
 @final
@@ -381,14 +389,16 @@ class LocalQueue:
         failover = self._failover
         if failover.is_down(now):
             return self._try_degraded(cost)
-        if failover.local_windows_apply(now) and not failover.fits_locally(now, cost):
-            return False
+        reservation = failover.try_reserve(now, cost, False)
+        if reservation is None:
+            return False  # this process's own windows are full, whatever Redis says
         hold = self.max_concurrency is not None
         waiter = Waiter(loop.create_future(), cost, TAKE, hold, self._member())
+        waiter.reservation = reservation
         if hold:
             self.in_flight += 1
         try:
-            admitted, _ = await self._ask([waiter])  # gives the slot back if it fails
+            admitted, _ = await self._ask([waiter])  # gives the entry back if it fails
         except ThrottlerBackendError:
             if failover.on_error == "raise":
                 raise
@@ -396,9 +406,10 @@ class LocalQueue:
             return self._try_degraded(cost)
         if not admitted:
             self._give_back([waiter])
-        if admitted:
-            failover.take(self.now(), cost)
-        return admitted == 1
+            return False
+        # Stamped here a little after the server did: counted longer, never less.
+        failover.settle(self.now(), reservation)
+        return True
 
     def _try_degraded(self, cost: int) -> bool:
         """:meth:`try_take` while Redis is bypassed: the fallback decides, or "allow"."""
@@ -410,15 +421,16 @@ class LocalQueue:
             self.in_flight += 1
         return True
 
-    def settle(self, cost: int, member: str, generation: int | None, entry: bool) -> int:
+    def settle(self, cost: int, member: str, reservation: int | None, entry: bool) -> int:
         """Stamp an entry open through Redis: here at once, in Redis from the background.
 
-        ``entry``: whether it is a latency-proof entry (whose lost settle keeps it open
-        until ``open_timeout``). Returns the outbox ticket that will carry it.
+        ``reservation``: its ticket in the shadow ledger. ``entry``: whether it is a
+        latency-proof entry (whose lost settle keeps it open until ``open_timeout``).
+        Returns the outbox ticket that will carry it.
         """
         self.open_cost -= cost
-        if generation is not None:
-            self._failover.settle(self.now(), cost, generation)
+        if reservation is not None:
+            self._failover.settle(self.now(), reservation)
         return self.outbox.settle(self.running_loop(), cost, member, entry)
 
     def release_slot(self) -> None:
@@ -473,16 +485,17 @@ class LocalQueue:
                     kind = LOCAL if failover.on_error == "local" else ALLOW
                     self._resolve(batch, len(batch), kind, 0)
                     continue
-                if failover.local_windows_apply(now):
-                    # Redis does not know the entries the fallback admitted: until they
-                    # are out of every window, each entry must fit the local windows too.
-                    self._give_back(batch[1:])
-                    batch = batch[:1]
+                # Redis may have lost entries (restarted empty, flushed, failed over), and
+                # does not know those the fallback admitted: every entry must fit this
+                # process's own windows too.
+                fitting = self._reserve(now, batch)
+                if not fitting:
+                    self._give_back(batch)
                     wait = failover.local_wait(now, batch[0].cost, pacer.poll_interval())
-                    if wait > 0:
-                        self._give_back(batch)
-                        await self._sleep(loop, wait)
-                        continue
+                    await self._sleep(loop, wait)
+                    continue
+                self._give_back(batch[fitting:])
+                del batch[fitting:]
                 try:
                     admitted, now_us = await self._ask(batch)  # gives the batch back on failure
                 except ThrottlerBackendError as exc:
@@ -511,10 +524,8 @@ class LocalQueue:
     async def _ask(self, batch: list[Waiter]) -> tuple[int, int]:
         """One admit round trip; returns how many of ``batch`` were admitted, and when.
 
-        If the call fails, the batch's slots are given back (unless a closed loop's
-        leftovers were given back already) before the error propagates; a call that
-        failed may run in Redis yet, or may have run and lost its answer, so it is called
-        off: fenced, and its members forgotten, through the outbox.
+        A call that fails (or is cancelled) gives the batch back and is called off: it may
+        run in Redis yet, or have run and lost its answer.
         """
         loop = asyncio.get_running_loop()
         call = self._member()
@@ -525,9 +536,8 @@ class LocalQueue:
         except BaseException as exc:
             if self._asking.pop(call, None) is not None:
                 self._give_back(batch)
-                # Cancelled (aclose() stops the pump; a try_acquire() caller gave up): the
-                # call is on its way all the same. Sent by aclose()'s drain, or with the
-                # next message: a loop shutting down must get no new task.
+                # Cancelled: sent by aclose()'s drain or with the next message (a loop
+                # shutting down must get no new task).
                 cancelled = isinstance(exc, asyncio.CancelledError)
                 self.outbox.call_off(call, batch, None if cancelled else loop)
             raise
@@ -535,7 +545,7 @@ class LocalQueue:
         self.outbox.nudge()  # Redis answers: what failed to reach it may go now
         # The server's "now" was about half a round trip after sending: aim from there.
         decided = (sent + loop.time()) / 2
-        self._failover.answered(loop.time())
+        self._failover.answered()
         self.pacer.heard(reply, len(batch), decided)
         return reply.admitted, reply.now_us
 
@@ -558,16 +568,27 @@ class LocalQueue:
                 self.in_flight += 1
         return batch
 
+    def _reserve(self, now: float, batch: list[Waiter]) -> int:
+        """Reserve ``batch``'s entries in the shadow, in order, while they fit this
+        process's own windows (whatever Redis remembers); returns how many did."""
+        for index, waiter in enumerate(batch):
+            waiter.reservation = self._failover.try_reserve(now, waiter.cost, waiter.mode == OPEN)
+            if waiter.reservation is None:
+                return index
+        return len(batch)
+
     def _give_back(self, batch: Sequence[Waiter]) -> None:
+        """Give back the slots and shadow reservations of entries not admitted."""
         for waiter in batch:
             if waiter.hold:
                 self.in_flight -= 1
+            if waiter.reservation is not None:
+                self._failover.unreserve(waiter.reservation)
+                waiter.reservation = None
 
     def _resolve(self, batch: list[Waiter], count: int, kind: int, now_us: int) -> None:
         """Hand the first ``count`` of ``batch`` their verdict and drop them from the queue."""
         waiters = self._waiters
-        failover = self._failover
-        now = self.now()
         for waiter in batch[:count]:
             if kind == REDIS and waiter.mode != TAKE:
                 self.open_cost += waiter.cost
@@ -575,12 +596,6 @@ class LocalQueue:
             if waiter.fut.done():
                 self._undo(waiter, kind)  # timed out or cancelled during the round trip
                 continue
-            if kind == REDIS:
-                # Stamped here a little after the server did: counted longer, never less.
-                if waiter.mode != TAKE:
-                    waiter.generation = failover.reserve(waiter.cost)
-                else:
-                    failover.take(now, waiter.cost)
             waiter.fut.set_result((kind, now_us))
             self._woken[waiter.fut] = (waiter, kind)
 
@@ -591,10 +606,9 @@ class LocalQueue:
         if kind == REDIS:
             if waiter.mode != TAKE:
                 self.open_cost -= waiter.cost
-                if waiter.generation is not None:
-                    self._failover.unreserve(waiter.cost, waiter.generation)
-                    waiter.generation = None
-            # (A forgotten stamp stays in the shadow: counted longer, never less.)
+            if waiter.reservation is not None:
+                self._failover.unreserve(waiter.reservation)
+                waiter.reservation = None
             self.outbox.forget(waiter.cost, waiter.member, waiter.mode == OPEN, self.loop)
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:

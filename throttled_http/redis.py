@@ -33,13 +33,17 @@ Redis key of one throttler lives in one Redis Cluster slot::
 Every key expires on its own once idle (after the longest period plus ``open_timeout``).
 
 **Faults.** A Redis error, timeout or restart raises :class:`ThrottlerBackendError` (with
-the redis-py error as ``__cause__``) from the waiting call by default; ``on_error="local"``
-falls back to an in-memory :class:`~throttled_http.Throttler` at the same rates in this
-process, which starts from this process's own entries of the last period (and keeps
-counting its own entries for one period after Redis is back); ``on_error="allow"``
-admits. Either way Redis is tried again ``recover_after`` seconds later, and used again
-as soon as it answers. No call waits on Redis longer than
-``command_timeout``.
+the redis-py error as ``__cause__``) from the waiting call by default, to every task queued
+in this process at once; ``on_error="local"`` falls back to an in-memory
+:class:`~throttled_http.Throttler` at the same rates in this process, which starts from
+this process's own entries of the last period; ``on_error="allow"`` admits. Either way
+Redis is tried again ``recover_after`` seconds later, and used again as soon as it
+answers. No call waits on Redis longer than ``command_timeout``. A call that timed out may
+still run in Redis (a stall): an admission is then fenced off and its entries forgotten,
+and a settle sent again, once Redis answers, so a short stall costs about one
+``command_timeout``, not ``open_timeout``. Whatever Redis forgets (a restart without
+persistence, ``FLUSHALL``), this process never admits past its own record of its entries
+of the last period, in any mode.
 
 **Parts.** A :class:`RedisThrottler` composes four private parts, each a module of its
 own that starts by teaching it: the *wire* (``_redis_wire``: the Lua scripts, keys,
@@ -395,7 +399,7 @@ class RedisThrottler:
         kind, now_us, waiter = await self._admit(cost, OPEN, True, timeout)
         queue = self._queue
         if kind == REDIS:
-            return RedisEntry(queue, cost, waiter.member, now_us / 1e6, None, waiter.generation)
+            return RedisEntry(queue, cost, waiter.member, now_us / 1e6, None, waiter.reservation)
         if kind == ALLOW:
             return RedisEntry(queue, cost, None, None, None)
         try:
@@ -487,12 +491,14 @@ class RedisThrottler:
         )
 
     def is_idle(self) -> bool:
-        """Nothing of this process waiting, open, in flight, paused or left to send.
+        """Nothing of this process waiting, open, in flight, paused or left to send, and
+        none of its entries in its own record of the last period.
 
-        The windows live in Redis, so an idle ``RedisThrottler`` can be dropped and rebuilt
-        (as :class:`~throttled_http.ThrottlerMap` does) without loosening any limit.
+        The windows live in Redis, and this process's record of its own entries (which
+        guards the limit should Redis lose its data, and which the ``"local"`` fallback
+        starts from) is empty, so an idle ``RedisThrottler`` can be dropped and rebuilt (as
+        :class:`~throttled_http.ThrottlerMap` does) without loosening any limit.
         """
-        # The fallback would start from the shadow: keep it while it remembers entries.
         return self._queue.is_idle() and self._failover.is_idle(self._queue.now())
 
     async def aclose(self) -> None:
@@ -537,7 +543,7 @@ class RedisThrottler:
         if kind == REDIS:
             # Open from admission until now, when this task resumes: the stamp is sent in
             # the background, batched with the others of the moment.
-            self._queue.settle(cost, waiter.member, waiter.generation, False)
+            self._queue.settle(cost, waiter.member, waiter.reservation, False)
         elif kind == LOCAL:
             try:
                 await self._failover.acquire(cost, _left(loop, start, timeout))
@@ -577,10 +583,10 @@ class RedisEntry(_EntryState):
     """
 
     __slots__ = (
-        "_generation",
         "_local",
         "_member",
         "_queue",
+        "_reservation",
         "_ticket",
         "admitted_at",
     )
@@ -592,7 +598,7 @@ class RedisEntry(_EntryState):
         member: str | None,
         admitted_at: float | None,
         local: EntryLike | None,
-        generation: int | None = None,
+        reservation: int | None = None,
     ) -> None:
         self._queue = queue
         self.cost = cost
@@ -600,7 +606,7 @@ class RedisEntry(_EntryState):
         self.admitted_at = admitted_at
         self._local = local
         self._state = _ST_OPEN
-        self._generation = generation  # in the throttler's shadow ledger
+        self._reservation = reservation  # its ticket in the throttler's shadow ledger
         self._ticket = 0  # the outbox batch that carries its settle to Redis
 
     def settle(self) -> None:
@@ -611,7 +617,7 @@ class RedisEntry(_EntryState):
         if self._local is not None:
             self._local.settle()
         elif self._member is not None:
-            self._ticket = self._queue.settle(self.cost, self._member, self._generation, True)
+            self._ticket = self._queue.settle(self.cost, self._member, self._reservation, True)
 
     def close(self) -> None:
         """Settle (if still open) and give back the concurrency slot."""
