@@ -129,7 +129,7 @@ async def test_outage_falls_back_to_local(private_redis: PrivateRedis) -> None:
     loop = asyncio.get_running_loop()
     times: list[float] = []
     for _ in range(10):
-        await asyncio.wait_for(throttler.acquire(), 5)
+        await throttler.acquire(timeout=5)  # in this task: stamped just before the read
         times.append(loop.time())
     assert max_in_window(times, 0.2) <= 5
     assert throttler.redis_statistics().degraded or throttler.redis_statistics().backend_errors
@@ -238,7 +238,7 @@ async def test_try_acquire_while_degraded_asks_no_redis(private_redis: PrivateRe
     assert local.redis_statistics().round_trips == trips
     assert await allow.try_acquire()  # Redis failed: admitted
     assert await allow.try_acquire()  # bypassed: admitted, whatever the window
-    allow.pause(1)
+    allow.pause(60)
     assert not await allow.try_acquire()  # a pause holds even while degraded
     allow.resume()
     for throttler in (local, allow):
@@ -256,8 +256,8 @@ async def test_hung_redis_times_out(private_redis: PrivateRedis) -> None:
     try:
         start = time.monotonic()
         with pytest.raises(ThrottlerBackendError, match=r"command_timeout=0\.3"):
-            await asyncio.wait_for(throttler.acquire(), 5)
-        assert time.monotonic() - start < 2
+            await asyncio.wait_for(throttler.acquire(), 10)
+        assert time.monotonic() - start < 5  # 0.3 s, with a margin for a loaded machine
     finally:
         private_redis.proc.send_signal(18)  # SIGCONT
     await throttler.aclose()
@@ -577,7 +577,7 @@ async def test_two_bursts_around_a_restart_stay_within_the_limit(
         if len(times) == 5:
             await until_stamped(client, throttler, 5)
             await lose_data(private_redis, client, "restart")
-        await asyncio.wait_for(throttler.acquire(), 5)
+        await throttler.acquire(timeout=5)  # in this task: stamped just before the read
         times.append(loop.time())
     # Each time is read just after its entry was stamped: allow that much (1 ms).
     assert max_in_window(times, 0.5 - 0.001) <= 5
