@@ -385,7 +385,7 @@ STEPS = st.lists(
 CONFIGURED = st.sampled_from(["10/s", "5/s; 100/min", "3/2s", "1/s", "1000/h"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(configured=CONFIGURED, steps=STEPS, cap=st.sampled_from([0.0, 5.0, 300.0]))
 def test_no_response_raises_pauses_past_the_cap_or_raises_the_pace_above_the_limits(
     configured: str,

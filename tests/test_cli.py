@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
+from aiohttp import web
 
 from throttled_http import Rate, __version__
+from throttled_http.__main__ import _parser
 from throttled_http._demo import _HostPlan, _HostResult, _report, max_in_window, sustained_rate
 from throttled_http._fetch import (
     LOG_NAME,
+    USER_AGENT,
     UsageError,
     key_of,
     load_done,
+    load_gone,
+    parse_options,
     parse_urls,
     safe_name,
 )
@@ -143,6 +148,12 @@ async def test_demo_quick_without_rich(tmp_path: Path) -> None:
         pytest.param(["", "# only a comment"], [], "no URL", id="empty"),
         pytest.param(["http://127.0.0.1:1/"], ["--concurrency", "0"], "--concurrency", id="conc"),
         pytest.param(["http://127.0.0.1:1/"], ["--timeout", "nan"], "--timeout", id="timeout"),
+        pytest.param(["http://127.0.0.1:1/"], ["--header", "NoColon"], "--header", id="header"),
+        pytest.param(["http://127.0.0.1:1/"], ["--header", "Bad Name: x"], "--header", id="name"),
+        pytest.param(["http://127.0.0.1:1/"], ["--host-rate", "a.test"], "HOST=RATE", id="hr"),
+        pytest.param(["http://127.0.0.1:1/"], ["--host-rate", "a.test=fast"], "a.test", id="hr2"),
+        pytest.param(["http://127.0.0.1:1/"], ["--host-rate", "=1/s"], "HOST=RATE", id="hr3"),
+        pytest.param(["http://127.0.0.1:1/"], ["--host-rate", "a b=1/s"], "--host-rate", id="hr4"),
     ],
 )
 async def test_fetch_bad_input(
@@ -229,6 +240,20 @@ def test_load_done_ignores_torn_and_failed_lines(tmp_path: Path) -> None:
     )
     assert load_done(log) == {"http://a.test/1"}
     assert load_done(tmp_path / "missing.jsonl") == set()
+
+
+def test_load_gone_reads_the_last_record_of_each_url(tmp_path: Path) -> None:
+    """A URL is gone when its last record says 404 or 410; a later 200 brings it back."""
+    log = tmp_path / LOG_NAME
+    log.write_text(
+        '{"url": "http://a.test/1", "status": 404, "permanent": true}\n'
+        '{"url": "http://a.test/2", "status": 410, "permanent": true}\n'
+        '{"url": "http://a.test/2", "status": 200}\n'
+        '{"url": "http://a.test/3", "status": 500}\n',
+        encoding="utf-8",
+    )
+    assert load_gone(log) == {"http://a.test/1"}
+    assert load_gone(tmp_path / "missing.jsonl") == set()
 
 
 def test_keys_for_progress() -> None:
@@ -349,6 +374,114 @@ async def test_fetch_honours_retry_after(tmp_path: Path) -> None:
         assert max(float(str(r["waited"])) for r in records) >= 0.99
 
 
+async def test_fetch_gone_is_permanent_unless_asked(tmp_path: Path) -> None:
+    """A 404 or 410 is logged as permanent and not fetched on resume; --refetch-gone does."""
+    out = tmp_path / "out"
+    async with RecordingServer() as server:
+        urls = [server.url("/status/404"), server.url("/status/410"), server.url("/")]
+        text = "\n".join(urls).encode()
+        first = await cli("fetch", "-", "--out", str(out), "--plain", stdin=text)
+        assert first.code == 1
+        records = {r["url"]: r for r in read_log(out)}
+        assert records[urls[0]]["permanent"] is True
+        assert records[urls[1]]["permanent"] is True
+        assert "permanent" not in records[urls[2]]
+        assert len(server.arrivals) == 3
+
+        again = await cli("fetch", "-", "--out", str(out), stdin=text)
+        assert again.code == 0, again.out + again.err
+        assert "0 to download, 1 already done, 2 gone (404/410" in again.out
+        assert len(server.arrivals) == 3
+
+        asked = await cli("fetch", "-", "--out", str(out), "--refetch-gone", stdin=text)
+        assert asked.code == 1
+        assert "2 to download, 1 already done" in asked.out
+        assert len(server.arrivals) == 5
+
+
+async def test_fetch_sends_the_user_agent_and_headers(tmp_path: Path) -> None:
+    """Every request carries --user-agent and the --header fields."""
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.Response(text="ok")
+
+    async with RecordingServer(routes=[web.get("/echo/{n}", echo)]) as server:
+        custom = await cli(
+            "fetch",
+            "-",
+            "--out",
+            str(tmp_path / "b"),
+            "--user-agent",
+            "my-crawler/1.0 (+https://example.com/bot)",
+            "--header",
+            "Accept: text/html",
+            "--header",
+            "X-Team: data",
+            stdin=server.url("/echo/2").encode(),
+        )
+    assert custom.code == 0, custom.out + custom.err
+    (headers,) = seen
+    assert headers["User-Agent"] == "my-crawler/1.0 (+https://example.com/bot)"
+    assert headers["Accept"] == "text/html"
+    assert headers["X-Team"] == "data"
+
+
+def test_fetch_identifies_itself_by_default() -> None:
+    """Without --user-agent, requests say throttled-http and its version."""
+    options = parse_options(_parser().parse_args(["fetch", "urls.txt"]))
+    assert options.headers == (("User-Agent", USER_AGENT),)
+    assert f"throttled-http/{__version__}" == USER_AGENT
+    assert not options.adapt
+    assert not options.refetch_gone
+
+
+async def test_fetch_host_rate_limits_one_host(tmp_path: Path) -> None:
+    """--host-rate 127.0.0.2=2/s holds that host to 2 in any second, the other to --rate."""
+    async with RecordingServer() as server:
+        urls = [server.url(f"/?n={i}", host=1) for i in range(5)]
+        urls += [server.url(f"/?n={i}", host=0) for i in range(5)]
+        run = await cli(
+            "fetch",
+            "-",
+            "--rate",
+            "50/s",
+            "--host-rate",
+            "127.0.0.2=2/s",
+            "--out",
+            str(tmp_path / "out"),
+            stdin="\n".join(urls).encode(),
+        )
+        assert run.code == 0, run.out + run.err
+        assert "(1 per-host)" in run.out
+        assert server.max_in_window(1.0, host="127.0.0.2") <= 2
+        assert server.max_in_window(1.0, host="127.0.0.1") == 5  # not held to 2/s
+
+
+async def test_fetch_adapt_gets_everything_from_a_stricter_server(tmp_path: Path) -> None:
+    """--adapt against a server allowing less than --rate: everything arrives, with far
+    fewer refusals than the requests sent (a generous bound, on the real clock)."""
+    async with RecordingServer(hosts=("127.0.0.1",), server_limit="4/s") as server:
+        urls = [server.url(f"/?n={i}") for i in range(8)]
+        run = await cli(
+            "fetch",
+            "-",
+            "--rate",
+            "10/s",
+            "--adapt",
+            "--retries",
+            "10",
+            "--out",
+            str(tmp_path / "out"),
+            stdin="\n".join(urls).encode(),
+        )
+        assert run.code == 0, run.out + run.err
+        assert "adapting to refusals" in run.out
+        assert all(r["status"] == 200 for r in read_log(tmp_path / "out"))
+        assert server.rejected.get("127.0.0.1", 0) <= 6
+
+
 async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
     """Ctrl-C exits 130 with a consistent log and no partial file; rerunning completes.
 
@@ -404,9 +537,17 @@ async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
 # -- demo: its own verdict ---------------------------------------------------------------
 
 
-def _result(times: list[float], *, rejected: int = 0, server: Rate | None = None) -> _HostResult:
+def _result(
+    times: list[float],
+    *,
+    rejected: int = 0,
+    server: Rate | None = None,
+    late: list[float] | None = None,
+) -> _HostResult:
     plan = _HostPlan("127.0.0.9", len(times), Rate(10, 1.0), server, override=False)
-    return _HostResult(plan, arrivals=times, ok=len(times), rejected=rejected)
+    return _HostResult(
+        plan, arrivals=times, ok=len(times), rejected=rejected, rejections=late or []
+    )
 
 
 @pytest.mark.parametrize(
@@ -416,6 +557,11 @@ def _result(times: list[float], *, rejected: int = 0, server: Rate | None = None
         pytest.param(_result([0.0] * 10 + [0.99]), 1, id="11-in-one-window"),
         pytest.param(_result([0.0] * 5, rejected=2, server=Rate(20, 1.0)), 1, id="needless-429"),
         pytest.param(_result([0.0] * 5, rejected=2, server=Rate(5, 1.0)), 0, id="expected-429"),
+        pytest.param(
+            _result([0.0, 0.5, 1.0, 9.0, 10.0], rejected=1, server=Rate(5, 1.0), late=[9.5]),
+            1,
+            id="adapting-host-never-settled",
+        ),
     ],
 )
 def test_demo_verdict(

@@ -5,6 +5,7 @@ Subcommands::
     throttled-http --version
     throttled-http demo [--quick] [--plot out.png] [--plain]
     throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
+    throttled-http fetch urls.txt --rate 5/s --adapt --host-rate api.example.com=1/s
 
 Exit codes: 0 success; 1 the demo saw a limit broken, or some downloads failed; 2 bad
 input (a one-line message on stderr, never a traceback); 130 interrupted by Ctrl-C.
@@ -63,12 +64,14 @@ def _parser() -> argparse.ArgumentParser:
 
     fetch = commands.add_parser(
         "fetch",
-        help="download URLs politely: per-host limits, Retry-After, retries, resume",
+        help="download URLs politely: per-host limits, Retry-After, adaptation, retries, resume",
         description=(
             "Download each URL once, with at most RATE requests per host (or per registered "
-            "domain), honouring Retry-After and retrying transient failures. Bodies go to "
-            "OUT, and a JSON-lines log (OUT/fetch-log.jsonl) records each download as it "
-            "finishes; run the same command again to resume after Ctrl-C."
+            "domain), honouring Retry-After (and, with --adapt, slowing a host that refuses "
+            "until it stops) and retrying transient failures. Bodies go to OUT, and a "
+            "JSON-lines log (OUT/fetch-log.jsonl) records each download as it finishes; run "
+            "the same command again to resume after Ctrl-C (URLs found gone, 404 or 410, "
+            "are not fetched again unless --refetch-gone)."
         ),
     )
     fetch.add_argument("urls", metavar="URLS", help="file with one URL per line, or - for stdin")
@@ -109,13 +112,42 @@ def _parser() -> argparse.ArgumentParser:
         help="cap in seconds on a server's Retry-After (default: 300)",
     )
     fetch.add_argument(
+        "--host-rate",
+        action="append",
+        metavar="HOST=RATE",
+        help="a limit for one host or pattern instead of --rate, e.g. 'api.example.com=1/s' "
+        "or '*.example.com=10/min' (repeatable)",
+    )
+    fetch.add_argument(
+        "--adapt",
+        action="store_true",
+        help="lower a host's pace when it refuses (429, 503) until it stops, and send a new "
+        "host one request before the rest",
+    )
+    fetch.add_argument(
+        "--user-agent",
+        metavar="UA",
+        help="the User-Agent of every request (default: throttled-http/VERSION)",
+    )
+    fetch.add_argument(
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a header field for every request, e.g. 'Accept: text/html' (repeatable)",
+    )
+    fetch.add_argument(
+        "--refetch-gone",
+        action="store_true",
+        help="on resume, fetch URLs an earlier run found gone (404, 410) again",
+    )
+    fetch.add_argument(
         "--plain", action="store_true", help="plain text output even when rich is installed"
     )
     fetch.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
     return parser
 
 
-_VERBOSE = "log each pause and retry the servers asked for on stderr"
+_VERBOSE = "log the pauses the servers asked for and each change of a host's pace on stderr"
 
 
 def _configure_logging(verbose: bool) -> None:

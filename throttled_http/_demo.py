@@ -9,9 +9,11 @@ from what the *servers* recorded:
 
 * no host saw more arrivals in any window of ``period`` seconds than the limit we configured
   for it;
-* a host whose server limit is at least ours answered no 429.
+* a host whose server limit is at least ours answered no 429;
+* the host whose server allows less than our rate, sent with ``FeedbackPolicy(adapt=True)``,
+  found the server's pace: its 429s stopped (none in the second half of its run).
 
-It exits 1 if either claim failed. The console helpers here (:class:`Board` and
+It exits 1 if any claim failed. The console helpers here (:class:`Board` and
 :func:`print_table`) are shared with ``fetch``: rich when installed, plain text otherwise.
 """
 
@@ -243,6 +245,11 @@ class _HostPlan:
     server: Rate | None
     override: bool
 
+    @property
+    def adapt(self) -> bool:
+        """Whether the server allows less than our rate: this host adapts to it."""
+        return self.server is not None and not ours_fits_under(self.ours, self.server)
+
 
 @final
 @dataclass(slots=True)
@@ -257,6 +264,7 @@ class _HostResult:
     rejected: int = 0
     last_error: str = ""
     paused: float = 0.0
+    pace: Rate | None = None
 
 
 def ours_fits_under(ours: Rate, server: Rate) -> bool:
@@ -305,7 +313,7 @@ async def _drive(
     client: str,
     plans: Sequence[_HostPlan],
     urls: dict[str, str],
-    send: Callable[[str], Awaitable[int]],
+    send: Callable[[_HostPlan, str], Awaitable[int]],
     tmap: ThrottlerMap,
     board: Board,
     results: dict[str, _HostResult],
@@ -322,7 +330,7 @@ async def _drive(
     async def one(plan: _HostPlan, index: int) -> None:
         result = results[plan.address]
         try:
-            status = await send(f"{urls[plan.address]}?demo={index}")
+            status = await send(plan, f"{urls[plan.address]}?demo={index}")
         except Exception as exc:  # reported in the table, never raised
             result.last_error = f"{type(exc).__name__}: {exc}"
             result.errors += 1
@@ -480,13 +488,22 @@ async def _run_client(
     board: Board,
     results: dict[str, _HostResult],
 ) -> None:
+    # One policy for the hosts that allow our rate, an adapting one for the host that
+    # does not; both clients share the map, so each host keeps one throttler.
+    policies = (
+        FeedbackPolicy(retries=DEMO_RETRIES),
+        FeedbackPolicy(adapt=True, retries=DEMO_RETRIES),
+    )
     if name == "aiohttp":
         from .aiohttp import ThrottledClientSession
 
-        policy = FeedbackPolicy(retries=DEMO_RETRIES)
-        async with ThrottledClientSession(throttler=tmap, feedback=policy) as session:
+        async with (
+            ThrottledClientSession(throttler=tmap, feedback=policies[0]) as plain,
+            ThrottledClientSession(throttler=tmap, feedback=policies[1]) as adaptive,
+        ):
 
-            async def send(url: str) -> int:
+            async def send(plan: _HostPlan, url: str) -> int:
+                session = adaptive if plan.adapt else plain
                 async with session.get(url) as response:
                     await response.read()
                     return int(response.status)
@@ -497,16 +514,40 @@ async def _run_client(
 
         from .httpx import ThrottledTransport
 
-        transport = ThrottledTransport(
-            throttler=tmap, feedback=FeedbackPolicy(retries=DEMO_RETRIES)
-        )
-        async with httpx.AsyncClient(transport=transport) as client:
+        async with (
+            httpx.AsyncClient(
+                transport=ThrottledTransport(throttler=tmap, feedback=policies[0])
+            ) as plain_client,
+            httpx.AsyncClient(
+                transport=ThrottledTransport(throttler=tmap, feedback=policies[1])
+            ) as adaptive_client,
+        ):
 
-            async def send(url: str) -> int:
+            async def send(plan: _HostPlan, url: str) -> int:
+                client = adaptive_client if plan.adapt else plain_client
                 response = await client.get(url)
                 return int(response.status_code)
 
             await _drive(name, plans, urls, send, tmap, board, results, rejected)
+    paces = policies[1].statistics().by_key
+    for plan in plans:
+        if plan.adapt:
+            key, _ = tmap.resolve(urls[plan.address])
+            found = paces.get(key)
+            results[plan.address].pace = None if found is None else found.pace
+
+
+def timeline(times: Sequence[float], start: float, stop: float, parts: int = 5) -> str:
+    """How many of ``times`` fall in each of ``parts`` equal spans of ``[start, stop]``.
+
+    >>> timeline([0.1, 0.2, 3.0], 0.0, 5.0)
+    '2 0 0 1 0'
+    """
+    counts = [0] * parts
+    width = (stop - start) / parts if stop > start else 1.0
+    for t in times:
+        counts[min(parts - 1, max(0, int((t - start) / width)))] += 1
+    return " ".join(str(c) for c in counts)
 
 
 def _report(
@@ -540,6 +581,14 @@ def _report(
                     f"{client} {address}: {r.rejected} x 429 although our limit {plan.ours} "
                     f"is within the server's {plan.server}"
                 )
+            begin, end = (min(r.arrivals), max(r.arrivals)) if r.arrivals else (0.0, 0.0)
+            late = [t for t in r.rejections if t > (begin + end) / 2]
+            converged = not (plan.adapt and late)
+            if not converged:
+                failures.append(
+                    f"{client} {address}: adapting, yet {len(late)} x 429 in the second half "
+                    "of its run"
+                )
             rows.append(
                 (
                     client,
@@ -551,8 +600,10 @@ def _report(
                     f"{worst}/{plan.ours.limit}",
                     f"{sustained_rate(r.arrivals, plan.ours.period):.2f}",
                     str(r.rejected),
+                    timeline(r.rejections, begin, end) if r.rejections else "-",
                     f"{r.paused:.1f}",
-                    "ok" if held and polite and not r.errors else "FAILED",
+                    (str(r.pace) if r.pace is not None else "found") if plan.adapt else "-",
+                    "ok" if held and polite and converged and not r.errors else "FAILED",
                 )
             )
     print_table(
@@ -567,7 +618,9 @@ def _report(
             "max/window",
             "rate/s",
             "429s",
+            "429s over time",
             "paused s",
+            "adapt",
             "check",
         ),
         rows,
@@ -577,7 +630,9 @@ def _report(
         "limit: ours (* an override); server: what the server enforces with 429; sent: "
         "arrivals at the server, retries included; max/window: most arrivals the server "
         "saw in any window of our period; rate/s: arrivals / (span + period); paused s: "
-        "time the host's throttler was paused by Retry-After."
+        "time the host's throttler was paused (Retry-After, slow start); 429s over time: "
+        "in five equal spans of the host's run; adapt: the pace FeedbackPolicy(adapt=True) "
+        "found for the host whose server allows less than our rate (-: not adapting)."
     )
     if plot is not None:
         _plot(all_results, plot)

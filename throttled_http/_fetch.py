@@ -3,16 +3,22 @@
 ::
 
     throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
+    throttled-http fetch urls.txt --rate 5/s --adapt --host-rate api.example.com=1/s
 
 Each URL of the input (one per line; blank lines and ``#`` comments skipped; ``-`` reads
 standard input) is downloaded once, through
 :class:`~throttled_http.aiohttp.ThrottledClientSession`:
 
 * at most ``--rate`` requests per host (``--per host``) or per registered domain
-  (``--per domain``) in any window, and at most ``--concurrency`` at once per key;
+  (``--per domain``) in any window (``--host-rate HOST=RATE`` for one host or pattern), and
+  at most ``--concurrency`` at once per key;
 * a 429 or 503 with ``Retry-After`` pauses that host for the time asked (capped by
   ``--max-retry-after``): the session's :class:`~throttled_http.FeedbackPolicy` does it,
-  and a retry waits for the pause in the throttler like any request;
+  and a retry waits for the pause in the throttler like any request; with ``--adapt``
+  every refusal also lowers that host's pace until it stops refusing
+  (``FeedbackPolicy(adapt=True)``), and a host's first response is awaited before the rest;
+* every request carries ``--user-agent`` (``throttled-http/VERSION`` by default) and the
+  ``--header`` fields;
 * 408, 429 and 5xx answers, connection errors and timeouts are retried up to ``--retries``
   times, after the policy's backoff (doubling from 0.5 s up to 30 s, with jitter) and,
   through the throttler, after any pause the server asked for;
@@ -23,9 +29,11 @@ standard input) is downloaded once, through
   ``url``, ``status`` (``null`` after a connection error), ``bytes``, ``started`` (UTC,
   ISO 8601), ``elapsed`` (seconds), ``waited`` (seconds spent queued by the throttler,
   paused by Retry-After and backing off), ``attempts``, ``file`` and ``error``;
+* a 404 or 410 is final and logged with ``"permanent": true``;
 * Ctrl-C stops cleanly: downloads in progress are abandoned (their ``.part`` files
   removed), a summary is printed and the exit code is 130. Running the same command again
-  resumes: URLs already logged with a 2xx status are skipped.
+  resumes: URLs already logged with a 2xx status are skipped, and so are those logged as
+  gone (404, 410) unless ``--refetch-gone`` is given.
 
 Exit codes: 0 all done, 1 some URLs failed, 2 bad input, 130 interrupted.
 """
@@ -53,15 +61,28 @@ from ._exceptions import InvalidRateError
 from ._feedback import FeedbackPolicy
 from ._hostmap import ThrottlerMap
 from ._rates import Rate
+from ._version import __version__
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["FetchOptions", "UsageError", "load_done", "parse_urls", "run_fetch", "safe_name"]
+__all__ = [
+    "FetchOptions",
+    "UsageError",
+    "load_done",
+    "load_gone",
+    "parse_urls",
+    "run_fetch",
+    "safe_name",
+]
 
 LOG_NAME: Final = "fetch-log.jsonl"
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+GONE_STATUSES: Final = frozenset({404, 410})
+"""Statuses recorded as permanent: not fetched again on resume without ``--refetch-gone``."""
+USER_AGENT: Final = f"throttled-http/{__version__}"
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 §5.6.2)
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 _SAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
@@ -86,6 +107,10 @@ class FetchOptions:
         timeout: seconds allowed for one attempt, body included, > 0.
         max_retry_after: cap in seconds on a server's Retry-After, >= 0.
         plain: plain text output.
+        adapt: lower a host's pace on refusals (``FeedbackPolicy(adapt=True)``).
+        host_rates: per-host (or pattern) rates, as ``ThrottlerMap`` overrides.
+        headers: request header fields, User-Agent first.
+        refetch_gone: fetch URLs logged as gone (404, 410) again.
     """
 
     rates: tuple[Rate, ...]
@@ -96,6 +121,19 @@ class FetchOptions:
     timeout: float
     max_retry_after: float
     plain: bool = False
+    adapt: bool = False
+    host_rates: tuple[tuple[str, tuple[Rate, ...]], ...] = ()
+    headers: tuple[tuple[str, str], ...] = (("User-Agent", USER_AGENT),)
+    refetch_gone: bool = False
+
+    def throttler(self) -> ThrottlerMap:
+        """The per-key map these options describe."""
+        return ThrottlerMap(
+            rates=self.rates,
+            scope=self.per,
+            max_concurrency=self.concurrency,
+            overrides=dict(self.host_rates),
+        )
 
 
 # -- input -------------------------------------------------------------------------------
@@ -117,7 +155,7 @@ def parse_options(args: argparse.Namespace) -> FetchOptions:
         raise UsageError(
             f"--max-retry-after must be a finite number of seconds >= 0, got {args.max_retry_after}"
         )
-    return FetchOptions(
+    options = FetchOptions(
         rates=rates,
         per="domain" if args.per == "domain" else "host",
         concurrency=args.concurrency,
@@ -126,7 +164,49 @@ def parse_options(args: argparse.Namespace) -> FetchOptions:
         timeout=args.timeout,
         max_retry_after=args.max_retry_after,
         plain=args.plain,
+        adapt=args.adapt,
+        host_rates=tuple(_host_rate(item) for item in args.host_rate or ()),
+        headers=_headers(args.user_agent, args.header or ()),
+        refetch_gone=args.refetch_gone,
     )
+    try:
+        options.throttler()
+    except (TypeError, ValueError) as exc:  # InvalidURLError and InvalidRateError too
+        raise UsageError(f"--host-rate: {exc}") from None
+    return options
+
+
+def _host_rate(item: str) -> tuple[str, tuple[Rate, ...]]:
+    """``HOST=RATE`` (``api.example.com=1/s``, ``*.example.com=10/min; 100/h``)."""
+    host, equals, spec = item.partition("=")
+    if not equals or not host.strip() or not spec.strip():
+        raise UsageError(
+            f"--host-rate must be HOST=RATE, such as api.example.com=1/s, got {item!r}"
+        )
+    try:
+        return host.strip(), Rate.parse_many(spec)
+    except (InvalidRateError, ValueError, TypeError) as exc:
+        raise UsageError(f"--host-rate {host.strip()}: {exc}") from None
+
+
+def _headers(user_agent: str | None, fields: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The request header fields: User-Agent, then each ``--header "Name: value"``."""
+    agent = USER_AGENT
+    if user_agent is not None:
+        agent = _check_field(f"User-Agent: {user_agent}", "--user-agent")[1]
+    return (("User-Agent", agent), *(_check_field(field, "--header") for field in fields))
+
+
+def _check_field(field: str, option: str) -> tuple[str, str]:
+    name, colon, value = field.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _TOKEN.fullmatch(name):
+        raise UsageError(
+            f'{option} must be "Name: value", such as "Accept: text/html", got {field!r}'
+        )
+    if any(c in value for c in "\r\n\0"):
+        raise UsageError(f"{option} {name}: a value may not hold a line break or NUL")
+    return name, value
 
 
 def read_lines(source: str, stdin: TextIO | None = None) -> list[str]:
@@ -232,13 +312,26 @@ def load_done(log_path: Path) -> set[str]:
 
     Lines that are not complete JSON objects (a run killed mid-write) are ignored.
     """
-    done: set[str] = set()
+    return {url for url, status in _logged(log_path) if 200 <= status < 300}
+
+
+def load_gone(log_path: Path) -> set[str]:
+    """URLs the log at ``log_path`` records as gone (404 or 410), unless fetched since."""
+    last: dict[str, int] = {}
+    for url, status in _logged(log_path):
+        last[url] = status
+    return {url for url, status in last.items() if status in GONE_STATUSES}
+
+
+def _logged(log_path: Path) -> Iterable[tuple[str, int]]:
+    """``(url, status)`` of each complete record of the log, in order (none if missing)."""
     try:
         text = log_path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return done
+        return []
     except OSError as exc:
         raise UsageError(f"cannot read the log {log_path}: {exc.strerror or exc}") from None
+    found = []
     for line in text.splitlines():
         try:
             record = json.loads(line)
@@ -248,9 +341,9 @@ def load_done(log_path: Path) -> set[str]:
             continue
         status = record.get("status")
         url = record.get("url")
-        if isinstance(url, str) and isinstance(status, int) and 200 <= status < 300:
-            done.add(url)
-    return done
+        if isinstance(url, str) and isinstance(status, int):
+            found.append((url, status))
+    return found
 
 
 def key_of(url: str, per: str) -> str:
@@ -287,6 +380,7 @@ class _Outcome:
 
     def record(self) -> dict[str, Any]:
         started = datetime.datetime.fromtimestamp(self.started, datetime.UTC)
+        permanent = {"permanent": True} if self.status in GONE_STATUSES else {}
         return {
             "url": self.url,
             "status": self.status,
@@ -297,6 +391,7 @@ class _Outcome:
             "attempts": self.attempts,
             "file": self.file,
             "error": self.error,
+            **permanent,
         }
 
 
@@ -324,9 +419,13 @@ def _trace_config() -> Any:
 
 
 def _policy(options: FetchOptions) -> FeedbackPolicy:
-    """Pauses on Retry-After; retries are made here (connection errors and 5xx as well)."""
+    """Pauses on Retry-After (and adapts with ``--adapt``); retries are made here
+    (connection errors and 5xx as well)."""
     return FeedbackPolicy(
-        max_retry_after=options.max_retry_after, backoff=BACKOFF_FIRST, max_backoff=BACKOFF_MAX
+        max_retry_after=options.max_retry_after,
+        adapt=options.adapt,
+        backoff=BACKOFF_FIRST,
+        max_backoff=BACKOFF_MAX,
     )
 
 
@@ -336,10 +435,9 @@ def _session(options: FetchOptions, policy: FeedbackPolicy) -> Any:
     from .aiohttp import ThrottledClientSession
 
     return ThrottledClientSession(
-        throttler=ThrottlerMap(
-            rates=options.rates, scope=options.per, max_concurrency=options.concurrency
-        ),
+        throttler=options.throttler(),
         feedback=policy,
+        headers=dict(options.headers),
         timeout=aiohttp.ClientTimeout(total=options.timeout),
         # An attempt ends within --timeout, body included: never cut a slot short before.
         release_timeout=options.timeout + 1.0,
@@ -479,6 +577,7 @@ def run_fetch(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot create {options.out}: {exc.strerror or exc}") from None
         log_path = options.out / LOG_NAME
         done = load_done(log_path)
+        gone = set() if options.refetch_gone else load_gone(log_path) - done
         try:
             import aiohttp  # noqa: F401
 
@@ -500,13 +599,17 @@ def run_fetch(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    todo = [url for url in urls if url not in done]
-    skipped = len(urls) - len(todo)
+    todo = [url for url in urls if url not in done and url not in gone]
+    skipped = sum(1 for url in urls if url in done)
+    left_gone = len(urls) - len(todo) - skipped
     stream = sys.stdout
     print(
-        f"fetch: {len(todo)} to download, {skipped} already done; "
-        f"limit {'; '.join(str(r) for r in options.rates)} per {options.per}, "
-        f"{options.concurrency} at once; log {log_path}",
+        f"fetch: {len(todo)} to download, {skipped} already done"
+        + (f", {left_gone} gone (404/410; --refetch-gone to try again)" if left_gone else "")
+        + f"; limit {'; '.join(str(r) for r in options.rates)} per {options.per}"
+        + (f" ({len(options.host_rates)} per-host)" if options.host_rates else "")
+        + (", adapting to refusals" if options.adapt else "")
+        + f", {options.concurrency} at once; log {log_path}",
         file=stream,
         flush=True,
     )
@@ -552,6 +655,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     left = len(todo) - len(outcomes)
     print(
         f"fetched {fetched}, failed {len(failed)}, skipped {skipped} (already done)"
+        + (f", {left_gone} gone" if left_gone else "")
         + (f", {left} not started or abandoned" if left else "")
         + f" in {elapsed:.1f} s; log {log_path}",
         file=stream,
