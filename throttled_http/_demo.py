@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._hostmap import ThrottlerMap
     from .testing import RecordingServer
 
-__all__ = ["Board", "max_in_window", "print_table", "run_demo"]
+__all__ = ["Board", "collect", "max_in_window", "print_table", "run_demo", "timeline"]
 
 
 # -- console output --------------------------------------------------------------------
@@ -383,9 +383,25 @@ def run_demo(*, quick: bool = False, plot: str | None = None, plain: bool = Fals
 
 
 async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
+    collected = await collect(quick=quick, plain=plain)
+    if collected is None:
+        return 1
+    return _report(*collected, plot, plain)
+
+
+async def collect(
+    *, quick: bool, plain: bool, stream: TextIO | None = None
+) -> tuple[dict[str, dict[str, _HostResult]], float] | None:
+    """Run the demo's workload; what each client did to each host, and the seconds taken.
+
+    ``None`` (after printing why) when no client can run or a server cannot listen.
+    ``stream`` receives the plan and the progress (standard output by default). For the
+    benchmark (``benchmarks/bench_feedback.py``) as much as for the demo.
+    """
     from ._hostmap import ThrottlerMap
     from .testing import RecordingServer
 
+    out = stream if stream is not None else sys.stdout
     plans = _plans(quick)
     clients: list[tuple[str, str | None]] = [
         ("aiohttp", _missing("throttled_http.aiohttp", "ThrottledClientSession")),
@@ -395,17 +411,18 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
         "throttled_http demo: hosts "
         + ", ".join(
             f"{p.address} (ours {p.ours}{' override' if p.override else ''}, "
-            f"server {p.server or 'unlimited'})"
+            f"server {p.server or 'unlimited'}{', adapting' if p.adapt else ''})"
             for p in plans
-        )
+        ),
+        file=out,
     )
     for name, reason in clients:
         if reason is not None:
-            print(f"skipping {name}: {reason}")
+            print(f"skipping {name}: {reason}", file=out)
     runnable = [name for name, reason in clients if reason is None]
     if not runnable:
         print("error: neither HTTP integration is available", file=sys.stderr)
-        return 1
+        return None
 
     free = tuple(p.address for p in plans if p.server is None)
     limited = tuple(p.address for p in plans if p.server is not None)
@@ -413,7 +430,7 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
     started = time.monotonic()
     servers: list[tuple[str, RecordingServer]] = []
     try:
-        board = Board(plain=plain)
+        board = Board(plain=plain, stream=out)
         jobs = []
         for name in runnable:
             open_server = RecordingServer(hosts=free)
@@ -428,7 +445,7 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
                         "127.0.0.2 up; and the same for 127.0.0.3)",
                         file=sys.stderr,
                     )
-                    return 1
+                    return None
                 servers.append((name, server))
             urls = {a: open_server.url("/", host=a) for a in free}
             urls.update({a: strict_server.url("/", host=a) for a in limited})
@@ -466,8 +483,7 @@ async def _demo(*, quick: bool, plot: str | None, plain: bool) -> int:
             result = all_results[name].get(host)
             if result is not None:
                 result.rejected += count
-
-    return _report(all_results, elapsed, plot, plain)
+    return all_results, elapsed
 
 
 def _rejected_counter(*servers: RecordingServer) -> Callable[[str], int]:
