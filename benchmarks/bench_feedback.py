@@ -34,14 +34,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-import httpx
 from _common import Table, parse, parser, print_header, write_json
 
 from throttled_http import FeedbackPolicy, Rate, ThrottlerMap
 from throttled_http._demo import collect
-from throttled_http._servers import LimitedServer, SlidingWindow, TokenBucket
-from throttled_http.aiohttp import ThrottledClientSession
-from throttled_http.httpx import ThrottledTransport
+from throttled_http._servers import LimitedServer, SlidingWindow, TokenBucket, send_all
 
 if TYPE_CHECKING:
     from throttled_http._servers import ServerLimit
@@ -91,27 +88,6 @@ class Run:
         return len(times) / (max(times) - min(times) + 1.0) / self.server_limit
 
 
-async def fetch_all(client: str, urls: list[str], ours: int, policy: FeedbackPolicy) -> list[int]:
-    """Send every URL at once through ``client`` at ``ours`` per second; the statuses."""
-    hosts = ThrottlerMap(ours, 1.0)
-    if client == "aiohttp":
-        async with ThrottledClientSession(throttler=hosts, feedback=policy) as session:
-
-            async def one(url: str) -> int:
-                async with session.get(url) as response:
-                    await response.read()
-                    return response.status
-
-            return list(await asyncio.gather(*(one(url) for url in urls)))
-    transport = ThrottledTransport(throttler=hosts, feedback=policy)
-    async with httpx.AsyncClient(transport=transport, timeout=120.0) as http:
-
-        async def get(url: str) -> int:
-            return (await http.get(url)).status_code
-
-        return list(await asyncio.gather(*(get(url) for url in urls)))
-
-
 async def scenario(
     name: str,
     client: str,
@@ -127,7 +103,8 @@ async def scenario(
     policy = FeedbackPolicy(adapt=adapt, retries=10)
     run = Run(name, client, adapt, requests, server_limit)
     async with LimitedServer({host: rule}) as server:
-        statuses = await fetch_all(client, [server.url(host)] * requests, ours, policy)
+        urls = [server.url(host)] * requests
+        statuses = await send_all(client, urls, ThrottlerMap(ours, 1.0), policy)
         for arrival in server.arrivals:
             t = arrival.time - server.started
             (run.refused if arrival.status == 429 else run.accepted).append(t)

@@ -9,17 +9,19 @@ a limit the client does not know: a lower one answered with 429 (with and withou
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 from conftest import max_in_window
 
 from throttled_http import FeedbackPolicy, Rate, ThrottlerMap
-from throttled_http._servers import LimitedServer, ServerArrival, SlidingWindow, TokenBucket
-from throttled_http.aiohttp import ThrottledClientSession
-from throttled_http.httpx import ThrottledTransport
+from throttled_http._servers import (
+    LimitedServer,
+    ServerArrival,
+    SlidingWindow,
+    TokenBucket,
+    send_all,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,28 +35,6 @@ LIMITED = "127.0.0.2"
 OPEN = "127.0.0.3"
 
 
-async def fetch_all(
-    client: str, urls: list[str], hosts: ThrottlerMap, policy: FeedbackPolicy
-) -> list[int]:
-    """Send every URL at once through ``client``; the final statuses."""
-    if client == "aiohttp":
-        async with ThrottledClientSession(throttler=hosts, feedback=policy) as session:
-
-            async def one(url: str) -> int:
-                async with session.get(url) as response:
-                    await response.read()
-                    return response.status
-
-            return list(await asyncio.gather(*(one(url) for url in urls)))
-    transport = ThrottledTransport(throttler=hosts, feedback=policy)
-    async with httpx.AsyncClient(transport=transport) as http:
-
-        async def get(url: str) -> int:
-            return (await http.get(url)).status_code
-
-        return list(await asyncio.gather(*(get(url) for url in urls)))
-
-
 async def run(
     client: str, rule: ServerLimit, ours: int, count: int
 ) -> tuple[list[ServerArrival], float, FeedbackPolicy]:
@@ -62,7 +42,7 @@ async def run(
     server saw (times from the start of the run), and the policy."""
     policy = FeedbackPolicy(adapt=True, retries=10)
     async with LimitedServer({LIMITED: rule}) as server:
-        statuses = await fetch_all(
+        statuses = await send_all(
             client, [server.url(LIMITED)] * count, ThrottlerMap(ours, 1.0), policy
         )
         start = server.started
@@ -127,7 +107,7 @@ async def test_only_the_host_that_refuses_slows_down(client: str) -> None:
         {LIMITED: SlidingWindow(Rate(2, 1.0))}, hosts=(LIMITED, OPEN)
     ) as server:
         urls = [server.url(LIMITED)] * 20 + [server.url(OPEN)] * 60
-        statuses = await fetch_all(client, urls, ThrottlerMap(10, 1.0), policy)
+        statuses = await send_all(client, urls, ThrottlerMap(10, 1.0), policy)
         start = server.started
         fast = [a.time - start for a in server.at(OPEN)]
     assert statuses == [200] * 80

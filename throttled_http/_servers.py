@@ -13,8 +13,9 @@ virtual time in tests drives it as it drives the client):
   ``-remaining-requests``, ``-reset-requests`` as a Go duration) on every response, and
   429 when it is empty.
 
-Every arrival is recorded (:attr:`LimitedServer.arrivals`). Private: it needs aiohttp and
-is not part of the API.
+Every arrival is recorded (:attr:`LimitedServer.arrivals`). :func:`send_all` sends a batch
+of requests at once through either client. Private: it needs aiohttp (and httpx for that
+client) and is not part of the API.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from .testing import _bind_same_port
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from ._feedback import FeedbackPolicy
+    from ._hostmap import ThrottlerMap
     from ._rates import Rate
 
-__all__ = ["LimitedServer", "ServerArrival", "SlidingWindow", "TokenBucket"]
+__all__ = ["LimitedServer", "ServerArrival", "SlidingWindow", "TokenBucket", "send_all"]
 
 
 class ServerLimit(Protocol):
@@ -198,3 +201,35 @@ class LimitedServer:
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         return web.Response(status=status, headers=headers, text="ok" if status == 200 else "no")
+
+
+async def send_all(
+    client: str, urls: Sequence[str], throttler: ThrottlerMap, feedback: FeedbackPolicy
+) -> list[int]:
+    """GET every URL at once through ``client`` (``"aiohttp"`` or ``"httpx"``); the statuses.
+
+    ``ThrottledClientSession`` or ``ThrottledTransport``, with ``throttler`` and
+    ``feedback``; every body is read.
+    """
+    if client == "aiohttp":
+        from .aiohttp import ThrottledClientSession
+
+        async with ThrottledClientSession(throttler=throttler, feedback=feedback) as session:
+
+            async def one(url: str) -> int:
+                async with session.get(url) as response:
+                    await response.read()
+                    return response.status
+
+            return list(await asyncio.gather(*(one(url) for url in urls)))
+    import httpx
+
+    from .httpx import ThrottledTransport
+
+    transport = ThrottledTransport(throttler=throttler, feedback=feedback)
+    async with httpx.AsyncClient(transport=transport, timeout=120.0) as http:
+
+        async def get(url: str) -> int:
+            return (await http.get(url)).status_code
+
+        return list(await asyncio.gather(*(get(url) for url in urls)))
