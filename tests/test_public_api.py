@@ -109,6 +109,8 @@ def test_docstring_examples_run() -> None:
         throttled_http.Rate.parse_many,
         throttled_http.parse_rates,
         throttled_http.Throttler.from_rates,
+        throttled_http.ThrottlerMap,
+        throttled_http.host_key,
     ]
     attempted = 0
     for obj in objects:
@@ -116,4 +118,4 @@ def test_docstring_examples_run() -> None:
             result = runner.run(test)
             assert result.failed == 0, test.name
             attempted += result.attempted
-    assert attempted >= 8
+    assert attempted >= 11

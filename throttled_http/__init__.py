@@ -1,10 +1,10 @@
 """throttled_http: make every outbound HTTP request wait its turn.
 
 The core (this namespace) imports no HTTP client. The integrations live in their own
-modules, each shipped as an extra: ``throttled_http.aiohttp`` (``[aiohttp]``),
-``throttled_http.httpx`` (``[httpx]``) and ``throttled_http.redis`` (``[redis]``).
-Their main classes can also be imported from here (``from throttled_http import
-ThrottledClientSession``): the integration module is imported on first use only, and a
+modules, each shipped as an extra: `throttled_http.aiohttp` (`[aiohttp]`),
+`throttled_http.httpx` (`[httpx]`) and `throttled_http.redis` (`[redis]`).
+Their main classes can also be imported from here (`from throttled_http import
+ThrottledClientSession`): the integration module is imported on first use only, and a
 missing extra says which one to install.
 """
 

@@ -1,17 +1,19 @@
 """The exceptions throttled_http raises.
 
-The tree::
+The tree:
 
-    ThrottledHTTPError                  base of everything raised on purpose here
-    ├── ThrottlerTimeoutError           acquire(timeout=...) gave up; nothing was taken
-    │                                   (also a builtin TimeoutError and asyncio.TimeoutError)
-    ├── ThrottlerBackendError           a shared backend (Redis) failed; ``__cause__`` keeps why
-    ├── InvalidRateError                a rate string could not be parsed (also a ValueError)
-    └── InvalidURLError                 a URL has no host to key a limit by (also a ValueError)
+```text
+ThrottledHTTPError                  base of everything raised on purpose here
+├── ThrottlerTimeoutError           acquire(timeout=...) gave up; nothing was taken
+│                                   (also a builtin TimeoutError and asyncio.TimeoutError)
+├── ThrottlerBackendError           a shared backend (Redis) failed; `__cause__` keeps why
+├── InvalidRateError                a rate string could not be parsed (also a ValueError)
+└── InvalidURLError                 a URL has no host to key a limit by (also a ValueError)
+```
 
-Argument validation raises plain :class:`TypeError` / :class:`ValueError` whose message names
+Argument validation raises plain `TypeError` / `ValueError` whose message names
 the argument, the allowed range and the value received, e.g.
-``rate_limit must be a positive integer, got 0``.
+`rate_limit must be a positive integer, got 0`.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ class ThrottledHTTPError(Exception):
 
 
 class ThrottlerTimeoutError(ThrottledHTTPError, TimeoutError):
-    """``acquire(timeout=...)`` ran out of time; the caller holds no entry and no slot.
+    """`acquire(timeout=...)` ran out of time; the caller holds no entry and no slot.
 
-    A builtin ``TimeoutError``, which ``asyncio.TimeoutError`` is too.
+    A builtin `TimeoutError`, which `asyncio.TimeoutError` is too.
     """
 
 
 class ThrottlerBackendError(ThrottledHTTPError):
-    """A shared backend (such as Redis) failed; the original error is ``__cause__``."""
+    """A shared backend (such as Redis) failed; the original error is `__cause__`."""
 
 
 class InvalidRateError(ThrottledHTTPError, ValueError):

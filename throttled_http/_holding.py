@@ -2,13 +2,13 @@
 
 A request occupies its concurrency slot from admission until its response is released:
 the body has been read to its end, the response was closed, reading it failed. A
-:class:`Hold` is that tie between one entry and one response; the client adapter calls
-:meth:`Hold.release` when its client says the response is done. A response nobody
-releases gives its slot back ``release_timeout`` seconds after its headers arrived, with a
-warning: :class:`Holds` (one event-loop timer for every open response of a client) and
-:class:`ThreadHolds` (one helper thread, for the blocking clients) do that timing.
+`Hold` is that tie between one entry and one response; the client adapter calls
+`Hold.release` when its client says the response is done. A response nobody
+releases gives its slot back `release_timeout` seconds after its headers arrived, with a
+warning: `Holds` (one event-loop timer for every open response of a client) and
+`ThreadHolds` (one helper thread, for the blocking clients) do that timing.
 
-Every hold of a client gets the same ``release_timeout``, so insertion order is deadline
+Every hold of a client gets the same `release_timeout`, so insertion order is deadline
 order: the timer only ever waits for the oldest deadline. No HTTP client is imported here.
 """
 
@@ -41,7 +41,7 @@ logger = logging.getLogger("throttled_http")
 
 
 def check_release_timeout(value: object) -> float | None:
-    """``release_timeout``: ``None`` (never) or a finite number of seconds > 0."""
+    """`release_timeout`: `None` (never) or a finite number of seconds > 0."""
     return None if value is None else positive_float("release_timeout", value)
 
 
@@ -78,7 +78,7 @@ class Hold:
 class Holds:
     """The open responses of an asyncio client, and one loop timer for the oldest deadline.
 
-    With ``release_timeout=None`` holds are only kept, so :meth:`close_all` can give their
+    With `release_timeout=None` holds are only kept, so `close_all` can give their
     slots back when the client closes.
     """
 
@@ -91,7 +91,7 @@ class Holds:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def hold(self, entry: EntryLike, key: str) -> Hold:
-        """Start holding ``entry`` for a response whose headers just arrived."""
+        """Start holding `entry` for a response whose headers just arrived."""
         hold = Hold(entry, key, self)
         release_timeout = self.release_timeout
         if release_timeout is None:
@@ -107,7 +107,7 @@ class Holds:
         return hold
 
     def discard(self, hold: Hold) -> None:
-        """Stop timing ``hold`` (it was released)."""
+        """Stop timing `hold` (it was released)."""
         self._deadlines.pop(hold, None)
 
     def close_all(self) -> None:
@@ -156,7 +156,7 @@ class ThreadHolds:
         self._running = False
 
     def hold(self, entry: EntryLike, key: str) -> Hold:
-        """Start holding ``entry`` for a response whose headers just arrived."""
+        """Start holding `entry` for a response whose headers just arrived."""
         hold = Hold(entry, key, self)
         release_timeout = self.release_timeout
         with self._cond:
@@ -170,7 +170,7 @@ class ThreadHolds:
         return hold
 
     def discard(self, hold: Hold) -> None:
-        """Stop timing ``hold`` (it was released)."""
+        """Stop timing `hold` (it was released)."""
         with self._cond:
             self._deadlines.pop(hold, None)
 

@@ -1,8 +1,8 @@
-"""``ThrottlerMap``: one throttler per host (or domain, or any key), in bounded memory.
+"""`ThrottlerMap`: one throttler per host (or domain, or any key), in bounded memory.
 
-The mental model. Every request URL maps to a *key* (its ``scheme://host:port`` by
+The mental model. Every request URL maps to a *key* (its `scheme://host:port` by
 default) and every key to its own throttler, created on first use from the default rates
-or from the ``overrides`` entry that matches the host. Throttlers of keys nobody has used
+or from the `overrides` entry that matches the host. Throttlers of keys nobody has used
 lately are forgotten, but only when forgetting cannot loosen a limit: a throttler is
 dropped only while it is idle (nothing in any window, nothing open, nobody waiting,
 nothing in flight, no pause), because a fresh throttler built for that key later behaves
@@ -37,6 +37,8 @@ from ._throttler import Throttler, ThrottlerStatistics
 from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from ._protocols import EntryLike
 
 __all__ = [
@@ -48,11 +50,11 @@ __all__ = [
     "ThrottlerMapStatistics",
 ]
 
-_L = TypeVar("_L", ThrottlerLike, SyncThrottlerLike)
-_L_co = TypeVar("_L_co", covariant=True)
+ThrottlerT = TypeVar("ThrottlerT", ThrottlerLike, SyncThrottlerLike)
+ThrottlerT_co = TypeVar("ThrottlerT_co", covariant=True)
 
 Scope: TypeAlias = "Literal['host', 'domain', 'global'] | Callable[[Any], str]"
-"""How URLs map to keys: a scope name, or a callable ``scope(url) -> str``."""
+"""How URLs map to keys: a scope name, or a callable `scope(url) -> str`."""
 
 _SCOPES: Final = ("host", "domain", "global")
 # Keys examined per insertion / per lookup while the map is over its cap. Each examined key
@@ -66,13 +68,19 @@ _Rule = tuple[str, "tuple[Rate, ...] | None"]  # (override key as written, rates
 
 
 @runtime_checkable
-class ThrottlerBackend(Protocol[_L_co]):
+class ThrottlerBackend(Protocol[ThrottlerT_co]):
     """Makes the throttler of one key; a map calls it on a key's first use.
 
-    The default builds an in-memory :class:`~throttled_http.Throttler` (a
-    :class:`~throttled_http.SyncThrottler` for :class:`SyncThrottlerMap`); a shared
-    backend (such as ``throttled_http.redis.RedisBackend``) returns a throttler whose
-    state lives elsewhere. The map still drops only throttlers whose ``is_idle()`` is true.
+    The default builds an in-memory [`Throttler`][throttled_http.Throttler] (a
+    [`SyncThrottler`][throttled_http.SyncThrottler] for
+    [`SyncThrottlerMap`][throttled_http.SyncThrottlerMap]); a shared backend (such as
+    `throttled_http.redis.RedisBackend`) returns a throttler whose state lives elsewhere.
+    The map still drops only throttlers whose `is_idle()` is true. `ThrottlerT_co` in the
+    signature is the type of throttler it makes: a
+    [`ThrottlerLike`][throttled_http.ThrottlerLike] for a
+    [`ThrottlerMap`][throttled_http.ThrottlerMap], a
+    [`SyncThrottlerLike`][throttled_http.SyncThrottlerLike] for a
+    [`SyncThrottlerMap`][throttled_http.SyncThrottlerMap].
     """
 
     def create(
@@ -82,24 +90,24 @@ class ThrottlerBackend(Protocol[_L_co]):
         *,
         burst: int | None,
         max_concurrency: int | None,
-    ) -> _L_co:
-        """Return a new throttler enforcing every one of ``rates`` for ``key``."""
+    ) -> ThrottlerT_co:
+        """Return a new throttler enforcing every one of `rates` for `key`."""
         ...
 
 
 @final
-class _LocalBackend(Generic[_L_co]):
-    """A default backend: one in-memory throttler per key, made by ``make``.
+class _LocalBackend(Generic[ThrottlerT_co]):
+    """A default backend: one in-memory throttler per key, made by `make`.
 
-    ``make`` takes the map's own rates tuple, so every key shares it.
+    `make` takes the map's own rates tuple, so every key shares it.
     """
 
     __slots__ = ("_make",)
 
-    def __init__(self, make: Callable[..., _L_co]) -> None:
+    def __init__(self, make: Callable[..., ThrottlerT_co]) -> None:
         self._make = make
 
-    def create(self, key: str, rates: tuple[Rate, ...], **options: Any) -> _L_co:
+    def create(self, key: str, rates: tuple[Rate, ...], **options: Any) -> ThrottlerT_co:
         return self._make(rates, **options)  # burst= and max_concurrency=
 
 
@@ -110,14 +118,14 @@ _THREADS: Final = _LocalBackend(SyncThrottler._from_parsed)  # SyncThrottlerMap'
 @final
 @dataclass(frozen=True, slots=True)
 class KeyStatistics:
-    """The state of one busy key, in :attr:`ThrottlerMapStatistics.busiest`.
+    """The state of one busy key, in `ThrottlerMapStatistics.busiest`.
 
     Attributes:
-        key: the key (``"https://api.example.com:443"`` with the default scope).
+        key: the key (`"https://api.example.com:443"` with the default scope).
         rates: the limits in force for it.
         paused_for: seconds left of a pause (a server asked to slow down), 0 if none.
         statistics: the throttler's own snapshot when it is an in-memory
-            :class:`~throttled_http.Throttler`'s, else ``None``.
+            [`Throttler`][throttled_http.Throttler]'s, else `None`.
     """
 
     key: str
@@ -129,16 +137,16 @@ class KeyStatistics:
 @final
 @dataclass(frozen=True, slots=True)
 class ThrottlerMapStatistics:
-    """A snapshot of a :class:`ThrottlerMap`, from :meth:`ThrottlerMap.statistics`.
+    """A snapshot of a `ThrottlerMap`, from `ThrottlerMap.statistics`.
 
     Attributes:
-        keys: throttlers held now (may exceed ``max_keys`` while that many are busy).
+        keys: throttlers held now (may exceed `max_keys` while that many are busy).
         max_keys: the cap on idle throttlers kept.
         busy: keys that are not idle (entries in a window, waiters, in flight or paused).
         paused: keys paused now.
         created: throttlers created since the map was made.
-        evictions: idle throttlers forgotten to respect ``max_keys``.
-        busiest: at most ``top`` busy keys, paused keys first (longest pause first),
+        evictions: idle throttlers forgotten to respect `max_keys`.
+        busiest: at most `top` busy keys, paused keys first (longest pause first),
             then by waiting + in flight + in window.
     """
 
@@ -151,9 +159,9 @@ class ThrottlerMapStatistics:
     busiest: tuple[KeyStatistics, ...]
 
 
-class BaseThrottlerMap(Generic[_L]):
-    """What :class:`ThrottlerMap` and :class:`SyncThrottlerMap` share: keys, overrides,
-    bounded memory and statistics, over throttlers of type ``_L``."""
+class BaseThrottlerMap(Generic[ThrottlerT]):
+    """What `ThrottlerMap` and `SyncThrottlerMap` share: keys, overrides,
+    bounded memory and statistics, over throttlers of type `ThrottlerT`."""
 
     __slots__ = (
         "_backend",
@@ -186,7 +194,7 @@ class BaseThrottlerMap(Generic[_L]):
         scope: Scope = "host",
         overrides: Mapping[str, RatesLike | int | None] | None = None,
         max_keys: int = 10_000,
-        backend: ThrottlerBackend[_L] | None = None,
+        backend: ThrottlerBackend[ThrottlerT] | None = None,
     ) -> None:
         self._rates = resolve_rates(rate_limit, period, rates)
         if max_concurrency is not None:
@@ -215,12 +223,12 @@ class BaseThrottlerMap(Generic[_L]):
                 "backend must have a create(key, rates, *, burst, max_concurrency) method, "
                 f"got {backend!r}"
             )
-        self._backend: ThrottlerBackend[_L] = backend
+        self._backend: ThrottlerBackend[ThrottlerT] = backend
         self._exact: dict[tuple[str, int | None], _Rule] = {}
         self._patterns: dict[tuple[str, int | None], _Rule] = {}
         if overrides is not None:
             self._add_overrides(overrides)
-        self._limiters: OrderedDict[str, _L] = OrderedDict()
+        self._limiters: OrderedDict[str, ThrottlerT] = OrderedDict()
         # origin -> (key, rates): both depend only on the URL's scheme, host and port for
         # the named scopes, and the configuration never changes, so entries never go stale.
         self._origins: dict[Hashable, tuple[str, tuple[Rate, ...] | None]] = {}
@@ -279,30 +287,32 @@ class BaseThrottlerMap(Generic[_L]):
     # -- lookups ---------------------------------------------------------------------
 
     def key_for(self, url: object) -> str:
-        """The key ``url``'s requests are limited under; creates nothing.
+        """The key `url`'s requests are limited under; creates nothing.
 
         Raises:
             InvalidURLError: (a ValueError) for a URL without a scheme or host.
         """
         return self._key_and_rates(url)[0]
 
-    def resolve(self, url: object, *, origin: Hashable | None = None) -> tuple[str, _L | None]:
+    def resolve(
+        self, url: object, *, origin: Hashable | None = None
+    ) -> tuple[str, ThrottlerT | None]:
         """The key and the throttler for one request (created on first use).
 
-        The throttler is ``None`` when an override says "no limit" for the host.
+        The throttler is `None` when an override says "no limit" for the host.
 
-        ``origin`` lets a client skip parsing the URL again: any hashable value that
-        determines the URL's scheme, host and port exactly, such as ``(url.scheme,
-        url.raw_host, url.port)`` of a ``yarl.URL`` or an ``httpx.URL``. The map remembers
+        `origin` lets a client skip parsing the URL again: any hashable value that
+        determines the URL's scheme, host and port exactly, such as `(url.scheme,
+        url.raw_host, url.port)` of a `yarl.URL` or an `httpx.URL`. The map remembers
         the key and rates of up to 1024 origins (forgetting them all when full): with a
-        named ``scope`` they depend on nothing else. A callable ``scope`` always gets the
+        named `scope` they depend on nothing else. A callable `scope` always gets the
         URL, as it may look further. A URL string is its own origin: the text up to the
         path, so a lookup of a known host is a dictionary hit.
 
         Warning:
-            Use the throttler right away (``await throttler.open_entry()``): a throttler held
-            idle across an ``await`` may be evicted and replaced by a fresh one meanwhile,
-            after which the two would limit the key independently. :meth:`limit` does this
+            Use the throttler right away (`await throttler.open_entry()`): a throttler held
+            idle across an `await` may be evicted and replaced by a fresh one meanwhile,
+            after which the two would limit the key independently. `limit` does this
             for you.
 
         Raises:
@@ -344,24 +354,24 @@ class BaseThrottlerMap(Generic[_L]):
         return key, limiter
 
     def is_current(self, key: str, throttler: object) -> bool:
-        """Whether ``throttler`` is still the one the map keeps under ``key``.
+        """Whether `throttler` is still the one the map keeps under `key`.
 
         For callers that resolved a key, then waited without holding the map: a key may be
         evicted while idle, and an entry must count in the throttler the map holds. Asks
-        nothing of ``scope``, so a scope that answers differently each time (a rotating
+        nothing of `scope`, so a scope that answers differently each time (a rotating
         API token) cannot send the caller round again.
         """
         return throttler is not None and self._limiters.get(key) is throttler
 
-    def throttler_for(self, url: object) -> _L | None:
-        """The throttler for ``url`` (created on first use), or ``None`` for no limit.
+    def throttler_for(self, url: object) -> ThrottlerT | None:
+        """The throttler for `url` (created on first use), or `None` for no limit.
 
-        See the warning in :meth:`resolve`.
+        See the warning in `resolve`.
         """
         return self.resolve(url)[1]
 
     def pause(self, url: object, seconds: float) -> None:
-        """Admit nothing for ``url``'s key for ``seconds`` (a server said "slow down").
+        """Admit nothing for `url`'s key for `seconds` (a server said "slow down").
 
         A shorter pause never cuts a longer one short; the key is not forgotten while
         paused. A no-op for a host an override leaves unlimited.
@@ -374,7 +384,7 @@ class BaseThrottlerMap(Generic[_L]):
     # -- introspection ---------------------------------------------------------------
 
     def statistics(self, top: int = 10) -> ThrottlerMapStatistics:
-        """A frozen snapshot with the ``top`` busiest keys (paused keys first).
+        """A frozen snapshot with the `top` busiest keys (paused keys first).
 
         Takes O(number of keys) time; meant for monitoring, not for every request.
         """
@@ -408,7 +418,7 @@ class BaseThrottlerMap(Generic[_L]):
         return len(self._limiters)
 
     def __contains__(self, url: object) -> bool:
-        """Whether a throttler is held now for ``url``'s key (or for the key itself)."""
+        """Whether a throttler is held now for `url`'s key (or for the key itself)."""
         if isinstance(url, str) and url in self._limiters:
             return True
         try:
@@ -472,7 +482,7 @@ class BaseThrottlerMap(Generic[_L]):
         return None
 
     def _sweep(self, budget: int, target: int, keep: str | None) -> None:
-        """Examine up to ``budget`` oldest keys while more than ``target`` are held."""
+        """Examine up to `budget` oldest keys while more than `target` are held."""
         limiters = self._limiters
         for _ in range(budget):
             if len(limiters) <= target:
@@ -489,7 +499,7 @@ class BaseThrottlerMap(Generic[_L]):
 
 @final
 class _Limit:
-    """The context manager :meth:`ThrottlerMap.limit` returns."""
+    """The context manager [`ThrottlerMap.limit`][throttled_http.ThrottlerMap.limit] returns."""
 
     __slots__ = ("_cost", "_entry", "_map", "_timeout", "_url")
 
@@ -526,97 +536,107 @@ def _statistics_of(limiter: object) -> ThrottlerStatistics | None:
 class ThrottlerMap(BaseThrottlerMap[ThrottlerLike]):
     """One throttler per host, created on demand, in bounded memory.
 
-    >>> hosts = ThrottlerMap(10, 1.0, overrides={"api.github.com": "5000/h", "*.local": None})
-    >>> hosts.key_for("https://API.github.com/repos")
-    'https://api.github.com:443'
+    Examples:
+        >>> hosts = ThrottlerMap(10, 1.0, overrides={"api.github.com": "5000/h", "*.local": None})
+        >>> hosts.key_for("https://API.github.com/repos")
+        'https://api.github.com:443'
 
-    Use it around any request::
+    Use it around any request:
 
-        async with hosts.limit(url):
-            async with session.get(url) as response:
-                ...
+    ```python
+    async with hosts.limit(url):
+        async with session.get(url) as response:
+            ...
+    ```
 
-    **The guarantee.** For every key, every half-open window of ``period`` seconds holds at
-    most ``rate_limit`` entries (each of its rates), counting an entry from admission until
-    the ``limit()`` block exits (the response has arrived) and ``period`` after that. This
+    **The guarantee.** For every key, every half-open window of `period` seconds holds at
+    most `rate_limit` entries (each of its rates), counting an entry from admission until
+    the `limit()` block exits (the response has arrived) and `period` after that. This
     holds across eviction: a key is forgotten only while its throttler is idle.
 
-    **Keys** (``scope``):
+    **Keys** (`scope`):
 
-    * ``"host"``: ``scheme://host:port``, normalized (lower case, IDNA, default port
+    * `"host"`: `scheme://host:port`, normalized (lower case, IDNA, default port
       explicit, IPv6 in brackets, no userinfo, no trailing dot);
-    * ``"domain"``: the registrable domain per the Public Suffix List, so
-      ``www.bbc.co.uk`` and ``news.bbc.co.uk`` share ``bbc.co.uk`` (any scheme and port);
-      IP addresses, ``localhost`` and bare public suffixes key by themselves;
-    * ``"global"``: one throttler, key ``"*"``, for everything;
-    * a callable ``scope(url) -> str``: any key you like (an API token, a path prefix).
+    * `"domain"`: the registrable domain per the Public Suffix List, so
+      `www.bbc.co.uk` and `news.bbc.co.uk` share `bbc.co.uk` (any scheme and port);
+      IP addresses, `localhost` and bare public suffixes key by themselves;
+    * `"global"`: one throttler, key `"*"`, for everything;
+    * a callable `scope(url) -> str`: any key you like (an API token, a path prefix).
       It receives the URL object as given.
 
-    **Overrides** give some hosts other rates, or ``None`` for no limit at all. Keys are
-    host names, optionally with a port: ``"api.github.com"``, ``"localhost:8080"``,
-    ``"*.example.org"`` (subdomains of ``example.org``, not ``example.org`` itself). An exact
-    host beats the longest matching ``*.`` pattern, which beats the default; at equal
+    **Overrides** give some hosts other rates, or `None` for no limit at all. Keys are
+    host names, optionally with a port: `"api.github.com"`, `"localhost:8080"`,
+    `"*.example.org"` (subdomains of `example.org`, not `example.org` itself). An exact
+    host beats the longest matching `*.` pattern, which beats the default; at equal
     length a rule with the request's port beats one for any port. Overrides choose the
-    rates; the scope still chooses the key. With a scope other than ``"host"`` the hosts
+    rates; the scope still chooses the key. With a scope other than `"host"` the hosts
     matching one override rule get their own throttler per scope key, keyed
-    ``"<scope key> [<override key>]"`` so that no key ever runs under two sets of rates
-    (an IP address or single-label host such as ``localhost``, which is its own domain,
+    `"<scope key> [<override key>]"` so that no key ever runs under two sets of rates
+    (an IP address or single-label host such as `localhost`, which is its own domain,
     keeps its plain key under an exact override).
 
-    **Memory.** At most ``max_keys`` throttlers are kept when the others are idle: inserting
+    **Memory.** At most `max_keys` throttlers are kept when the others are idle: inserting
     a key past the cap examines a few of the least recently used keys, forgets the idle
     ones and moves busy ones to the young end, so every lookup is O(1) amortized. A key
     with an entry in its window, a waiter, a request in flight or a pause is never
-    forgotten, since forgetting it would let a burst through: when more than ``max_keys``
+    forgotten, since forgetting it would let a burst through: when more than `max_keys`
     keys are busy at once the map grows past the cap, and shrinks back as they go idle
     and later lookups sweep them out.
 
-    Not thread-safe: use it from one event loop (:class:`SyncThrottlerMap` is the
-    thread-safe twin, for the threaded clients).
+    Not thread-safe: use it from one event loop
+    ([`SyncThrottlerMap`][throttled_http.SyncThrottlerMap] is the thread-safe twin, for the
+    threaded clients).
+
+    In the signatures below, `ThrottlerT` is the type of the map's throttlers: a
+    [`ThrottlerLike`][throttled_http.ThrottlerLike] here.
 
     Args:
         rate_limit: default entries per window per key, an int >= 1 (default 10), or a
-            rate string such as ``"10/s"``.
+            rate string such as `"10/s"`.
         period: the default window, in seconds (finite, > 0; default 1.0), for an int
-            ``rate_limit`` only.
-        rates: default rates as ``"10/s; 1000/h"``, :class:`~throttled_http.Rate` values
-            or an iterable of them, instead of ``rate_limit`` and ``period``.
-        max_concurrency: cap on requests in flight per key (``None``: no cap).
-        burst: smooth mode for every key, ``1 <= burst <=`` each key's slowest limit.
-        scope: ``"host"``, ``"domain"``, ``"global"`` or a callable ``scope(url) -> str``.
-        overrides: a mapping of host name or ``*.suffix`` pattern to rates (as for
-            ``rates``; an int ``n`` means ``n`` per the period of the map's first rate,
-            as ``rate_limit=n`` would) or ``None`` (no limit for those hosts).
+            `rate_limit` only.
+        rates: default rates as `"10/s; 1000/h"`, [`Rate`][throttled_http.Rate] values
+            or an iterable of them, instead of `rate_limit` and `period`.
+        max_concurrency: cap on requests in flight per key (`None`: no cap).
+        burst: smooth mode for every key, `1 <= burst <=` each key's slowest limit.
+        scope: `"host"`, `"domain"`, `"global"` or a callable `scope(url) -> str`.
+        overrides: a mapping of host name or `*.suffix` pattern to rates (as for
+            `rates`; an int `n` means `n` per the period of the map's first rate,
+            as `rate_limit=n` would) or `None` (no limit for those hosts).
         max_keys: idle throttlers kept at most, an int >= 1.
         backend: makes each key's throttler (default: an in-memory
-            :class:`~throttled_http.Throttler`).
+            [`Throttler`][throttled_http.Throttler]).
 
     Raises:
-        TypeError, ValueError: at construction, naming the argument (a ``TypeError``
-            names both when one would leave the other unused, as ``rates`` beside
-            ``rate_limit``); an invalid override names its key
-            (``overrides['api.github.com']: ...``).
+        TypeError, ValueError: at construction, naming the argument (a `TypeError`
+            names both when one would leave the other unused, as `rates` beside
+            `rate_limit`); an invalid override names its key
+            (`overrides['api.github.com']: ...`).
 
-    Changed in 0.2: ``stats()`` is :meth:`statistics`, ``holds()`` is :meth:`is_current`;
-    ``rate_limit``/``period`` beside ``rates`` is a ``TypeError``.
+    Changed in 0.2: `stats()` is [`statistics`][throttled_http.ThrottlerMap.statistics],
+    `holds()` is [`is_current`][throttled_http.ThrottlerMap.is_current];
+    `rate_limit`/`period` beside `rates` is a `TypeError`.
     """
 
     __slots__ = ()
 
-    def limit(self, url: object, cost: int = 1, *, timeout: float | None = None) -> _Limit:
-        """An async context manager that admits one request to ``url`` under its key's limit.
+    def limit(
+        self, url: object, cost: int = 1, *, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[EntryLike | None]:
+        """An async context manager that admits one request to `url` under its key's limit.
 
-        ``async with hosts.limit(url) as entry:`` waits for a latency-proof entry of
-        ``cost``; it counts in the key's windows from admission until the block exits (or
-        ``entry.settle()`` is called, e.g. when response headers arrive) and for ``period``
-        after that. ``entry`` is ``None`` and nothing waits when an override says "no limit"
+        `async with hosts.limit(url) as entry:` waits for a latency-proof entry of
+        `cost`; it counts in the key's windows from admission until the block exits (or
+        `entry.settle()` is called, e.g. when response headers arrive) and for `period`
+        after that. `entry` is `None` and nothing waits when an override says "no limit"
         for the host.
 
         Args:
-            url: the request's URL (``str``, ``yarl.URL``, ``httpx.URL``...).
-            cost: weight of the request, ``1 <=`` cost ``<=`` the key's smallest limit.
+            url: the request's URL (`str`, `yarl.URL`, `httpx.URL`...).
+            cost: weight of the request, `1 <=` cost `<=` the key's smallest limit.
             timeout: seconds to wait at most, else
-                :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
+                [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (`None`: no limit).
 
         Raises:
             InvalidURLError: on entering, for a URL without a scheme or host.
@@ -626,31 +646,34 @@ class ThrottlerMap(BaseThrottlerMap[ThrottlerLike]):
 
 @final
 class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
-    """The thread-safe twin of :class:`ThrottlerMap`, over ``SyncThrottler`` instances.
+    """The thread-safe twin of `ThrottlerMap`, over `SyncThrottler` instances.
 
-    ::
+    ```python
+    hosts = SyncThrottlerMap(rate_limit=5, period=1.0)
+    a = httpx.Client(transport=SyncThrottledTransport(throttler=hosts))
+    b = httpx.Client(transport=SyncThrottledTransport(throttler=hosts))
+    # a and b share each host's limit, from any thread
+    ```
 
-        hosts = SyncThrottlerMap(rate_limit=5, period=1.0)
-        a = httpx.Client(transport=SyncThrottledTransport(throttler=hosts))
-        b = httpx.Client(transport=SyncThrottledTransport(throttler=hosts))
-        # a and b share each host's limit, from any thread
+    The same keys, overrides, bounded memory and guarantee as
+    [`ThrottlerMap`][throttled_http.ThrottlerMap] (one implementation), with a lock around
+    every lookup, so any number of threads and clients may share it. Its default backend
+    builds a [`SyncThrottler`][throttled_http.SyncThrottler] per key.
 
-    The same keys, overrides, bounded memory and guarantee as :class:`ThrottlerMap`
-    (one implementation), with a lock around every lookup, so any number of threads and
-    clients may share it. Its default backend builds a
-    :class:`~throttled_http.SyncThrottler` per key.
+    In the signatures, `ThrottlerT` is the type of the map's throttlers: a
+    [`SyncThrottlerLike`][throttled_http.SyncThrottlerLike] here.
 
     Args:
-        rate_limit: as for :class:`ThrottlerMap`.
-        period: as for :class:`ThrottlerMap`.
-        rates: as for :class:`ThrottlerMap`.
-        max_concurrency: as for :class:`ThrottlerMap`.
-        burst: as for :class:`ThrottlerMap`.
-        scope: as for :class:`ThrottlerMap`.
-        overrides: as for :class:`ThrottlerMap`.
-        max_keys: as for :class:`ThrottlerMap`.
+        rate_limit: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        period: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        rates: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        max_concurrency: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        burst: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        scope: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        overrides: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
+        max_keys: as for [`ThrottlerMap`][throttled_http.ThrottlerMap].
         backend: makes each key's throttler (default: a
-            :class:`~throttled_http.SyncThrottler`).
+            [`SyncThrottler`][throttled_http.SyncThrottler]).
     """
 
     __slots__ = ()
@@ -659,17 +682,17 @@ class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
     def resolve(
         self, url: object, *, origin: Hashable | None = None
     ) -> tuple[str, SyncThrottlerLike | None]:
-        """As :meth:`ThrottlerMap.resolve`, under the map's lock."""
+        """As `ThrottlerMap.resolve`, under the map's lock."""
         with self._lock:
             return super().resolve(url, origin=origin)
 
     def is_current(self, key: str, throttler: object) -> bool:
-        """As :meth:`ThrottlerMap.is_current`, under the map's lock."""
+        """As `ThrottlerMap.is_current`, under the map's lock."""
         with self._lock:
             return super().is_current(key, throttler)
 
     def pause(self, url: object, seconds: float) -> None:
-        """As :meth:`ThrottlerMap.pause`, under the map's lock.
+        """As [`ThrottlerMap.pause`][throttled_http.ThrottlerMap.pause], under the map's lock.
 
         The lock is held until the pause is in force: a throttler is evicted only while
         idle, so another thread must not evict it between its lookup and its pause.
@@ -681,6 +704,6 @@ class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
                 throttler.pause(seconds)
 
     def statistics(self, top: int = 10) -> ThrottlerMapStatistics:
-        """As :meth:`ThrottlerMap.statistics`, under the map's lock."""
+        """As `ThrottlerMap.statistics`, under the map's lock."""
         with self._lock:
             return super().statistics(top)

@@ -1,26 +1,25 @@
 """Keys for per-host limits: one normalized string per server a request may reach.
 
 Two URLs that reach the same server must get the same key, or one server would see two
-limits' worth of traffic. :func:`host_key` therefore normalizes ``scheme://host:port``:
+limits' worth of traffic. [`host_key`][throttled_http.host_key] therefore normalizes
+`scheme://host:port`:
 
-==============================================  ==============================
-URL                                             key
-==============================================  ==============================
-``HTTPS://API.Example.COM/v1``                  ``https://api.example.com:443``
-``http://user:secret@example.com:8080/``        ``http://example.com:8080``
-``http://example.com./``                        ``http://example.com:80``
-``https://bücher.de/``                          ``https://xn--bcher-kva.de:443``
-``http://[0:0::1]:8000/``                       ``http://[::1]:8000``
-``wss://example.com/socket``                    ``wss://example.com:443``
-==============================================  ==============================
+| URL | key |
+| --- | --- |
+| `HTTPS://API.Example.COM/v1` | `https://api.example.com:443` |
+| `http://user:secret@example.com:8080/` | `http://example.com:8080` |
+| `http://example.com./` | `http://example.com:80` |
+| `https://bücher.de/` | `https://xn--bcher-kva.de:443` |
+| `http://[0:0::1]:8000/` | `http://[::1]:8000` |
+| `wss://example.com/socket` | `wss://example.com:443` |
 
-:func:`domain_key` maps a host to its registrable domain with the Public Suffix List (the
-``publicsuffixlist`` package): ``www.bbc.co.uk`` and ``news.bbc.co.uk`` both give
-``bbc.co.uk``. IP addresses, ``localhost`` and hosts that are themselves a public suffix
+`domain_key` maps a host to its registrable domain with the Public Suffix List (the
+`publicsuffixlist` package): `www.bbc.co.uk` and `news.bbc.co.uk` both give
+`bbc.co.uk`. IP addresses, `localhost` and hosts that are themselves a public suffix
 key by themselves.
 
-Only :mod:`urllib.parse` parses URLs here: the core imports no HTTP client, and anything
-whose ``str()`` is a URL (``yarl.URL``, ``httpx.URL``) is accepted.
+Only `urllib.parse` parses URLs here: the core imports no HTTP client, and anything
+whose `str()` is a URL (`yarl.URL`, `httpx.URL`) is accepted.
 """
 
 from __future__ import annotations
@@ -64,12 +63,12 @@ _SIMPLE_URL: Final = re.compile(
 
 
 def split_url(url: object) -> tuple[str, str, int | None]:
-    """Split a URL into its normalized ``(scheme, host, port)``.
+    """Split a URL into its normalized `(scheme, host, port)`.
 
-    ``host`` is lower case, IDNA-encoded (punycode) when it is not ASCII, without a
-    trailing dot, and an IPv6 literal is compressed and put in brackets. ``port`` is the
+    `host` is lower case, IDNA-encoded (punycode) when it is not ASCII, without a
+    trailing dot, and an IPv6 literal is compressed and put in brackets. `port` is the
     explicit port, else the scheme's default (80 for http/ws, 443 for https/wss), else
-    ``None`` for other schemes.
+    `None` for other schemes.
 
     >>> split_url("HTTPS://user@Example.COM./path")
     ('https', 'example.com', 443)
@@ -96,7 +95,7 @@ def split_url(url: object) -> tuple[str, str, int | None]:
 
 
 def _split_with_urllib(text: str) -> tuple[str, str, int | None]:
-    """:func:`split_url` for any URL, through :func:`urllib.parse.urlsplit`."""
+    """`split_url` for any URL, through `urllib.parse.urlsplit`."""
     try:
         parts = urlsplit(text)
         host = parts.hostname
@@ -133,12 +132,13 @@ def _is_ipv6(host: str) -> bool:
 
 
 def host_key(url: object) -> str:
-    """The ``scheme://host:port`` key of a URL, normalized (see the module docstring).
+    """The `scheme://host:port` key of a URL, normalized (see the module docstring).
 
-    >>> host_key("http://User:pw@Example.com.:80/a?b")
-    'http://example.com:80'
-    >>> host_key("https://[::1]/")
-    'https://[::1]:443'
+    Examples:
+        >>> host_key("http://User:pw@Example.com.:80/a?b")
+        'http://example.com:80'
+        >>> host_key("https://[::1]/")
+        'https://[::1]:443'
 
     Raises:
         InvalidURLError: (a ValueError) for a URL without a scheme or a host.
@@ -153,7 +153,7 @@ _psl: PublicSuffixList | None = None
 def domain_key(host: str) -> str:
     """The registrable domain of a normalized host, per the Public Suffix List.
 
-    IP literals, single-label names such as ``localhost`` and hosts that are themselves
+    IP literals, single-label names such as `localhost` and hosts that are themselves
     public suffixes give the host unchanged.
 
     >>> domain_key("news.bbc.co.uk")
@@ -183,13 +183,13 @@ def is_standalone(host: str) -> bool:
 
 
 def normalize_host(name: str) -> str:
-    """Normalize a bare host name the way :func:`split_url` normalizes URL hosts.
+    """Normalize a bare host name the way `split_url` normalizes URL hosts.
 
     >>> normalize_host("Bücher.DE.")
     'xn--bcher-kva.de'
 
     Raises:
-        ValueError: when ``name`` is not a valid host name.
+        ValueError: when `name` is not a valid host name.
     """
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
@@ -197,11 +197,11 @@ def normalize_host(name: str) -> str:
 
 
 def parse_override_key(key: object) -> tuple[str, int | None, bool]:
-    """Read an ``overrides`` key: ``(host or suffix, port or None, is_pattern)``.
+    """Read an `overrides` key: `(host or suffix, port or None, is_pattern)`.
 
-    Accepted forms: ``"api.example.com"``, ``"*.example.org"`` (every subdomain of
-    ``example.org``, not ``example.org`` itself), either with ``":port"``, and IP
-    literals (``"127.0.0.1:8080"``, ``"[::1]:8080"``).
+    Accepted forms: `"api.example.com"`, `"*.example.org"` (every subdomain of
+    `example.org`, not `example.org` itself), either with `":port"`, and IP
+    literals (`"127.0.0.1:8080"`, `"[::1]:8080"`).
 
     >>> parse_override_key("*.Example.org:8443")
     ('example.org', 8443, True)
@@ -245,7 +245,7 @@ def parse_override_key(key: object) -> tuple[str, int | None, bool]:
 
 
 def _normalize(host: str, text: str) -> str:
-    """Lower-cased ``host`` (from urlsplit) -> key form; ``text`` is quoted in errors."""
+    """Lower-cased `host` (from urlsplit) -> key form; `text` is quoted in errors."""
     if ":" in host:  # an IPv6 literal; urlsplit removed the brackets
         address, sep, zone = host.partition("%")
         try:
@@ -278,11 +278,11 @@ _HEX_LABEL: Final = re.compile(r"0x[0-9a-f]*\Z")
 
 
 def _canonical_ipv4(host: str) -> str:
-    """The dotted quad of an IPv4 host however it is spelt, else ``host`` unchanged.
+    """The dotted quad of an IPv4 host however it is spelt, else `host` unchanged.
 
-    ``127.1``, ``2130706433`` and ``0x7f.0.0.1`` all name 127.0.0.1, and httpx sends them
+    `127.1`, `2130706433` and `0x7f.0.0.1` all name 127.0.0.1, and httpx sends them
     there: they must share its key. As in the WHATWG URL standard, a lower-case host whose
-    last label is a number (decimal, or hex with ``0x``) is read as IPv4; one that is not a
+    last label is a number (decimal, or hex with `0x`) is read as IPv4; one that is not a
     valid address stays as it is.
     """
     last = host.rpartition(".")[2]

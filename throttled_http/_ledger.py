@@ -1,9 +1,9 @@
 """The bookkeeping behind every throttler: pure, synchronous, clock-agnostic.
 
-A :class:`Ledger` answers one question, "from what time may an entry of this cost be
+A `Ledger` answers one question, "from what time may an entry of this cost be
 admitted?", and records what happens to entries. It never reads a clock and never waits:
-the async :class:`~throttled_http.Throttler` drives it with ``loop.time()``, the thread-safe
-:class:`~throttled_http.SyncThrottler` with ``time.monotonic()``. One set of rules, so
+the async [`Throttler`][throttled_http.Throttler] drives it with `loop.time()`, the thread-safe
+[`SyncThrottler`][throttled_http.SyncThrottler] with `time.monotonic()`. One set of rules, so
 every front end keeps the same guarantees.
 
 The mental model. An entry lives in two phases:
@@ -13,19 +13,19 @@ The mental model. An entry lives in two phases:
   woken task is open until it actually resumes; an HTTP request is open until its response
   headers arrive.
 * **stamped**: settling records the time of settling as the entry's stamp. The stamp counts
-  in a window of ``period`` seconds while ``now < stamp + period``.
+  in a window of `period` seconds while `now < stamp + period`.
 
-An entry of cost ``c`` is admitted at ``now`` only when, for every window,
-``stamps_in_window + open + c <= limit``. So any half-open interval ``[t, t + period)``
-holds at most ``limit`` entries, whichever moment inside ``[admission, settling]`` an entry
+An entry of cost `c` is admitted at `now` only when, for every window,
+`stamps_in_window + open + c <= limit`. So any half-open interval `[t, t + period)`
+holds at most `limit` entries, whichever moment inside `[admission, settling]` an entry
 truly took place at.
 
-Smooth mode (``burst``) adds the generic cell rate algorithm on top: entries are spaced
-``interval = period / limit`` apart with at most ``burst`` back to back. Open entries
+Smooth mode (`burst`) adds the generic cell rate algorithm on top: entries are spaced
+`interval = period / limit` apart with at most `burst` back to back. Open entries
 count as arriving now, and an entry's arrival time is its settling time, so a leaky-bucket
-server sees no two entries closer than ``interval`` when ``burst == 1``.
+server sees no two entries closer than `interval` when `burst == 1`.
 
-Retuning (:meth:`Ledger.set_rates`) never loosens a guarantee already given: the old
+Retuning (`Ledger.set_rates`) never loosens a guarantee already given: the old
 windows keep counting every entry until no entry admitted under them can share a window
 with a new one, and only then retire. The new windows start with the recent stamps, so a
 tighter limit counts the entries already made.
@@ -49,10 +49,10 @@ _NEG_INF = -INF  # one shared float: "-INF" in __init__ would make one per ledge
 
 
 class _Window:
-    """Stamps of one ``limit`` per ``period`` rule, oldest first.
+    """Stamps of one `limit` per `period` rule, oldest first.
 
-    An entry of cost ``c`` is stored as ``c`` equal stamps, so ``len(stamps)`` is the
-    cost in the window and memory stays ``O(limit)``.
+    An entry of cost `c` is stored as `c` equal stamps, so `len(stamps)` is the
+    cost in the window and memory stays `O(limit)`.
     """
 
     __slots__ = ("generation", "limit", "open_before", "period", "retire_at", "stamps")
@@ -79,8 +79,8 @@ class Ledger:
 
     Args:
         rates: the limits that must all allow an entry.
-        burst: smooth mode; ``None`` means no spacing beyond the windows.
-        max_concurrency: cap on held slots; ``None`` means none.
+        burst: smooth mode; `None` means no spacing beyond the windows.
+        max_concurrency: cap on held slots; `None` means none.
     """
 
     __slots__ = (
@@ -134,9 +134,9 @@ class Ledger:
         return self._max_concurrency
 
     def earliest(self, now: float, cost: int, hold: bool = True) -> float:
-        """The earliest time ``>= now`` at which ``cost`` may be admitted.
+        """The earliest time `>= now` at which `cost` may be admitted.
 
-        Returns ``now`` itself when it may be admitted now, and ``INF`` when time alone
+        Returns `now` itself when it may be admitted now, and `INF` when time alone
         will not do: an open entry must settle or a slot must be released first.
         """
         if hold and self._max_concurrency is not None and self.in_flight >= self._max_concurrency:
@@ -164,7 +164,7 @@ class Ledger:
         return at
 
     def fits(self, cost: int) -> bool:
-        """Whether ``cost`` can ever be admitted (it is not larger than every window)."""
+        """Whether `cost` can ever be admitted (it is not larger than every window)."""
         return cost <= self._smallest
 
     def in_window(self, now: float) -> int:
@@ -187,21 +187,21 @@ class Ledger:
     # -- transitions -----------------------------------------------------------------
 
     def try_take(self, now: float, cost: int, hold: bool) -> bool:
-        """Admit and stamp ``cost`` at ``now`` if it fits now (:meth:`earliest` + :meth:`take`)."""
+        """Admit and stamp `cost` at `now` if it fits now (`earliest` + `take`)."""
         if self.earliest(now, cost, hold) > now:
             return False
         self.take(now, cost, hold)
         return True
 
     def reserve(self, cost: int, hold: bool) -> int:
-        """Admit ``cost`` as an open entry; returns the generation to settle it with."""
+        """Admit `cost` as an open entry; returns the generation to settle it with."""
         self.open += cost
         if hold:
             self.in_flight += 1
         return self.generation
 
     def settle(self, now: float, cost: int, generation: int) -> None:
-        """Stamp an open entry at ``now``."""
+        """Stamp an open entry at `now`."""
         self.open -= cost
         self._stamp(now, cost)
         if self._retiring:
@@ -228,7 +228,7 @@ class Ledger:
         self.in_flight -= 1
 
     def pause_until(self, until: float) -> bool:
-        """Admit nothing before ``until``; a shorter pause never cuts a longer one short.
+        """Admit nothing before `until`; a shorter pause never cuts a longer one short.
 
         Returns whether the pause was extended.
         """
@@ -246,7 +246,7 @@ class Ledger:
 
         The new windows start with the recent stamps the ledger remembers (as far back as
         its longest window reaches), so tightening takes effect at once. Every old window
-        stays, counting old and new entries alike, until ``period`` after its last old entry
+        stays, counting old and new entries alike, until `period` after its last old entry
         settled (an entry still open keeps it indefinitely), unless a new window is at least
         as strict (as long and no larger), which makes it redundant.
         """
@@ -313,7 +313,7 @@ def _dominated(window: _Window, new: Sequence[_Window]) -> bool:
 
 
 def _window_earliest(window: _Window, now: float, held: int, at: float) -> float:
-    """Fold one window's constraint into ``at`` (see :meth:`Ledger.earliest`)."""
+    """Fold one window's constraint into `at` (see `Ledger.earliest`)."""
     room = window.limit - held
     if room < 0:
         return INF

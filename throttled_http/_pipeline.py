@@ -1,24 +1,26 @@
 """The request pipeline: one request's journey through the package, for every client.
 
-A request travels the same way whatever client sends it::
+A request travels the same way whatever client sends it:
 
-    resolve its key -> wait for a latency-proof entry -> hand over to the client
-      -> settle the entry when the response headers arrive -> apply the server's feedback
-      -> send again after a delay (back through the throttler), or
-      -> hold the concurrency slot until the response is released
+```text
+resolve its key -> wait for a latency-proof entry -> hand over to the client
+  -> settle the entry when the response headers arrive -> apply the server's feedback
+  -> send again after a delay (back through the throttler), or
+  -> hold the concurrency slot until the response is released
+```
 
 and gives back everything it took exactly once, on every exit: an error, a timeout, a
-cancellation at any point. :class:`Pipeline` owns that journey, written once, as a
-generator (:meth:`Pipeline.steps`) that yields the I/O it needs (wait for an entry, send,
+cancellation at any point. `Pipeline` owns that journey, written once, as a
+generator (`Pipeline.steps`) that yields the I/O it needs (wait for an entry, send,
 discard a refused response, sleep) and is told the outcome. Two small drivers perform the
-I/O: :meth:`Pipeline.run` with ``await`` for the asyncio clients, :meth:`Pipeline.run_sync`
+I/O: `Pipeline.run` with `await` for the asyncio clients, `Pipeline.run_sync`
 blocking for the threaded ones. Each client module is a thin adapter: an
-:class:`Exchange` that reads its client's requests and responses, and the calls that send.
+`Exchange` that reads its client's requests and responses, and the calls that send.
 
 **The hand-off.** aiohttp runs a session's first hop inside a middleware, after it has
-started the request's ``ClientTimeout``. So that queueing for the throttler does not eat
+started the request's `ClientTimeout`. So that queueing for the throttler does not eat
 into that timeout, the session waits for the first hop's entry itself and *lends* it, as a
-:class:`Ticket`, to the middleware, which :meth:`claims <Ticket.claim>` it instead of
+`Ticket`, to the middleware, which claims (`Ticket.claim`) it instead of
 waiting again. A ticket nobody claims (a mock such as aioresponses replaced the client's
 send, so no middleware ran) leaves the journey with the session's pipeline, which then
 settles, applies feedback and holds the response itself.
@@ -80,7 +82,7 @@ class Exchange(Protocol[_Req, _Resp]):
         ...
 
     def headers(self, response: _Resp) -> HeadersLike:
-        """The response headers, in a form :func:`~throttled_http.parse_feedback` reads."""
+        """The response headers, in a form `parse_feedback` reads."""
         ...
 
     def method(self, request: _Req) -> str:
@@ -92,7 +94,7 @@ class Exchange(Protocol[_Req, _Resp]):
         ...
 
     def hold(self, response: _Resp, entry: EntryLike, key: str) -> _Resp:
-        """Tie ``entry`` to the end of ``response`` and return what the caller gets.
+        """Tie `entry` to the end of `response` and return what the caller gets.
 
         Close the entry at once when the body is complete already (in memory).
         """
@@ -103,10 +105,11 @@ class Exchange(Protocol[_Req, _Resp]):
 class Ticket:
     """A hop's entry waited for by an outer adapter, lent to the inner one that sends it.
 
-    The internal interface between :class:`~throttled_http.aiohttp.ThrottledClientSession`
-    (which waits before aiohttp starts its timeout) and its middleware (which aiohttp calls
-    for the hop). The middleware calls :meth:`claim` once; from then on the entry is its
-    own, and the session only returns the response.
+    The internal interface between
+    [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] (which waits
+    before aiohttp starts its timeout) and its middleware (which aiohttp calls for the hop).
+    The middleware calls `claim` once; from then on the entry is its own, and the session
+    only returns the response.
     """
 
     __slots__ = ("claimed", "entry", "key", "pipeline", "throttler")
@@ -119,11 +122,11 @@ class Ticket:
         self.claimed = False
 
     def claim(self, pipeline: Pipeline, throttler: object) -> EntryLike | None:
-        """The lent entry, if ``pipeline`` lent it and the hop goes to ``throttler``.
+        """The lent entry, if `pipeline` lent it and the hop goes to `throttler`.
 
         A hop that goes elsewhere than the lender computed (another middleware rewrote
         the URL) gives the entry back at once (it counts as used, which is safe) and gets
-        ``None``: the caller waits for the right entry. Either way the ticket is claimed.
+        `None`: the caller waits for the right entry. Either way the ticket is claimed.
         """
         if self.pipeline is not pipeline or self.claimed:
             return None
@@ -140,9 +143,9 @@ class Pipeline:
 
     Args:
         throttler: one throttler for every request, or a map of one per key.
-        feedback: the server-feedback policy applied to every response (``None``: none).
-        holds: the open responses of this client and their ``release_timeout``.
-        throttle_timeout: seconds a hop may wait for its entry at most (``None``: no limit).
+        feedback: the server-feedback policy applied to every response (`None`: none).
+        holds: the open responses of this client and their `release_timeout`.
+        throttle_timeout: seconds a hop may wait for its entry at most (`None`: no limit).
     """
 
     __slots__ = ("_map", "feedback", "holds", "throttle_timeout", "throttler")
@@ -174,17 +177,17 @@ class Pipeline:
         lend: bool = False,
         sent: tuple[str, Any, EntryLike, _Resp] | None = None,
     ) -> Generator[_Step, Any, None]:
-        """One request's journey; yields the I/O it needs, and last ``(_DONE, response)``.
+        """One request's journey; yields the I/O it needs, and last `(_DONE, response)`.
 
         Args:
             exchange: reads the client's request and responses.
-            request: the request, passed back to ``exchange``.
+            request: the request, passed back to `exchange`.
             target: what the throttler is chosen by (the URL, or a key's URL).
             origin: a hashable standing for the URL's scheme, host and port, so a map
-                need not parse the URL again (``None``: parse it).
+                need not parse the URL again (`None`: parse it).
             cost: the request's weight.
             ticket: an entry lent by an outer adapter for the first hop (claimed here).
-            lend: lend each entry to an inner adapter with the send (see :class:`Ticket`).
+            lend: lend each entry to an inner adapter with the send (see `Ticket`).
             sent: the first attempt, already admitted and sent by the caller: its key,
                 throttler, entry and response; the journey goes on from its headers.
         """
@@ -273,12 +276,12 @@ class Pipeline:
         send: Callable[[_R, Ticket | None], Awaitable[_Resp]],
         discard: Callable[[_Resp], Awaitable[None] | None],
     ) -> _Resp:
-        """Drive ``steps`` with ``await``: the journey of an asyncio client's request.
+        """Drive `steps` with `await`: the journey of an asyncio client's request.
 
         Args:
-            steps: from :meth:`steps`.
-            request: passed to ``send``.
-            send: sends ``request`` once (given the lent :class:`Ticket`, or ``None``).
+            steps: from `steps`.
+            request: passed to `send`.
+            send: sends `request` once (given the lent `Ticket`, or `None`).
             discard: closes a refused response before it is sent again.
         """
         step = steps.send(None)
@@ -311,7 +314,7 @@ class Pipeline:
         send: Callable[[_R, Ticket | None], _Resp],
         discard: Callable[[_Resp], object],
     ) -> _Resp:
-        """Drive ``steps`` blocking the calling thread: a threaded client's request."""
+        """Drive `steps` blocking the calling thread: a threaded client's request."""
         step = steps.send(None)
         value: Any
         while True:
@@ -338,9 +341,9 @@ class Pipeline:
     async def admit(
         self, target: object, origin: Hashable | None = None
     ) -> tuple[str, Any, EntryLike] | None:
-        """Wait for one hop's entry: its key, throttler and entry (``None``: no limit).
+        """Wait for one hop's entry: its key, throttler and entry (`None`: no limit).
 
-        For hook-based adapters (aiohttp's ``TraceConfig``) that see a hop start and end
+        For hook-based adapters (aiohttp's `TraceConfig`) that see a hop start and end
         but cannot run it; they settle, hold and close the entry themselves.
         """
         key, throttler = self._resolve(target, origin)
@@ -356,14 +359,14 @@ class Pipeline:
         return key, throttler, entry
 
     def _timed_out(self, key: str) -> ThrottlerTimeoutError:
-        """The error for a hop that waited ``throttle_timeout`` for its turn in vain."""
+        """The error for a hop that waited `throttle_timeout` for its turn in vain."""
         return ThrottlerTimeoutError(
             f"{key}: no turn within throttle_timeout={self.throttle_timeout} s; nothing "
             "was sent (raise throttle_timeout, or lower the load on this host)"
         )
 
     async def lend(self, target: object, origin: Hashable | None = None) -> Ticket | None:
-        """Wait for a hop's entry and lend it as a :class:`Ticket` (``None``: no limit).
+        """Wait for a hop's entry and lend it as a `Ticket` (`None`: no limit).
 
         The caller closes the entry if nobody claimed the ticket.
         """
@@ -375,7 +378,7 @@ class Pipeline:
         return ("*", self.throttler) if hosts is None else hosts.resolve(target, origin=origin)
 
     def _charge(self, throttler: Any, cost: int) -> int:
-        """The cost to charge: with ``adapt=True``, at most the smallest limit now in force.
+        """The cost to charge: with `adapt=True`, at most the smallest limit now in force.
 
         A server that advertises a quota smaller than a request's cost (or a 429 that cut
         the rate) must not make that request raise: it is charged as a whole window of the
@@ -399,10 +402,10 @@ class Pipeline:
         key: str,
         attempt: int,
     ) -> float | None:
-        """Apply the response's feedback; the seconds to wait before a retry, or ``None``.
+        """Apply the response's feedback; the seconds to wait before a retry, or `None`.
 
         Feedback is applied before the slot can free (a complete body releases it at
-        once), so no queued hop slips through ahead of a ``Retry-After`` pause.
+        once), so no queued hop slips through ahead of a `Retry-After` pause.
         """
         delay = policy.observe(throttler, key, status, headers)
         if status < 400:
@@ -424,12 +427,12 @@ class Pipeline:
 
 
 def check_throttle_timeout(value: object) -> float | None:
-    """``throttle_timeout``: ``None`` (wait as long as it takes) or seconds >= 0."""
+    """`throttle_timeout`: `None` (wait as long as it takes) or seconds >= 0."""
     return None if value is None else non_negative_float("throttle_timeout", value)
 
 
 def check_feedback(value: object) -> FeedbackPolicy | None:
-    """``feedback``: a :class:`~throttled_http.FeedbackPolicy`, or ``None``."""
+    """`feedback`: a [`FeedbackPolicy`][throttled_http.FeedbackPolicy], or `None`."""
     if value is None or isinstance(value, FeedbackPolicy):
         return value
     raise TypeError(
@@ -444,11 +447,11 @@ def throttler_from_options(
     *,
     sync: bool = False,
 ) -> Any:
-    """What a client is throttled by: the shared ``throttler=``, or a new per-host map.
+    """What a client is throttled by: the shared `throttler=`, or a new per-host map.
 
-    ``rate_limit`` and ``period`` are the design card's shorthand for a per-host map at
+    `rate_limit` and `period` are the design card's shorthand for a per-host map at
     that rate (10 per second when nothing is given). A shared throttler carries its own
-    limits, so giving the shorthand beside it would leave it unused: a ``TypeError``
+    limits, so giving the shorthand beside it would leave it unused: a `TypeError`
     naming both.
     """
     if throttler is None:

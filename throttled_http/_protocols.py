@@ -1,12 +1,13 @@
 """The structural types the integrations, the maps and the feedback policy program against.
 
-Anything shaped like :class:`ThrottlerLike` can stand where a
-:class:`~throttled_http.Throttler` does: the in-memory throttler and the Redis throttler
-both are; :class:`SyncThrottlerLike` is its blocking twin (:class:`~throttled_http.SyncThrottler`).
-They hold only what the package calls: a latency-proof entry (settled when response headers
-arrive, closed when the response is released), the server-feedback controls, and the
-idleness test a :class:`~throttled_http.ThrottlerMap` evicts by. The protocols describe
-throttlers you pass in; they are not classes to instantiate.
+Anything shaped like [`ThrottlerLike`][throttled_http.ThrottlerLike] can stand where a
+[`Throttler`][throttled_http.Throttler] does: the in-memory throttler and the Redis
+throttler both are; [`SyncThrottlerLike`][throttled_http.SyncThrottlerLike] is its blocking
+twin ([`SyncThrottler`][throttled_http.SyncThrottler]). They hold only what the package
+calls: a latency-proof entry (settled when response headers arrive, closed when the response
+is released), the server-feedback controls, and the idleness test a
+[`ThrottlerMap`][throttled_http.ThrottlerMap] evicts by. The protocols describe throttlers
+you pass in; they are not classes to instantiate.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = ["EntryLike", "SyncThrottlerLike", "ThrottlerLike"]
 
 @runtime_checkable
 class EntryLike(Protocol):
-    """An admitted latency-proof entry (see :meth:`throttled_http.Throttler.entry`)."""
+    """An admitted latency-proof entry (see `throttled_http.Throttler.entry`)."""
 
     @property
     def settled(self) -> bool: ...
@@ -46,10 +47,10 @@ class _FeedbackControls(Protocol):
 
     @property
     def burst(self) -> int | None:
-        """Smooth-mode burst, or ``None``."""
+        """Smooth-mode burst, or `None`."""
 
     def pause(self, seconds: float) -> None:
-        """Admit nothing for ``seconds``; a shorter pause never cuts a longer one short."""
+        """Admit nothing for `seconds`; a shorter pause never cuts a longer one short."""
 
     @property
     def paused_for(self) -> float:
@@ -64,20 +65,20 @@ class _FeedbackControls(Protocol):
 
 @runtime_checkable
 class ThrottlerLike(_FeedbackControls, Protocol):
-    """An asyncio throttler, as the integrations and :class:`~throttled_http.ThrottlerMap` use it.
+    """An asyncio throttler, as the integrations and `ThrottlerMap` use it.
 
-    :class:`~throttled_http.Throttler` and ``throttled_http.redis.RedisThrottler`` are.
+    [`Throttler`][throttled_http.Throttler] and `throttled_http.redis.RedisThrottler` are.
     """
 
     async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> EntryLike:
-        """Wait for a latency-proof entry of ``cost`` (at most ``timeout`` seconds)."""
+        """Wait for a latency-proof entry of `cost` (at most `timeout` seconds)."""
         ...
 
 
 @runtime_checkable
 class SyncThrottlerLike(_FeedbackControls, Protocol):
-    """A thread-safe, blocking throttler (:class:`~throttled_http.SyncThrottler`)."""
+    """A thread-safe, blocking throttler ([`SyncThrottler`][throttled_http.SyncThrottler])."""
 
     def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> EntryLike:
-        """Block until a latency-proof entry of ``cost`` is admitted (at most ``timeout`` s)."""
+        """Block until a latency-proof entry of `cost` is admitted (at most `timeout` s)."""
         ...

@@ -1,11 +1,13 @@
-"""Rates: ``Rate(limit, period)`` values and the ``"10/s"`` notation.
+"""Rates: `Rate(limit, period)` values and the `"10/s"` notation.
 
-The notation is the one the ``limits`` package uses, so existing configuration carries over::
+The notation is the one the `limits` package uses, so existing configuration carries over:
 
-    10/s   10/sec   10/second   100/min   100/15min   5000/h   5000/hour   86400/d
-    10 per second   10 per 5 minutes   3/2s   1/0.5s
+```text
+10/s   10/sec   10/second   100/min   100/15min   5000/h   5000/hour   86400/d
+10 per second   10 per 5 minutes   3/2s   1/0.5s
+```
 
-A string may carry several limits separated by ``;`` or ``,`` (``"10/s; 1000/h"``): every
+A string may carry several limits separated by `;` or `,` (`"10/s; 1000/h"`): every
 one of them must allow an entry before it is admitted.
 """
 
@@ -59,17 +61,18 @@ _FORMS = (
 @final
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """At most ``limit`` entries in any window of ``period`` seconds.
+    """At most `limit` entries in any window of `period` seconds.
 
-    A frozen, hashable value. ``str(rate)`` gives the shortest notation that
-    :meth:`parse` reads back to an equal rate.
+    A frozen, hashable value. `str(rate)` gives the shortest notation that
+    [`parse`][throttled_http.Rate.parse] reads back to an equal rate.
 
-    >>> Rate(100, 900)
-    Rate(100/15min)
-    >>> str(Rate.parse("5000 per hour"))
-    '5000/h'
-    >>> Rate.parse("3/2s").per_second
-    1.5
+    Examples:
+        >>> Rate(100, 900)
+        Rate(100/15min)
+        >>> str(Rate.parse("5000 per hour"))
+        '5000/h'
+        >>> Rate.parse("3/2s").per_second
+        1.5
 
     Args:
         limit: entries allowed per window, an int >= 1.
@@ -93,7 +96,7 @@ class Rate:
 
     @property
     def interval(self) -> float:
-        """Seconds between entries when they are spaced evenly (``period / limit``)."""
+        """Seconds between entries when they are spaced evenly (`period / limit`)."""
         return self.period / self.limit
 
     def __str__(self) -> str:
@@ -110,15 +113,16 @@ class Rate:
 
     @classmethod
     def parse(cls, text: str) -> Rate:
-        """Parse one rate such as ``"10/s"``, ``"100/15min"`` or ``"10 per 5 minutes"``.
+        """Parse one rate such as `"10/s"`, `"100/15min"` or `"10 per 5 minutes"`.
 
         Surrounding white space is allowed; the limit must be a whole number (write
-        ``"3/2s"``, not ``"1.5/s"``).
+        `"3/2s"`, not `"1.5/s"`).
 
-        >>> Rate.parse(" 10 per 5 minutes ")
-        Rate(10/5min)
-        >>> Rate.parse("86400/d")
-        Rate(86400/d)
+        Examples:
+            >>> Rate.parse(" 10 per 5 minutes ")
+            Rate(10/5min)
+            >>> Rate.parse("86400/d")
+            Rate(86400/d)
 
         Raises:
             InvalidRateError: (a ValueError) quoting the text and the accepted forms.
@@ -158,10 +162,11 @@ class Rate:
 
     @classmethod
     def parse_many(cls, text: str) -> tuple[Rate, ...]:
-        """Parse one or more rates separated by ``;`` or ``,``.
+        """Parse one or more rates separated by `;` or `,`.
 
-        >>> Rate.parse_many("10/s; 1000/h")
-        (Rate(10/s), Rate(1000/h))
+        Examples:
+            >>> Rate.parse_many("10/s; 1000/h")
+            (Rate(10/s), Rate(1000/h))
         """
         if not isinstance(text, str):
             raise TypeError(f"rates must be a str such as '10/s; 1000/h', got {text!r}")
@@ -172,7 +177,7 @@ class Rate:
 
 
 def _scaled(limit_text: str, count: float, seconds: float) -> str | None:
-    """The whole-number form of a fractional rate (``1.5/s`` -> ``3/2s``), if it has one."""
+    """The whole-number form of a fractional rate (`1.5/s` -> `3/2s`), if it has one."""
     ratio = Fraction(limit_text).limit_denominator(10**6)
     if ratio <= 0:
         return None
@@ -183,17 +188,18 @@ def _scaled(limit_text: str, count: float, seconds: float) -> str | None:
 
 
 RateLike: TypeAlias = "Rate | str"
-"""A :class:`Rate`, or a string :meth:`Rate.parse_many` reads."""
+"""A `Rate`, or a string `Rate.parse_many` reads."""
 
 RatesLike: TypeAlias = "RateLike | Iterable[RateLike]"
 """One rate-like value, or several."""
 
 
 def parse_rates(*specs: RatesLike) -> tuple[Rate, ...]:
-    """Flatten rates given as :class:`Rate` values, strings, or iterables of them.
+    """Flatten rates given as [`Rate`][throttled_http.Rate] values, strings, or iterables of them.
 
-    >>> parse_rates("10/s; 1000/h", Rate(5, 1))
-    (Rate(10/s), Rate(1000/h), Rate(5/s))
+    Examples:
+        >>> parse_rates("10/s; 1000/h", Rate(5, 1))
+        (Rate(10/s), Rate(1000/h), Rate(5/s))
 
     Raises:
         InvalidRateError: for an unparsable string; TypeError for anything else.
@@ -214,11 +220,11 @@ def parse_rates(*specs: RatesLike) -> tuple[Rate, ...]:
 
 
 def resolve_rates(rate_limit: object, period: object, rates: RatesLike | None) -> tuple[Rate, ...]:
-    """The rates of a ``(rate_limit=None, period=None, *, rates=None)`` signature.
+    """The rates of a `(rate_limit=None, period=None, *, rates=None)` signature.
 
-    ``rates``, or ``rate_limit`` as a :class:`Rate` or a rate string, stand alone; an int
-    ``rate_limit`` goes with ``period`` (default 1.0). Nothing given means 10 per second.
-    An argument that the others would leave unused is a ``TypeError`` naming both.
+    `rates`, or `rate_limit` as a [`Rate`][throttled_http.Rate] or a rate string, stand
+    alone; an int `rate_limit` goes with `period` (default 1.0). Nothing given means 10 per
+    second. An argument that the others would leave unused is a `TypeError` naming both.
     """
     if rates is not None:
         for name, value in (("rate_limit", rate_limit), ("period", period)):

@@ -1,9 +1,9 @@
-"""The thread-safe ``SyncThrottler``: the asyncio throttler's rules for threads.
+"""The thread-safe `SyncThrottler`: the asyncio throttler's rules for threads.
 
-It drives the same pure :class:`~throttled_http._ledger.Ledger` as
-:class:`~throttled_http.Throttler`, with ``time.monotonic()`` as the clock and one
-``threading.Lock``. Waiting threads queue in arrival order, each on its own
-``threading.Condition`` over that lock. Only the thread at the head of the queue ever looks
+It drives the same pure `Ledger` as
+[`Throttler`][throttled_http.Throttler], with `time.monotonic()` as the clock and one
+`threading.Lock`. Waiting threads queue in arrival order, each on its own
+`threading.Condition` over that lock. Only the thread at the head of the queue ever looks
 at the clock: it sleeps exactly until the moment the ledger says it may enter (or until
 something changes: a release, a settle, a pause, a retune) and, once admitted, wakes the
 next one. Nothing polls at a fixed interval.
@@ -14,13 +14,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Final, final
+from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _EntryState, _LedgerFront
 from ._validate import non_negative_float
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
 
 __all__ = ["SyncEntry", "SyncThrottler"]
 
@@ -40,21 +43,24 @@ class _Waiter:
 
 
 class SyncThrottler(_LedgerFront):
-    """Admit at most ``rate_limit`` entries in any window of ``period`` seconds, across threads.
+    """Admit at most `rate_limit` entries in any window of `period` seconds, across threads.
 
-    The synchronous twin of :class:`~throttled_http.Throttler`, for scripts, thread pools
-    and ``httpx.Client``::
+    The synchronous twin of [`Throttler`][throttled_http.Throttler], for scripts, thread pools
+    and `httpx.Client`:
 
-        throttler = SyncThrottler(rate_limit=10, period=1.0)
-        with throttler:
-            fetch()
+    ```python
+    throttler = SyncThrottler(rate_limit=10, period=1.0)
+    with throttler:
+        fetch()
+    ```
 
-    **The guarantee.** For every half-open interval ``[t, t + period)`` of
-    ``time.monotonic()``, the entries stamped in it cost at most ``rate_limit`` in all. An
-    entry taken with :meth:`acquire` is stamped when the admitted thread returns from it; an
-    entry opened with :meth:`entry` or :meth:`open_entry` counts from admission until it
-    is settled and for ``period`` seconds after that, so a server at the far end of a
-    network sees no more than ``rate_limit`` in any window of ``period`` seconds either.
+    **The guarantee.** For every half-open interval `[t, t + period)` of `time.monotonic()`,
+    the entries stamped in it cost at most `rate_limit` in all. An entry taken with
+    [`acquire`][throttled_http.SyncThrottler.acquire] is stamped when the admitted thread
+    returns from it; an entry opened with [`entry`][throttled_http.SyncThrottler.entry] or
+    [`open_entry`][throttled_http.SyncThrottler.open_entry] counts from admission until it
+    is settled and for `period` seconds after that, so a server at the far end of a network
+    sees no more than `rate_limit` in any window of `period` seconds either.
 
     **Fairness.** Threads are admitted strictly in the order they asked (first come, first
     served), whatever their cost: a thread that arrives while others wait queues behind
@@ -64,24 +70,24 @@ class SyncThrottler(_LedgerFront):
     the queue has a timeout, set to the exact moment it may enter; the others sleep until
     they reach the head, so waiting threads cost no CPU.
 
-    **Timeouts and interrupts.** A thread that gives up (``timeout``) or is interrupted
+    **Timeouts and interrupts.** A thread that gives up (`timeout`) or is interrupted
     while waiting takes no entry and no slot, and the queue behind it moves on.
 
-    **Concurrency.** With ``max_concurrency=n`` at most ``n`` threads are inside
-    ``with throttler:`` (or hold an open entry) at once.
+    **Concurrency.** With `max_concurrency=n` at most `n` threads are inside
+    `with throttler:` (or hold an open entry) at once.
 
-    **Smooth mode.** ``burst=b`` spaces entries ``period / rate_limit`` seconds apart with at
-    most ``b`` back to back; ``burst=1`` satisfies a server enforcing a leaky bucket.
+    **Smooth mode.** `burst=b` spaces entries `period / rate_limit` seconds apart with at
+    most `b` back to back; `burst=1` satisfies a server enforcing a leaky bucket.
 
-    The rules are those of :class:`~throttled_http.Throttler` (one shared ledger
+    The rules are those of [`Throttler`][throttled_http.Throttler] (one shared ledger
     implementation), so both keep exactly the same promises.
 
     Args:
         rate_limit: entries allowed per window, an int >= 1; or a rate such as
-            ``"10/s"`` (then without ``period``).
+            `"10/s"` (then without `period`).
         period: the window's length in seconds, a finite number > 0 (default 1.0).
-        max_concurrency: cap on slots held at once (``None``: no cap).
-        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+        max_concurrency: cap on slots held at once (`None`: no cap).
+        burst: smooth mode, `1 <= burst <= rate_limit` (`None`: windows only).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
@@ -114,19 +120,19 @@ class SyncThrottler(_LedgerFront):
             self._notify_head()
 
     def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
-        """Block until an entry of ``cost`` is admitted; it is stamped on return.
+        """Block until an entry of `cost` is admitted; it is stamped on return.
 
-        With ``max_concurrency`` set this also takes a slot: give it back with
-        :meth:`release` (``with throttler:`` does both).
+        With `max_concurrency` set this also takes a slot: give it back with
+        [`release`][throttled_http.SyncThrottler.release] (`with throttler:` does both).
 
         Args:
-            cost: weight of the entry, ``1 <= cost <=`` the smallest limit.
-            timeout: seconds to wait at most (``None``: no limit). On expiry nothing is
+            cost: weight of the entry, `1 <= cost <=` the smallest limit.
+            timeout: seconds to wait at most (`None`: no limit). On expiry nothing is
                 taken.
 
         Raises:
-            ValueError: when ``cost`` exceeds a limit (it could never be admitted).
-            ThrottlerTimeoutError: (a ``TimeoutError``) when ``timeout`` expires first.
+            ValueError: when `cost` exceeds a limit (it could never be admitted).
+            ThrottlerTimeoutError: (a `TimeoutError`) when `timeout` expires first.
         """
         self._check_cost(cost)
         self._admit(cost, self._ledger.max_concurrency is not None, timeout, stamp=True)
@@ -135,8 +141,8 @@ class SyncThrottler(_LedgerFront):
         """Take an entry now if one is free and nobody is waiting; never blocks.
 
         Returns:
-            ``True`` when an entry was taken (and a slot, with ``max_concurrency``: give it
-            back with :meth:`release`), ``False`` otherwise.
+            `True` when an entry was taken (and a slot, with `max_concurrency`: give it
+            back with [`release`][throttled_http.SyncThrottler.release]), `False` otherwise.
         """
         self._check_cost(cost)
         hold = self._ledger.max_concurrency is not None
@@ -148,12 +154,12 @@ class SyncThrottler(_LedgerFront):
             return False
 
     def release(self) -> None:
-        """Give back the slot :meth:`acquire` took when ``max_concurrency`` is set.
+        """Give back the slot `acquire` took when `max_concurrency` is set.
 
-        A no-op without ``max_concurrency``.
+        A no-op without `max_concurrency`.
 
         Raises:
-            RuntimeError: when called more times than ``acquire()``.
+            RuntimeError: when called more times than `acquire()`.
         """
         if self._ledger.max_concurrency is None:
             return
@@ -164,31 +170,33 @@ class SyncThrottler(_LedgerFront):
     def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> SyncEntry:
         """Block until admitted and return a latency-proof entry, open; close it later.
 
-        The entry counts in every window from admission until :meth:`SyncEntry.settle`
-        (call it when the response headers arrive) and for ``period`` seconds after, and it
-        holds a concurrency slot until :meth:`SyncEntry.close` (which settles first if
+        The entry counts in every window from admission until `SyncEntry.settle`
+        (call it when the response headers arrive) and for `period` seconds after, and it
+        holds a concurrency slot until `SyncEntry.close` (which settles first if
         needed). Both are idempotent.
 
         Raises:
-            ValueError: when ``cost`` exceeds a limit.
-            ThrottlerTimeoutError: when ``timeout`` (seconds) expires first.
+            ValueError: when `cost` exceeds a limit.
+            ThrottlerTimeoutError: when `timeout` (seconds) expires first.
         """
         self._check_cost(cost)
         generation = self._admit(cost, True, timeout, stamp=False)
         return SyncEntry(self, cost, generation)
 
-    def entry(self, cost: int = 1, *, timeout: float | None = None) -> _SyncEntryContext:
-        """``with throttler.entry() as e:``: :meth:`open_entry`, closed when the block exits."""
+    def entry(
+        self, cost: int = 1, *, timeout: float | None = None
+    ) -> AbstractContextManager[SyncEntry]:
+        """`with throttler.entry() as e:`: `open_entry`, closed when the block exits."""
         self._check_cost(cost)
         return _SyncEntryContext(self, cost, timeout)
 
     # -- server feedback -------------------------------------------------------------
 
     def pause(self, seconds: float) -> None:
-        """Admit nothing for ``seconds`` from now; a shorter pause never cuts a longer one.
+        """Admit nothing for `seconds` from now; a shorter pause never cuts a longer one.
 
         Raises:
-            ValueError: when ``seconds`` is negative or not finite.
+            ValueError: when `seconds` is negative or not finite.
         """
         seconds = non_negative_float("seconds", seconds)
         with self._lock:
@@ -210,8 +218,9 @@ class SyncThrottler(_LedgerFront):
     def set_rates(self, *rates: RatesLike, burst: int | None = None) -> None:
         """Retune the limits; the old ones keep guarding entries admitted under them.
 
-        Tightening takes effect at once; loosening one old ``period`` after the last old
-        entry settled (see :meth:`throttled_http.Throttler.set_rates`).
+        Tightening takes effect at once; loosening one old `period` after the last old entry
+        settled (see
+        [`throttled_http.Throttler.set_rates`][throttled_http.Throttler.set_rates]).
         """
         new = parse_rates(*rates)
         burst = _check_burst(burst, new)
@@ -222,7 +231,7 @@ class SyncThrottler(_LedgerFront):
     # -- introspection ---------------------------------------------------------------
 
     def has_capacity(self, cost: int = 1) -> bool:
-        """Whether an entry of ``cost`` would be admitted now without waiting."""
+        """Whether an entry of `cost` would be admitted now without waiting."""
         with self._lock:
             now = time.monotonic()
             return not self._waiters and self._ledger.earliest(now, cost) <= now
@@ -240,7 +249,7 @@ class SyncThrottler(_LedgerFront):
     # -- internals -------------------------------------------------------------------
 
     def _admit(self, cost: int, hold: bool, timeout: float | None, *, stamp: bool) -> int:
-        """Queue, block until admitted, then stamp (``stamp``) or reserve the entry.
+        """Queue, block until admitted, then stamp (`stamp`) or reserve the entry.
 
         Returns the ledger generation a reserved entry must be settled with.
         """
@@ -307,9 +316,9 @@ class SyncThrottler(_LedgerFront):
 
 @final
 class SyncEntry(_EntryState):
-    """An admitted latency-proof entry of a :class:`SyncThrottler`.
+    """An admitted latency-proof entry of a [`SyncThrottler`][throttled_http.SyncThrottler].
 
-    ``settle()`` stamps it now; ``close()`` settles it if needed and gives back its slot.
+    `settle()` stamps it now; `close()` settles it if needed and gives back its slot.
     Both are idempotent and thread-safe, so any thread may call them.
     """
 
@@ -323,7 +332,7 @@ class SyncEntry(_EntryState):
         self._guard = threading.Lock()
 
     def settle(self) -> None:
-        """Stamp the entry now: it counts in windows until ``period`` seconds from now."""
+        """Stamp the entry now: it counts in windows until `period` seconds from now."""
         with self._guard:
             if self._state != _OPEN:
                 return

@@ -1,9 +1,9 @@
-"""The asyncio ``Throttler``: exact sliding window, FIFO, event-driven, cancellation-safe.
+"""The asyncio `Throttler`: exact sliding window, FIFO, event-driven, cancellation-safe.
 
 Waiters sleep on futures in one FIFO queue; a single timer, set for the moment the head of
 the queue may enter, wakes them. Nothing polls. Admission reserves an *open* entry for the
 woken task, and the entry is stamped when that task actually resumes, so a loop that runs
-a woken batch late cannot squeeze more than ``rate_limit`` entries into a real window.
+a woken batch late cannot squeeze more than `rate_limit` entries into a real window.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import repeat
-from typing import TYPE_CHECKING, Final, TypeVar, final
+from typing import TYPE_CHECKING, Final, Self, final
 
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF, Ledger
@@ -39,20 +39,21 @@ _PENDING: Final = 3  # an entry() not yet entered
 @final
 @dataclass(frozen=True, slots=True)
 class ThrottlerStatistics:
-    """A snapshot of a throttler's state, from :meth:`Throttler.statistics`.
+    """A snapshot of a throttler's state, from `Throttler.statistics`.
 
     Attributes:
         rates: the limits in force.
-        burst: smooth-mode burst, or ``None``.
-        max_concurrency: the concurrency cap, or ``None``.
+        burst: smooth-mode burst, or `None`.
+        max_concurrency: the concurrency cap, or `None`.
         waiting: tasks queued for an entry.
         in_window: cost counted in the first rate's window now, open entries included.
         open: cost admitted and not yet settled (woken tasks, requests awaiting headers).
         in_flight: slots held: entered and not yet released.
         wait_time: seconds a new entry of cost 1 would wait now if nobody were queued
-            ahead of it; ``inf`` when it waits for a release or a settle rather than for
+            ahead of it; `inf` when it waits for a release or a settle rather than for
             time; a lower bound while others are waiting.
-        paused_for: seconds left of a pause set by :meth:`Throttler.pause` (0 if none).
+        paused_for: seconds left of a pause set by
+            [`Throttler.pause`][throttled_http.Throttler.pause] (0 if none).
     """
 
     rates: tuple[Rate, ...]
@@ -69,16 +70,13 @@ class ThrottlerStatistics:
 _Waiter = tuple["asyncio.Future[int]", int, bool]
 
 
-_F = TypeVar("_F", bound="_LedgerFront")
-
-
 class _LedgerFront:
-    """What :class:`Throttler` and :class:`~throttled_http.SyncThrottler` share.
+    """What `Throttler` and `SyncThrottler` share.
 
-    Both drive one :class:`~throttled_http._ledger.Ledger`; this holds the construction
+    Both drive one `Ledger`; this holds the construction
     checks, the configuration views, the cost check and the repr, so the two front ends
     cannot drift apart. Subclasses set up their own waiting machinery in
-    :meth:`_init_waiting`.
+    `_init_waiting`.
     """
 
     __slots__ = ("_ledger",)
@@ -97,24 +95,25 @@ class _LedgerFront:
 
     @classmethod
     def from_rates(
-        cls: type[_F],
+        cls,
         *rates: RatesLike,
         max_concurrency: int | None = None,
         burst: int | None = None,
-    ) -> _F:
-        """A throttler that admits an entry only when every one of ``rates`` allows it.
+    ) -> Self:
+        """A throttler that admits an entry only when every one of `rates` allows it.
 
-        >>> t = Throttler.from_rates("10/s", "1000/h")
-        >>> t.rates
-        (Rate(10/s), Rate(1000/h))
+        Examples:
+            >>> t = Throttler.from_rates("10/s", "1000/h")
+            >>> t.rates
+            (Rate(10/s), Rate(1000/h))
 
         While an entry waits for one limit it holds nothing in another (waiting burns no
-        quota), and admission stays FIFO and cancellation-safe. ``rate_limit`` and
-        ``period`` report the first rate. ``burst`` spaces entries at the slowest rate's
+        quota), and admission stays FIFO and cancellation-safe. `rate_limit` and
+        `period` report the first rate. `burst` spaces entries at the slowest rate's
         interval and may be at most that rate's limit.
 
         Args:
-            rates: :class:`Rate` values or strings such as ``"10/s; 1000/h"``.
+            rates: [`Rate`][throttled_http.Rate] values or strings such as `"10/s; 1000/h"`.
             max_concurrency: as for the constructor.
             burst: smooth mode; at most the slowest rate's limit.
         """
@@ -122,13 +121,13 @@ class _LedgerFront:
 
     @classmethod
     def _from_parsed(
-        cls: type[_F],
+        cls,
         rates: tuple[Rate, ...],
         *,
         max_concurrency: int | None = None,
         burst: int | None = None,
-    ) -> _F:
-        """:meth:`from_rates` for rates parsed already: a map's keys share one tuple."""
+    ) -> Self:
+        """`from_rates` for rates parsed already: a map's keys share one tuple."""
         self = cls.__new__(cls)
         self._init(rates, max_concurrency=max_concurrency, burst=burst)
         return self
@@ -152,12 +151,12 @@ class _LedgerFront:
 
     @property
     def burst(self) -> int | None:
-        """Smooth-mode burst, or ``None``."""
+        """Smooth-mode burst, or `None`."""
         return self._ledger.burst
 
     @property
     def max_concurrency(self) -> int | None:
-        """The concurrency cap, or ``None``."""
+        """The concurrency cap, or `None`."""
         return self._ledger.max_concurrency
 
     def statistics(self) -> ThrottlerStatistics:
@@ -199,10 +198,10 @@ class _LedgerFront:
 
 
 class _AsyncQueue(_LedgerFront):
-    """The waiting machinery of :class:`Throttler`: one FIFO queue, one timer, the loop.
+    """The waiting machinery of `Throttler`: one FIFO queue, one timer, the loop.
 
     Kept apart from the public API so that each stays readable. The hot paths
-    (:meth:`_reserve_now`, and :class:`Entry`'s ``settle``/``close``) check the common
+    (`_reserve_now`, and [`Entry`][throttled_http.Entry]'s `settle`/`close`) check the common
     case inline: a stock loop, one window, nobody waiting.
     """
 
@@ -230,12 +229,12 @@ class _AsyncQueue(_LedgerFront):
         self._timer_at = INF
 
     def _reserve_now(self, cost: int) -> int | None:
-        """Reserve an open entry of ``cost`` at once on the common path, else ``None``.
+        """Reserve an open entry of `cost` at once on the common path, else `None`.
 
-        The common path: bound to a stock loop (whose clock is ``time.monotonic()``), one
+        The common path: bound to a stock loop (whose clock is `time.monotonic()`), one
         window and nothing else to obey, room under the cap, no pause, nobody waiting. It
-        makes the very comparisons of ``Ledger.earliest`` for that window; anything else
-        is for :meth:`_open_slow`. Returns the reservation's generation.
+        makes the very comparisons of `Ledger.earliest` for that window; anything else
+        is for `_open_slow`. Returns the reservation's generation.
         """
         ledger = self._ledger
         window = ledger._single
@@ -257,7 +256,7 @@ class _AsyncQueue(_LedgerFront):
         return ledger.generation
 
     async def _open_slow(self, cost: int, timeout: float | None) -> int:
-        """Wait for an open entry of ``cost`` (validated); its reservation's generation."""
+        """Wait for an open entry of `cost` (validated); its reservation's generation."""
         loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
@@ -399,24 +398,27 @@ class _AsyncQueue(_LedgerFront):
 
 
 class Throttler(_AsyncQueue):
-    """Admit at most ``rate_limit`` entries in any window of ``period`` seconds.
+    """Admit at most `rate_limit` entries in any window of `period` seconds.
 
-    A drop-in for the ``asyncio-throttle`` package's ``Throttler`` that is exact, fair and
-    cheap::
+    A drop-in for the `asyncio-throttle` package's `Throttler` that is exact, fair and
+    cheap:
 
-        throttler = Throttler(rate_limit=10, period=1.0)
-        async with throttler:
-            await fetch()
+    ```python
+    throttler = Throttler(rate_limit=10, period=1.0)
+    async with throttler:
+        await fetch()
+    ```
 
-    **The guarantee.** For every half-open interval ``[t, t + period)`` of the event loop's
-    clock, the entries stamped in it cost at most ``rate_limit`` in all. An entry is stamped
+    **The guarantee.** For every half-open interval `[t, t + period)` of the event loop's
+    clock, the entries stamped in it cost at most `rate_limit` in all. An entry is stamped
     when the admitted task actually resumes (not when a timer decided to wake it), and an
-    entry opened with :meth:`entry` counts from admission until it is settled and for
-    ``period`` after that, so no window at the far end of a network sees more either.
+    entry opened with [`entry`][throttled_http.Throttler.entry] counts from admission until
+    it is settled and for `period` after that, so no window at the far end of a network sees
+    more either.
 
     **Fairness.** Entries are admitted strictly in the order they asked (first come,
     first served), whatever their cost: nobody barges in while others wait, not even an
-    ``acquire()`` that arrives just as a slot frees. A large cost at the head is never
+    `acquire()` that arrives just as a slot frees. A large cost at the head is never
     starved by small ones behind it.
 
     **No polling.** Waiters sleep on futures; one timer, set for the moment the head of the
@@ -425,37 +427,37 @@ class Throttler(_AsyncQueue):
     **Cancellation.** A waiter cancelled (or timed out) at any point, before, during or right
     after being woken, takes no entry and no slot, and the queue behind it moves on.
 
-    **Concurrency.** With ``max_concurrency=n`` at most ``n`` callers are inside
-    ``async with`` at once; leaving the block in any way frees the slot.
+    **Concurrency.** With `max_concurrency=n` at most `n` callers are inside
+    `async with` at once; leaving the block in any way frees the slot.
 
-    **Smooth mode.** ``burst=b`` spaces entries ``period / rate_limit`` seconds apart with
-    at most ``b`` back to back (the generic cell rate algorithm), on top of the window
-    guarantee. ``burst=1`` spaces every entry evenly: what a server enforcing a leaky bucket
-    (nginx ``limit_req`` without ``burst``) requires to never answer 429.
+    **Smooth mode.** `burst=b` spaces entries `period / rate_limit` seconds apart with
+    at most `b` back to back (the generic cell rate algorithm), on top of the window
+    guarantee. `burst=1` spaces every entry evenly: what a server enforcing a leaky bucket
+    (nginx `limit_req` without `burst`) requires to never answer 429.
 
     **Loops.** No loop is captured at construction: a throttler built at import time works
-    under ``asyncio.run`` later. While it has waiters, a pending timer or open entries it
+    under `asyncio.run` later. While it has waiters, a pending timer or open entries it
     belongs to the loop that made them; using it from another loop meanwhile raises
-    :class:`RuntimeError` rather than corrupting state. Time is the loop's clock; every stock
-    asyncio loop reads ``time.monotonic()``, so an idle throttler moves freely between them.
+    `RuntimeError` rather than corrupting state. Time is the loop's clock; every stock
+    asyncio loop reads `time.monotonic()`, so an idle throttler moves freely between them.
     Do not share one throttler between a stock loop and a loop with a clock of its own (such
     as looptime's virtual time in tests): their stamps are not comparable. It is not
-    thread-safe: use :class:`~throttled_http.SyncThrottler` for threads.
+    thread-safe: use [`SyncThrottler`][throttled_http.SyncThrottler] for threads.
 
     Args:
         rate_limit: entries allowed per window, an int >= 1; or a rate such as
-            ``"10/s"`` or ``"10/s; 1000/h"`` (then without ``period``), as
-            :meth:`from_rates` takes.
+            `"10/s"` or `"10/s; 1000/h"` (then without `period`), as
+            [`from_rates`][throttled_http.Throttler.from_rates] takes.
         period: the window's length in seconds, a finite number > 0 (default 1.0).
-        retry_interval: accepted so code written for ``asyncio-throttle`` runs unchanged;
+        retry_interval: accepted so code written for `asyncio-throttle` runs unchanged;
             it has no effect because nothing polls. Must be a finite number >= 0.
-        max_concurrency: cap on entries inside ``async with`` at once (``None``: no cap).
-        burst: smooth mode, ``1 <= burst <= rate_limit`` (``None``: windows only).
+        max_concurrency: cap on entries inside `async with` at once (`None`: no cap).
+        burst: smooth mode, `1 <= burst <= rate_limit` (`None`: windows only).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
 
-    Memory is ``O(rate_limit)``: one float per entry in the window.
+    Memory is `O(rate_limit)`: one float per entry in the window.
     """
 
     __slots__ = ("__weakref__", "_retry_interval")
@@ -476,12 +478,12 @@ class Throttler(_AsyncQueue):
 
     @classmethod
     def _over_ledger(cls, ledger: Ledger) -> tuple[Throttler, Callable[[], None]]:
-        """Package-internal: a throttler that admits by ``ledger``, which its caller shares.
+        """Package-internal: a throttler that admits by `ledger`, which its caller shares.
 
-        For the Redis failover (``throttled_http._redis_failover``): its local fallback
+        For the Redis failover (`throttled_http._redis_failover`): its local fallback
         must start from, and keep counting into, the ledger of the entries the process
         made through Redis. The rates, burst and concurrency cap are the ledger's. The
-        caller may settle entries in ``ledger`` itself; it must then call the returned
+        caller may settle entries in `ledger` itself; it must then call the returned
         function, which lets the head of the queue look again (as settling an entry of
         this throttler does).
         """
@@ -495,7 +497,7 @@ class Throttler(_AsyncQueue):
 
     @property
     def retry_interval(self) -> float:
-        """Kept for ``asyncio-throttle`` compatibility; unused, since nothing polls."""
+        """Kept for `asyncio-throttle` compatibility; unused, since nothing polls."""
         return self._retry_interval
 
     # -- entering --------------------------------------------------------------------
@@ -540,22 +542,23 @@ class Throttler(_AsyncQueue):
             self._wake()
 
     async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
-        """Wait for an entry of ``cost`` and stamp it when this task resumes.
+        """Wait for an entry of `cost` and stamp it when this task resumes.
 
-        With ``max_concurrency`` set, this also takes a slot: give it back with
-        :meth:`release` (``async with`` does both for you).
+        With `max_concurrency` set, this also takes a slot: give it back with
+        [`release`][throttled_http.Throttler.release] (`async with` does both for you).
 
         Args:
-            cost: weight of the entry, ``1 <= cost <= rate_limit``.
-            timeout: seconds to wait at most (``None``: no limit). On expiry nothing is
-                taken and :class:`~throttled_http.ThrottlerTimeoutError` (a
-                ``TimeoutError``) is raised. ``asyncio.timeout`` and ``wait_for`` around
-                ``acquire`` work as well.
+            cost: weight of the entry, `1 <= cost <= rate_limit`.
+            timeout: seconds to wait at most (`None`: no limit). On expiry nothing is
+                taken and [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (a
+                `TimeoutError`) is raised. `asyncio.timeout` and `wait_for` around
+                `acquire` work as well.
 
         Raises:
-            ValueError: when ``cost`` exceeds a limit (it could never be admitted), also
-                while waiting, if :meth:`set_rates` shrinks a limit below ``cost``.
-            ThrottlerTimeoutError: when ``timeout`` expires first.
+            ValueError: when `cost` exceeds a limit (it could never be admitted), also while
+                waiting, if [`set_rates`][throttled_http.Throttler.set_rates] shrinks a
+                limit below `cost`.
+            ThrottlerTimeoutError: when `timeout` expires first.
         """
         self._check_cost(cost)
         if timeout is not None:
@@ -577,9 +580,9 @@ class Throttler(_AsyncQueue):
         """Take an entry now if one is free and nobody is waiting; never blocks.
 
         Returns:
-            ``True`` when an entry was taken (and a slot, with ``max_concurrency``: give
-            it back with :meth:`release`), ``False`` otherwise. Must be called from a
-            running event loop.
+            `True` when an entry was taken (and a slot, with `max_concurrency`: give it back
+            with [`release`][throttled_http.Throttler.release]), `False` otherwise. Must be
+            called from a running event loop.
         """
         self._check_cost(cost)
         ledger = self._ledger
@@ -591,13 +594,13 @@ class Throttler(_AsyncQueue):
         )
 
     def release(self) -> None:
-        """Give back the slot an :meth:`acquire` took when ``max_concurrency`` is set.
+        """Give back the slot an `acquire` took when `max_concurrency` is set.
 
-        A no-op without ``max_concurrency``, so ``asyncio-throttle``-style code that
+        A no-op without `max_concurrency`, so `asyncio-throttle`-style code that
         never releases keeps working.
 
         Raises:
-            RuntimeError: when called more times than ``acquire()``.
+            RuntimeError: when called more times than `acquire()`.
         """
         if self._ledger.max_concurrency is None:
             return
@@ -608,11 +611,11 @@ class Throttler(_AsyncQueue):
     def entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
         """A latency-proof entry, for work whose effect lands some time later.
 
-        ``async with throttler.entry() as e:`` admits like ``async with throttler:``, but
-        the entry counts in the window from admission until ``e.settle()`` is called (or the
-        block exits, whichever comes first) and for ``period`` after that moment. Settle an
+        `async with throttler.entry() as e:` admits like `async with throttler:`, but
+        the entry counts in the window from admission until `e.settle()` is called (or the
+        block exits, whichever comes first) and for `period` after that moment. Settle an
         HTTP request when its response headers arrive: it can only have reached the server
-        in between, so no window at the server holds more than ``rate_limit``, whatever the
+        in between, so no window at the server holds more than `rate_limit`, whatever the
         latency.
         """
         if cost.__class__ is not int or cost != 1:
@@ -629,9 +632,11 @@ class Throttler(_AsyncQueue):
     async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
         """Wait for a latency-proof entry and return it open; the caller must close it.
 
-        The low-level form of :meth:`entry` for integrations that settle and release from
-        callbacks: call :meth:`Entry.settle` when the effect happened and
-        :meth:`Entry.close` when the slot may be reused (it settles first if needed).
+        The low-level form of [`entry`][throttled_http.Throttler.entry] for integrations
+        that settle and release from callbacks: call
+        [`Entry.settle`][throttled_http.Entry.settle] when the effect happened and
+        [`Entry.close`][throttled_http.Entry.close] when the slot may be reused (it settles
+        first if needed).
         """
         if cost.__class__ is not int or cost != 1:
             self._check_cost(cost)
@@ -643,7 +648,7 @@ class Throttler(_AsyncQueue):
         return Entry(self, cost, generation)
 
     def flush(self) -> None:
-        """Drop entries whose window has passed (kept for ``asyncio-throttle``).
+        """Drop entries whose window has passed (kept for `asyncio-throttle`).
 
         Expired entries are dropped lazily anyway; this only does it now.
         """
@@ -652,13 +657,13 @@ class Throttler(_AsyncQueue):
     # -- server feedback -------------------------------------------------------------
 
     def pause(self, seconds: float) -> None:
-        """Admit nothing for ``seconds`` from now (a server said "slow down").
+        """Admit nothing for `seconds` from now (a server said "slow down").
 
         A shorter pause never cuts a longer one short. Entries already admitted are not
         affected, and the window guarantee holds throughout.
 
         Raises:
-            ValueError: when ``seconds`` is negative or not finite.
+            ValueError: when `seconds` is negative or not finite.
         """
         seconds = non_negative_float("seconds", seconds)
         if self._ledger.pause_until(self._now() + seconds) and self._waiters:
@@ -681,13 +686,13 @@ class Throttler(_AsyncQueue):
         The old limits keep guarding the entries admitted under them: every old window stays
         in force, counting old and new entries, until no entry admitted before the change
         can share a window with a new one. Loosening therefore takes effect one old
-        ``period`` after the last old entry settled. Tightening takes effect at once: the
+        `period` after the last old entry settled. Tightening takes effect at once: the
         new windows count the recent entries (as far back as the longest old window
-        reached). A waiter whose cost exceeds a new limit fails with :class:`ValueError`
+        reached). A waiter whose cost exceeds a new limit fails with `ValueError`
         rather than wait forever.
 
         Args:
-            rates: the new limits, as for :meth:`from_rates`.
+            rates: the new limits, as for [`from_rates`][throttled_http.Throttler.from_rates].
             burst: smooth mode for the new limits.
         """
         new = parse_rates(*rates)
@@ -699,7 +704,7 @@ class Throttler(_AsyncQueue):
     # -- introspection ---------------------------------------------------------------
 
     def has_capacity(self, cost: int = 1) -> bool:
-        """Whether an entry of ``cost`` would be admitted now without waiting."""
+        """Whether an entry of `cost` would be admitted now without waiting."""
         now = self._now()
         return not self._waiters and self._ledger.earliest(now, cost) <= now
 
@@ -741,7 +746,7 @@ def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
 class _EntryState:
     """The state every kind of entry shares: open, settled (stamped), closed (slot back).
 
-    Subclasses decide how ``settle()`` and ``close()`` reach their throttler; these views
+    Subclasses decide how `settle()` and `close()` reach their throttler; these views
     and the repr are the same for all of them.
     """
 
@@ -767,12 +772,12 @@ class _EntryState:
 
 @final
 class Entry(_EntryState):
-    """An admitted latency-proof entry; see :meth:`Throttler.entry`.
+    """An admitted latency-proof entry; see [`Throttler.entry`][throttled_http.Throttler.entry].
 
-    ``settle()`` stamps it now (idempotent); ``close()`` settles it if needed and gives
-    back its concurrency slot (idempotent). Both are synchronous, so response callbacks
-    can call them. :meth:`Throttler.entry` returns one not yet admitted, which
-    ``async with`` admits (once) and closes.
+    `settle()` stamps it now (idempotent); `close()` settles it if needed and gives back its
+    concurrency slot (idempotent). Both are synchronous, so response callbacks can call
+    them. [`Throttler.entry`][throttled_http.Throttler.entry] returns one not yet admitted,
+    which `async with` admits (once) and closes.
     """
 
     __slots__ = ("_generation", "_throttler", "_timeout")
@@ -785,7 +790,7 @@ class Entry(_EntryState):
         self._timeout: float | None = None
 
     def settle(self) -> None:
-        """Stamp the entry now: it counts in windows until ``period`` from now."""
+        """Stamp the entry now: it counts in windows until `period` from now."""
         if self._state != _OPEN:
             return
         self._state = _SETTLED

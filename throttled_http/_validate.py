@@ -7,12 +7,12 @@ from typing import Final
 
 MAX_INT: Final = 2**62
 """The largest count any argument takes: far past any real quota, and exact as a float
-ratio (a limit of 10**400 would overflow ``period / limit``)."""
+ratio (a limit of 10**400 would overflow `period / limit`)."""
 
 
 def positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int from 1 to 2**62 (bool excluded), else raise naming
-    ``name``."""
+    """Return `value` if it is an int from 1 to 2**62 (bool excluded), else raise naming
+    `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a positive integer, got {value!r}")
     if value < 1:
@@ -24,7 +24,7 @@ def positive_int(name: str, value: object) -> int:
 
 
 def int_in_range(name: str, value: object, low: int, high: int) -> int:
-    """Return ``value`` if it is an int in ``[low, high]`` (bool excluded)."""
+    """Return `value` if it is an int in `[low, high]` (bool excluded)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer from {low} to {high}, got {value!r}")
     if not low <= value <= high:
@@ -33,12 +33,12 @@ def int_in_range(name: str, value: object, low: int, high: int) -> int:
 
 
 def positive_float(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite real number > 0."""
+    """Return `value` as a float if it is a finite real number > 0."""
     return _seconds(name, value, "> 0")
 
 
 def non_negative_float(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite real number >= 0."""
+    """Return `value` as a float if it is a finite real number >= 0."""
     return _seconds(name, value, ">= 0")
 
 
@@ -52,7 +52,7 @@ def _seconds(name: str, value: object, bound: str) -> float:
 
 
 def _as_float(value: float) -> float:
-    """``float(value)``, with an int too large for a float mapped to infinity."""
+    """`float(value)`, with an int too large for a float mapped to infinity."""
     try:
         return float(value)
     except OverflowError:

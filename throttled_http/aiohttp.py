@@ -1,81 +1,83 @@
 """aiohttp integration: a session, a middleware and a trace config that throttle every hop.
 
-::
-
-    async with ThrottledClientSession(rate_limit=10) as session:
-        async with session.get("https://api.example.com/items") as response:
-            items = await response.json()
+```python
+async with ThrottledClientSession(rate_limit=10) as session:
+    async with session.get("https://api.example.com/items") as response:
+        items = await response.json()
+```
 
 Three ways in, from the most complete to the least:
 
-* :class:`ThrottledClientSession` owns (or wraps) an ``aiohttp.ClientSession`` and throttles
-  every request, every redirect hop and every retry, per host by default. Waiting for the
-  throttler before the first hop does not count against the request's ``ClientTimeout``.
-* :func:`throttle_middleware` for code that builds its own
-  ``ClientSession(middlewares=[...])``: aiohttp calls a client middleware once per hop,
+* [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] owns (or wraps)
+  an `aiohttp.ClientSession` and throttles every request, every redirect hop and every
+  retry, per host by default. Waiting for the throttler before the first hop does not count
+  against the request's `ClientTimeout`.
+* [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware] for code that builds its own
+  `ClientSession(middlewares=[...])`: aiohttp calls a client middleware once per hop,
   redirects and aiohttp's own retry of an idempotent request included. Put it **last** in
   the list (innermost), so that every request another middleware sends goes through it.
-* :func:`throttle_trace_config` for code that can only add a ``TraceConfig``. It sees the
-  first hop and every redirect, but **not** aiohttp's internal retry of an idempotent
-  request on a dropped keep-alive connection: the resent request rides on the entry of the
-  one it replaces.
+* [`throttle_trace_config`][throttled_http.aiohttp.throttle_trace_config] for code that can
+  only add a `TraceConfig`. It sees the first hop and every redirect, but **not** aiohttp's
+  internal retry of an idempotent request on a dropped keep-alive connection: the resent
+  request rides on the entry of the one it replaces.
 
-**Options as objects.** Each takes what throttles it as an object (``throttler=`` a
-:class:`~throttled_http.ThrottlerMap`, :class:`~throttled_http.Throttler` or
-``RedisThrottler``) and the server-feedback policy as another (``feedback=``); the session
-also takes the shorthand ``rate_limit=``/``period=`` for a per-host map at that rate.
+**Options as objects.** Each takes what throttles it as an object (`throttler=` a
+[`ThrottlerMap`][throttled_http.ThrottlerMap], [`Throttler`][throttled_http.Throttler] or
+`RedisThrottler`) and the server-feedback policy as another (`feedback=`); the session
+also takes the shorthand `rate_limit=`/`period=` for a per-host map at that rate.
 
 **The guarantee.** Each hop is a latency-proof entry of the throttler for its host: it
-counts from admission until its response headers arrive (or it fails) and for ``period``
+counts from admission until its response headers arrive (or it fails) and for `period`
 seconds after that. A request can reach the server only in between, so the server sees at
-most ``rate_limit`` requests in any window of ``period`` seconds, whatever the latency and
-connection set-up time. With ``burst=1`` on the map, arrivals are at least
-``period / rate_limit`` seconds apart, which a leaky-bucket server (nginx ``limit_req``)
+most `rate_limit` requests in any window of `period` seconds, whatever the latency and
+connection set-up time. With `burst=1` on the map, arrivals are at least
+`period / rate_limit` seconds apart, which a leaky-bucket server (nginx `limit_req`)
 accepts without a 429.
 
-**Concurrency.** With ``max_concurrency=n`` on the map, a host has at most ``n`` responses
+**Concurrency.** With `max_concurrency=n` on the map, a host has at most `n` responses
 open. A slot is given back exactly once, when the response's connection is released: the
 whole body has arrived (aiohttp buffers a small body at once, read or not), the response
-was released or closed (``async with`` does it), reading failed, or the request was
-cancelled at any point. A response nobody releases gives its slot back ``release_timeout``
-seconds (default 300) after its headers arrived, with a warning on the ``throttled_http``
-logger. A ``101 Switching Protocols`` (``ws_connect``) gives the slot back as soon as the
+was released or closed (`async with` does it), reading failed, or the request was
+cancelled at any point. A response nobody releases gives its slot back `release_timeout`
+seconds (default 300) after its headers arrived, with a warning on the `throttled_http`
+logger. A `101 Switching Protocols` (`ws_connect`) gives the slot back as soon as the
 handshake is done: a websocket is not a request in flight.
 
-**Timeouts.** aiohttp starts a request's ``ClientTimeout.total`` before any middleware
-runs, so a wait inside the middleware (every redirect hop or retry, and every hop with
-:func:`throttle_middleware`) counts against ``total``. :class:`ThrottledClientSession`
-waits for the first hop before calling aiohttp, outside ``total``: queueing behind a quota
-never times a request out by itself. ``throttle_timeout=`` bounds every wait for the
-throttler (raising :class:`~throttled_http.ThrottlerTimeoutError`, a ``TimeoutError``).
+**Timeouts.** aiohttp starts a request's `ClientTimeout.total` before any middleware runs,
+so a wait inside the middleware (every redirect hop or retry, and every hop with
+[`throttle_middleware`][throttled_http.aiohttp.throttle_middleware]) counts against `total`.
+[`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] waits for the
+first hop before calling aiohttp, outside `total`: queueing behind a quota never times a
+request out by itself. `throttle_timeout=` bounds every wait for the throttler (raising
+[`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError], a `TimeoutError`).
 
-**Server feedback.** A 429 or 503 with ``Retry-After`` pauses that host's throttler (at
-most ``max_retry_after`` seconds); ``FeedbackPolicy(adapt=True)`` follows the rate-limit
-headers the server advertises; ``FeedbackPolicy(retries=n)`` sends a refused request again,
+**Server feedback.** A 429 or 503 with `Retry-After` pauses that host's throttler (at
+most `max_retry_after` seconds); `FeedbackPolicy(adapt=True)` follows the rate-limit
+headers the server advertises; `FeedbackPolicy(retries=n)` sends a refused request again,
 through the throttler, after the delay the server asked for (never one whose body cannot
 be replayed).
 
-**Mocks.** ``aioresponses`` replaces ``ClientSession._request``, so no middleware runs;
-:class:`ThrottledClientSession` still charges each mocked request (one entry per call, to
-the host of the URL called; aioresponses follows mocked redirects itself, unseen), applies
-the server feedback of the mocked response and retries it, so tests see the throttling.
-A ``passthrough`` request reaches the real middleware and is charged once. See
-:func:`throttled_http.testing.aioresponses_compat`.
+**Mocks.** `aioresponses` replaces `ClientSession._request`, so no middleware runs;
+[`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] still charges each
+mocked request (one entry per call, to the host of the URL called; aioresponses follows
+mocked redirects itself, unseen), applies the server feedback of the mocked response and
+retries it, so tests see the throttling. A `passthrough` request reaches the real middleware
+and is charged once. See
+[`throttled_http.testing.aioresponses_compat`][throttled_http.testing.aioresponses_compat].
 
-All three are thin adapters over the package's one request pipeline
-(:class:`throttled_http._pipeline.Pipeline`): the session lends the first hop's entry to its
-middleware as a :class:`~throttled_http._pipeline.Ticket`.
+All three are thin adapters over the package's one request pipeline, the one the httpx
+transports use too: the session lends the first hop's entry to its middleware.
 
 aiohttp names used that are not public API, each checked on aiohttp 3.12.0 to 3.14.5:
-``ClientSession._build_url`` (the base URL joined, as aiohttp will send the first hop;
-``yarl.URL(url)`` is the fallback) and ``ClientSession._middlewares`` (the middlewares of a
-wrapped session, which a per-request ``middlewares=`` would otherwise replace).
+`ClientSession._build_url` (the base URL joined, as aiohttp will send the first hop;
+`yarl.URL(url)` is the fallback) and `ClientSession._middlewares` (the middlewares of a
+wrapped session, which a per-request `middlewares=` would otherwise replace).
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 from ._exceptions import InvalidURLError, ThrottlerTimeoutError, missing_extra
 
@@ -109,6 +111,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RELEASE_TIMEOUT",
     "InvalidURL",
+    "RequestContextManager",
     "ThrottleTimeout",
     "ThrottleMiddleware",
     "ThrottledClientSession",
@@ -133,6 +136,7 @@ _MOVED: Final = {
 
 _Origin = tuple[str, "str | None", "int | None"]
 _R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
 
 # The ticket a ThrottledClientSession lends to its middleware for the first hop.
 _LENT: ContextVar[Ticket | None] = ContextVar("throttled_http_lent", default=None)
@@ -141,11 +145,11 @@ _LENT: ContextVar[Ticket | None] = ContextVar("throttled_http_lent", default=Non
 class InvalidURL(InvalidURLError, aiohttp.InvalidURL):
     """A hop's URL has no host a limit can be keyed by: no request was sent for it.
 
-    Both :class:`throttled_http.InvalidURLError` and aiohttp's own ``InvalidURL`` (an
-    ``aiohttp.ClientError``), so ``except aiohttp.ClientError`` catches it as it
-    catches the error aiohttp raises for a URL it refuses. Raised, for example, for a
-    redirect to ``http://a|b/``. Nothing was admitted for the hop; the previous hop's
-    slot was given back with its response.
+    Both [`throttled_http.InvalidURLError`][throttled_http.InvalidURLError] and aiohttp's
+    own `InvalidURL` (an `aiohttp.ClientError`), so `except aiohttp.ClientError` catches it
+    as it catches the error aiohttp raises for a URL it refuses. Raised, for example, for a
+    redirect to `http://a|b/`. Nothing was admitted for the hop; the previous hop's slot was
+    given back with its response.
     """
 
     def __init__(self, url: object, description: str) -> None:
@@ -153,16 +157,16 @@ class InvalidURL(InvalidURLError, aiohttp.InvalidURL):
 
 
 class ThrottleTimeout(ThrottlerTimeoutError, aiohttp.ClientError):
-    """A hop waited ``throttle_timeout`` seconds for its turn in vain; nothing was sent.
+    """A hop waited `throttle_timeout` seconds for its turn in vain; nothing was sent.
 
-    Both :class:`throttled_http.ThrottlerTimeoutError` (a ``TimeoutError``) and an
-    ``aiohttp.ClientError``, so ``except aiohttp.ClientError`` catches it. The message
-    names the host's key and the timeout.
+    Both [`throttled_http.ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (a
+    `TimeoutError`) and an `aiohttp.ClientError`, so `except aiohttp.ClientError` catches
+    it. The message names the host's key and the timeout.
     """
 
 
 def _native(url: object, exc: InvalidURLError | ThrottlerTimeoutError) -> aiohttp.ClientError:
-    """Our error as the one aiohttp code catches (``aiohttp.ClientError``), same meaning."""
+    """Our error as the one aiohttp code catches (`aiohttp.ClientError`), same meaning."""
     if isinstance(exc, InvalidURLError):
         return InvalidURL(url, str(exc))
     return ThrottleTimeout(str(exc))
@@ -172,7 +176,7 @@ def _native(url: object, exc: InvalidURLError | ThrottlerTimeoutError) -> aiohtt
 
 
 class _Exchange:
-    """What the pipeline reads of an aiohttp hop (the middleware's ``ClientRequest``)."""
+    """What the pipeline reads of an aiohttp hop (the middleware's `ClientRequest`)."""
 
     __slots__ = ("holds",)
 
@@ -194,7 +198,7 @@ class _Exchange:
     def hold(
         self, response: aiohttp.ClientResponse, entry: EntryLike, key: str
     ) -> aiohttp.ClientResponse:
-        """Close ``entry`` when ``response``'s connection is released."""
+        """Close `entry` when `response`'s connection is released."""
         connection = response.connection
         if connection is None or response.closed or response.status == 101:
             entry.close()
@@ -240,10 +244,11 @@ def _release(response: aiohttp.ClientResponse) -> None:
 class ThrottleMiddleware:
     """An aiohttp client middleware that makes every hop wait for its host's throttler.
 
-    Build it with :func:`throttle_middleware`. aiohttp calls it once per hop: the first
-    request, each redirect, and its own resend of an idempotent request whose keep-alive
-    connection dropped. Each call waits for an entry of the hop's throttler, settles it
-    when the response headers arrive and closes it when the response is released.
+    Build it with [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware].
+    aiohttp calls it once per hop: the first request, each redirect, and its own resend of
+    an idempotent request whose keep-alive connection dropped. Each call waits for an entry
+    of the hop's throttler, settles it when the response headers arrive and closes it when
+    the response is released.
     """
 
     __slots__ = ("_exchange", "_pipeline")
@@ -312,35 +317,35 @@ def throttle_middleware(
     release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
     throttle_timeout: float | None = None,
 ) -> ThrottleMiddleware:
-    """A client middleware charging every hop to ``throttler`` (aiohttp >= 3.12).
+    """A client middleware charging every hop to `throttler` (aiohttp >= 3.12).
 
-    ::
+    ```python
+    hosts = ThrottlerMap(rate_limit=5, period=1.0)
+    async with aiohttp.ClientSession(middlewares=[auth, throttle_middleware(hosts)]) as s:
+        ...
+    ```
 
-        hosts = ThrottlerMap(rate_limit=5, period=1.0)
-        async with aiohttp.ClientSession(middlewares=[auth, throttle_middleware(hosts)]) as s:
-            ...
-
-    Put it **last** in ``middlewares`` (innermost): a middleware listed after it could send
+    Put it **last** in `middlewares` (innermost): a middleware listed after it could send
     requests that skip the throttler. It sees every hop aiohttp sends: redirects and
     aiohttp's own retry of an idempotent request included. Its wait for the throttler runs
-    inside aiohttp's ``ClientTimeout.total`` for the request.
+    inside aiohttp's `ClientTimeout.total` for the request.
 
     Args:
-        throttler: a :class:`~throttled_http.Throttler` (or any
-            :class:`~throttled_http.ThrottlerLike`) for one shared limit, or a
-            :class:`~throttled_http.ThrottlerMap` for a limit per host.
-        feedback: a :class:`~throttled_http.FeedbackPolicy` applied to every response
-            (pauses on ``Retry-After``, optional adaptation and retries); ``None``: none.
+        throttler: a [`Throttler`][throttled_http.Throttler] (or any
+            [`ThrottlerLike`][throttled_http.ThrottlerLike]) for one shared limit, or a
+            [`ThrottlerMap`][throttled_http.ThrottlerMap] for a limit per host.
+        feedback: a [`FeedbackPolicy`][throttled_http.FeedbackPolicy] applied to every response
+            (pauses on `Retry-After`, optional adaptation and retries); `None`: none.
         release_timeout: seconds after its headers arrived that a response nobody releases
-            gives its concurrency slot back (finite, > 0; ``None``: never).
+            gives its concurrency slot back (finite, > 0; `None`: never).
         throttle_timeout: seconds a hop may wait for the throttler at most, then
-            :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
+            [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (`None`: no limit).
 
     Raises:
         TypeError, ValueError: on an invalid argument, naming it.
 
-    Changed in 0.2: the first parameter is ``throttler`` (was ``limiter``);
-    ``hold_timeout`` is ``release_timeout``.
+    Changed in 0.2: the first parameter is `throttler` (was `limiter`);
+    `hold_timeout` is `release_timeout`.
     """
     return ThrottleMiddleware(
         throttler,
@@ -359,29 +364,32 @@ def throttle_trace_config(
     release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
     throttle_timeout: float | None = None,
 ) -> aiohttp.TraceConfig:
-    """A ``TraceConfig`` that charges the first hop and every redirect to ``throttler``.
+    """A `TraceConfig` that charges the first hop and every redirect to `throttler`.
 
-    For code that can pass ``trace_configs=[...]`` but no middleware::
+    For code that can pass `trace_configs=[...]` but no middleware:
 
-        session = aiohttp.ClientSession(trace_configs=[throttle_trace_config(hosts)])
+    ```python
+    session = aiohttp.ClientSession(trace_configs=[throttle_trace_config(hosts)])
+    ```
 
-    It waits in ``on_request_start`` (for the first hop) and ``on_request_redirect`` (for
+    It waits in `on_request_start` (for the first hop) and `on_request_redirect` (for
     the next hop, charged to the host the redirect goes to), settles an entry when its
     response headers arrive, and closes it when the response is released.
 
     What it misses: aiohttp's internal resend of an idempotent request whose keep-alive
-    connection dropped sends no signal, so the resend rides on its predecessor's entry and
-    a server may see one request more than the limit in that window. Prefer
-    :func:`throttle_middleware` where you can. Its wait for the first hop runs after aiohttp
-    armed ``ClientTimeout.total`` but before aiohttp watches it: a wait longer than
-    ``total`` leaves that request without a total timeout (aiohttp behaviour). Use
-    ``throttle_timeout`` to bound the wait.
+    connection dropped sends no signal, so the resend rides on its predecessor's entry and a
+    server may see one request more than the limit in that window. Prefer
+    [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware] where you can. Its
+    wait for the first hop runs after aiohttp armed `ClientTimeout.total` but before aiohttp
+    watches it: a wait longer than `total` leaves that request without a total timeout
+    (aiohttp behaviour). Use `throttle_timeout` to bound the wait.
 
     Args:
-        throttler: a throttler or a :class:`~throttled_http.ThrottlerMap`, as for
-            :func:`throttle_middleware`.
-        release_timeout: as for :func:`throttle_middleware`.
-        throttle_timeout: as for :func:`throttle_middleware`.
+        throttler: a throttler or a [`ThrottlerMap`][throttled_http.ThrottlerMap], as for
+            [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware].
+        release_timeout: as for [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware].
+        throttle_timeout: as for
+            [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware].
     """
     holds = Holds(check_release_timeout(release_timeout))
     pipeline: Pipeline = Pipeline(
@@ -460,9 +468,31 @@ def throttle_trace_config(
 # -- the session -------------------------------------------------------------------------
 
 
+class RequestContextManager(Protocol[_R_co]):
+    """What the request methods of a session return, as aiohttp's own do.
+
+    `await` it for the response, which you then release (`response.release()`) or read to
+    the end; or `async with` it, which releases the response when the block exits:
+
+    ```python
+    response = await session.get(url)
+    async with session.get(url) as response:
+        ...
+    ```
+
+    A type for annotations only: the methods return an object of this shape.
+    """
+
+    def __await__(self) -> Generator[Any, None, _R_co]: ...
+
+    async def __aenter__(self) -> _R_co: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
 @final
 class _RequestContext(Generic[_R]):
-    """What a request method returns, as aiohttp's own: awaitable, or ``async with``."""
+    """What a request method returns, as aiohttp's own: awaitable, or `async with`."""
 
     __slots__ = ("_coro", "_response")
 
@@ -483,58 +513,62 @@ class _RequestContext(Generic[_R]):
 
 @final
 class ThrottledClientSession:
-    """An ``aiohttp.ClientSession`` in which every request waits its turn, per host.
+    """An `aiohttp.ClientSession` in which every request waits its turn, per host.
 
-    ::
+    ```python
+    async with ThrottledClientSession(rate_limit=3, period=1.0) as session:
+        async with session.get(url) as response:
+            body = await response.read()
 
-        async with ThrottledClientSession(rate_limit=3, period=1.0) as session:
-            async with session.get(url) as response:
-                body = await response.read()
+    hosts = ThrottlerMap(rates="10/s; 1000/h", max_concurrency=4, overrides={...})
+    session = ThrottledClientSession(throttler=hosts, feedback=FeedbackPolicy(retries=3))
+    ```
 
-        hosts = ThrottlerMap(rates="10/s; 1000/h", max_concurrency=4, overrides={...})
-        session = ThrottledClientSession(throttler=hosts, feedback=FeedbackPolicy(retries=3))
-
-    It behaves as a ``ClientSession`` does for its users (``get``, ``post``, ``put``,
-    ``patch``, ``delete``, ``head``, ``options``, ``request`` return the same awaitable
-    context managers; ``ws_connect``, ``async with``, ``close()``, ``closed``; every
-    keyword argument passes through) but it is not one: it owns one (composition, as
-    aiohttp forbids subclassing ``ClientSession``). :attr:`session` is the inner session.
+    It behaves as a `ClientSession` does for its users (`get`, `post`, `put`, `patch`,
+    `delete`, `head`, `options`, `request` return the same awaitable context managers;
+    `ws_connect`, `async with`, `close()`, `closed`; every keyword argument passes through)
+    but it is not one: it owns one (composition, as aiohttp forbids subclassing
+    `ClientSession`). [`session`][throttled_http.aiohttp.ThrottledClientSession.session] is
+    the inner session.
 
     See the module documentation for the guarantee, concurrency, timeouts, feedback and
-    mocks. In short: no window of ``period`` seconds at a host's server holds more than
-    ``rate_limit`` of this session's requests (redirect hops and retries included), and
-    waiting for the first hop does not count against ``ClientTimeout``.
+    mocks. In short: no window of `period` seconds at a host's server holds more than
+    `rate_limit` of this session's requests (redirect hops and retries included), and
+    waiting for the first hop does not count against `ClientTimeout`.
 
-    Create it inside a coroutine, as a ``ClientSession``.
+    Create it inside a coroutine, as a `ClientSession`.
 
     Args:
-        rate_limit: shorthand for ``throttler=ThrottlerMap(rate_limit, period)``: requests
-            per window per host, an int >= 1 or a rate such as ``"10/s"`` (default 10).
-        period: the window of an int ``rate_limit``, in seconds (default 1.0).
-        throttler: a :class:`~throttled_http.ThrottlerMap` (a limit per host: rates,
-            burst, ``max_concurrency``, scope, overrides, backend all live there), or a
-            :class:`~throttled_http.Throttler` or ``RedisThrottler`` (one limit for all),
-            shared with other sessions or clients if you like. Not with ``rate_limit`` or
-            ``period``.
-        feedback: a :class:`~throttled_http.FeedbackPolicy` (default
-            ``FeedbackPolicy()``: pause on ``Retry-After``, no retries).
-        session: an ``aiohttp.ClientSession`` to wrap instead of creating one; the caller
-            keeps ownership (``close()`` leaves it open) unless ``close_session=True``.
-            ``client_session_kwargs`` must then be empty.
-        close_session: whether :meth:`close` closes a wrapped ``session``.
+        rate_limit: shorthand for `throttler=ThrottlerMap(rate_limit, period)`: requests
+            per window per host, an int >= 1 or a rate such as `"10/s"` (default 10).
+        period: the window of an int `rate_limit`, in seconds (default 1.0).
+        throttler: a [`ThrottlerMap`][throttled_http.ThrottlerMap] (a limit per host: rates,
+            burst, `max_concurrency`, scope, overrides, backend all live there), or a
+            [`Throttler`][throttled_http.Throttler] or `RedisThrottler` (one limit for all),
+            shared with other sessions or clients if you like. Not with `rate_limit` or
+            `period`.
+        feedback: a [`FeedbackPolicy`][throttled_http.FeedbackPolicy] (default
+            `FeedbackPolicy()`: pause on `Retry-After`, no retries).
+        session: an `aiohttp.ClientSession` to wrap instead of creating one; the caller
+            keeps ownership (`close()` leaves it open) unless `close_session=True`.
+            `client_session_kwargs` must then be empty.
+        close_session: whether
+            [`close`][throttled_http.aiohttp.ThrottledClientSession.close] closes a wrapped
+            `session`.
         release_timeout: seconds after its headers arrived that a response nobody releases
-            gives its concurrency slot back (``None``: never).
+            gives its concurrency slot back (`None`: never).
         throttle_timeout: seconds a hop may wait for the throttler at most, then
-            :class:`~throttled_http.ThrottlerTimeoutError` (``None``: no limit).
-        client_session_kwargs: passed to ``aiohttp.ClientSession`` (``headers``,
-            ``timeout``, ``connector``, ``middlewares``, ``trace_configs``...).
+            [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (`None`: no limit).
+        client_session_kwargs: passed to `aiohttp.ClientSession` (`headers`,
+            `timeout`, `connector`, `middlewares`, `trace_configs`...).
 
     Raises:
         TypeError, ValueError: on an invalid argument, naming it.
 
-    Changed in 0.2: every parameter is keyword-only; the limit options moved to
-    ``throttler=`` and the feedback options to ``feedback=``; ``hold_timeout`` is
-    ``release_timeout``; the ``limiter`` property is :attr:`throttler`.
+    Changed in 0.2: every parameter is keyword-only; the limit options moved to `throttler=`
+    and the feedback options to `feedback=`; `hold_timeout` is `release_timeout`; the
+    `limiter` property is
+    [`throttler`][throttled_http.aiohttp.ThrottledClientSession.throttler].
     """
 
     __slots__ = (
@@ -612,17 +646,17 @@ class ThrottledClientSession:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The inner ``aiohttp.ClientSession`` (requests made on it directly bypass us)."""
+        """The inner `aiohttp.ClientSession` (requests made on it directly bypass us)."""
         return self._session
 
     @property
     def throttler(self) -> ThrottlerLike | ThrottlerMap:
-        """The :class:`~throttled_http.ThrottlerMap` (or shared throttler) in use."""
+        """The [`ThrottlerMap`][throttled_http.ThrottlerMap] (or shared throttler) in use."""
         return self._middleware.throttler
 
     @property
     def feedback(self) -> FeedbackPolicy:
-        """The server-feedback policy (its :meth:`~FeedbackPolicy.statistics` too)."""
+        """The server-feedback policy (its `statistics` too)."""
         return self._pipeline.feedback  # type: ignore[return-value]
 
     @property
@@ -642,7 +676,7 @@ class ThrottledClientSession:
 
     @property
     def timeout(self) -> aiohttp.ClientTimeout:
-        """The inner session's default ``ClientTimeout``."""
+        """The inner session's default `ClientTimeout`."""
         return self._session.timeout
 
     @property
@@ -654,43 +688,43 @@ class ThrottledClientSession:
 
     def request(
         self, method: str, url: Any, **kwargs: Any
-    ) -> _RequestContext[aiohttp.ClientResponse]:
-        """Send ``method`` to ``url`` through the throttler; as ``ClientSession.request``."""
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
+        """Send `method` to `url` through the throttler; as `ClientSession.request`."""
         return _RequestContext(self._request(method, url, kwargs))
 
-    def get(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``GET``, as ``ClientSession.get``."""
+    def get(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`GET`, as `ClientSession.get`."""
         return _RequestContext(self._request("GET", url, kwargs))
 
-    def options(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``OPTIONS``, as ``ClientSession.options``."""
+    def options(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`OPTIONS`, as `ClientSession.options`."""
         return _RequestContext(self._request("OPTIONS", url, kwargs))
 
-    def head(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``HEAD`` (no redirects unless ``allow_redirects=True``), as ``ClientSession.head``."""
+    def head(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`HEAD` (no redirects unless `allow_redirects=True`), as `ClientSession.head`."""
         kwargs.setdefault("allow_redirects", False)
         return _RequestContext(self._request("HEAD", url, kwargs))
 
-    def post(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``POST``, as ``ClientSession.post``."""
+    def post(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`POST`, as `ClientSession.post`."""
         return _RequestContext(self._request("POST", url, kwargs))
 
-    def put(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``PUT``, as ``ClientSession.put``."""
+    def put(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`PUT`, as `ClientSession.put`."""
         return _RequestContext(self._request("PUT", url, kwargs))
 
-    def patch(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``PATCH``, as ``ClientSession.patch``."""
+    def patch(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`PATCH`, as `ClientSession.patch`."""
         return _RequestContext(self._request("PATCH", url, kwargs))
 
-    def delete(self, url: Any, **kwargs: Any) -> _RequestContext[aiohttp.ClientResponse]:
-        """``DELETE``, as ``ClientSession.delete``."""
+    def delete(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        """`DELETE`, as `ClientSession.delete`."""
         return _RequestContext(self._request("DELETE", url, kwargs))
 
     def ws_connect(
         self, url: Any, **kwargs: Any
-    ) -> _RequestContext[aiohttp.ClientWebSocketResponse]:
-        """Open a websocket, as ``ClientSession.ws_connect``; the handshake is throttled.
+    ) -> RequestContextManager[aiohttp.ClientWebSocketResponse]:
+        """Open a websocket, as `ClientSession.ws_connect`; the handshake is throttled.
 
         The handshake's slot is given back once the connection is upgraded.
         """
@@ -755,7 +789,7 @@ class ThrottledClientSession:
             _LENT.reset(token)
 
     def _first_hop(self, url: Any) -> tuple[URL, _Origin] | None:
-        """Where the first hop goes; ``None`` when aiohttp will refuse the URL."""
+        """Where the first hop goes; `None` when aiohttp will refuse the URL."""
         session = self._session
         if session.closed:
             return None

@@ -1,42 +1,45 @@
 """Test helpers: a local HTTP server that records every arrival, and aioresponses support.
 
-:class:`RecordingServer` is a real aiohttp web server listening on the same free port on
-several loopback addresses (``127.0.0.1``, ``127.0.0.2``, ...: two "hosts" for per-host
-limits), recording the moment each request arrives. Tests and demos check the promise of
-this package where it matters, at the server::
+[`RecordingServer`][throttled_http.testing.RecordingServer] is a real aiohttp web server
+listening on the same free port on several loopback addresses (`127.0.0.1`, `127.0.0.2`,
+...: two "hosts" for per-host limits), recording the moment each request arrives. Tests and
+demos check the promise of this package where it matters, at the server:
 
-    async with RecordingServer() as server:
-        async with ThrottledClientSession(rate_limit=3, period=0.5) as session:
-            for _ in range(9):
-                async with session.get(server.url("/")) as response:
-                    await response.read()
-        assert server.max_in_window(0.5) <= 3
+```python
+async with RecordingServer() as server:
+    async with ThrottledClientSession(rate_limit=3, period=0.5) as session:
+        for _ in range(9):
+            async with session.get(server.url("/")) as response:
+                await response.read()
+    assert server.max_in_window(0.5) <= 3
+```
 
 Routes (any method):
 
-* ``/``: 200 ``ok``.
-* ``/redirect/{n}``: 302 to ``/redirect/{n-1}``; ``/redirect/0`` answers 200.
-* ``/to/{host}/{tail}``: 302 to ``/{tail}`` on the same server at another address.
-* ``/delay/{seconds}``: waits ``seconds`` before sending the headers.
-* ``/stream/{chunks}``: a chunked body of ``chunks`` lines, one every ``interval``
-  seconds (query ``interval=``, default 0.05).
-  With ``abort=1`` the server drops the connection after the last line instead of ending
+* `/`: 200 `ok`.
+* `/redirect/{n}`: 302 to `/redirect/{n-1}`; `/redirect/0` answers 200.
+* `/to/{host}/{tail}`: 302 to `/{tail}` on the same server at another address.
+* `/delay/{seconds}`: waits `seconds` before sending the headers.
+* `/stream/{chunks}`: a chunked body of `chunks` lines, one every `interval`
+  seconds (query `interval=`, default 0.05).
+  With `abort=1` the server drops the connection after the last line instead of ending
   the body (the client sees a broken body).
-* ``/status/{code}``: answers ``code``; the query item ``retry_after=`` becomes a
-  ``Retry-After`` header and every other query item a response header of that name.
-* ``/drop/{name}``: the first arrival for ``name`` has its connection closed with no answer
+* `/status/{code}`: answers `code`; the query item `retry_after=` becomes a
+  `Retry-After` header and every other query item a response header of that name.
+* `/drop/{name}`: the first arrival for `name` has its connection closed with no answer
   (recorded with status 0); later ones answer 200. It provokes aiohttp's own resend of an
   idempotent request.
-* ``/ws``: a websocket that echoes text messages.
+* `/ws`: a websocket that echoes text messages.
 
-The server can play a rate-limited API: ``server_limit=Rate(...)`` answers 429 with a
-``Retry-After`` header (whole seconds, at least 1) to any arrival beyond the limit in a
+The server can play a rate-limited API: `server_limit=Rate(...)` answers 429 with a
+`Retry-After` header (whole seconds, at least 1) to any arrival beyond the limit in a
 sliding window per host (refused arrivals do not count in the window), and
-``leaky_bucket=s`` answers 429 to an arrival less than ``s`` seconds after the previous
-accepted one on that host (nginx ``limit_req`` without burst).
+`leaky_bucket=s` answers 429 to an arrival less than `s` seconds after the previous
+accepted one on that host (nginx `limit_req` without burst).
 
-:func:`aioresponses_compat` (and the pytest fixture :func:`mock_aiohttp`) make
-``aioresponses`` 0.7.9 work with aiohttp 3.14 (its issue #289).
+[`aioresponses_compat`][throttled_http.testing.aioresponses_compat] (and the pytest fixture
+[`mock_aiohttp`][throttled_http.testing.mock_aiohttp]) make `aioresponses` 0.7.9 work with
+aiohttp 3.14 (its issue #289).
 """
 
 from __future__ import annotations
@@ -75,13 +78,13 @@ class Arrival:
     """One request as the server saw it.
 
     Attributes:
-        host: the local address it arrived on (``"127.0.0.2"``).
+        host: the local address it arrived on (`"127.0.0.2"`).
         path: the request path, without the query string.
         method: the request method, upper case.
-        time: ``time.monotonic()`` (the event loop's clock on Linux) when the request
-            arrived, before any ``latency``.
+        time: `time.monotonic()` (the event loop's clock on Linux) when the request
+            arrived, before any `latency`.
         status: the status code the server answered (or is answering) with; 499 when the
-            client went away before a status was chosen; 0 when ``/drop`` closed the
+            client went away before a status was chosen; 0 when `/drop` closed the
             connection without answering; 101 for a websocket.
     """
 
@@ -109,8 +112,10 @@ class _Visit:
 class RecordingServer:
     """An aiohttp web server on one free port of several loopback addresses.
 
-    Use it as ``async with RecordingServer() as server:`` or call :meth:`start` and
-    :meth:`close`. It runs on the event loop that starts it.
+    Use it as `async with RecordingServer() as server:` or call
+    [`start`][throttled_http.testing.RecordingServer.start] and
+    [`close`][throttled_http.testing.RecordingServer.close]. It runs on the event loop that
+    starts it.
 
     Args:
         hosts: local addresses to listen on, all on the same port; 127.0.0.0/8 works
@@ -118,11 +123,11 @@ class RecordingServer:
         latency: seconds the server waits after a request arrives before it sends the
             response headers (on every route), a finite number >= 0.
         server_limit: a per-host sliding-window limit the server enforces with 429 and
-            ``Retry-After`` (a :class:`~throttled_http.Rate` or a string such as
-            ``"5/s"``); ``None``: no limit.
+            `Retry-After` (a [`Rate`][throttled_http.Rate] or a string such as
+            `"5/s"`); `None`: no limit.
         leaky_bucket: minimum seconds between accepted arrivals on one host, enforced
-            with 429; ``None``: no minimum.
-        routes: more routes to serve (``aiohttp.web.get("/page/{n}", handler)``...); their
+            with 429; `None`: no minimum.
+        routes: more routes to serve (`aiohttp.web.get("/page/{n}", handler)`...); their
             requests are recorded with the status the handler returns.
 
     Raises:
@@ -178,7 +183,7 @@ class RecordingServer:
         self.max_in_flight: dict[str, int] = defaultdict(int)
         """The most requests each host was handling at once."""
         self.rejected: dict[str, int] = defaultdict(int)
-        """429 responses sent, per host (limit enforcement and ``/status/429``)."""
+        """429 responses sent, per host (limit enforcement and `/status/429`)."""
         self._in_flight: dict[str, int] = defaultdict(int)
         self._window: dict[str, deque[float]] = defaultdict(deque)
         self._last_accepted: dict[str, float] = {}
@@ -243,18 +248,19 @@ class RecordingServer:
 
     @property
     def port(self) -> int:
-        """The TCP port shared by every host (0 before :meth:`start`)."""
+        """The TCP port shared by every host (0 before `start`)."""
         return self._port
 
     def url(self, path: str = "/", host: int | str = 0) -> str:
-        """The absolute URL of ``path`` on one host.
+        """The absolute URL of `path` on one host.
 
-        >>> RecordingServer().url("/delay/1", host=1)  # before start(): port 0
-        'http://127.0.0.2:0/delay/1'
+        Examples:
+            >>> RecordingServer().url("/delay/1", host=1)  # before start(): port 0
+            'http://127.0.0.2:0/delay/1'
 
         Args:
-            path: the path (and query), with or without the leading ``/``.
-            host: an index into ``hosts`` or one of the addresses.
+            path: the path (and query), with or without the leading `/`.
+            host: an index into `hosts` or one of the addresses.
         """
         address = self.hosts[host] if isinstance(host, int) else host
         if address not in self.hosts:
@@ -266,26 +272,26 @@ class RecordingServer:
         return f"http://{address}:{self._port}{path}"
 
     def arrivals_at(self, host: int | str | None = None) -> list[Arrival]:
-        """The arrivals on one host (index or address), or on all when ``None``."""
+        """The arrivals on one host (index or address), or on all when `None`."""
         if host is None:
             return list(self.arrivals)
         address = self.hosts[host] if isinstance(host, int) else host
         return [a for a in self.arrivals if a.host == address]
 
     def max_in_window(self, period: float, host: int | str | None = None) -> int:
-        """The most arrivals in any half-open window ``[t, t + period)`` of the server clock.
+        """The most arrivals in any half-open window `[t, t + period)` of the server clock.
 
         Every arrival counts, whatever its status.
 
         Args:
             period: the window's length in seconds.
-            host: one host (index or address), or every host together when ``None``.
+            host: one host (index or address), or every host together when `None`.
         """
         period = positive_float("period", period)
         return max_in_window([a.time for a in self.arrivals_at(host)], period)
 
     def min_gap(self, host: int | str | None = None) -> float:
-        """The shortest time in seconds between two consecutive arrivals (``inf`` if < 2)."""
+        """The shortest time in seconds between two consecutive arrivals (`inf` if < 2)."""
         times = sorted(a.time for a in self.arrivals_at(host))
         return min((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
@@ -374,7 +380,7 @@ class RecordingServer:
             self._in_flight[visit.host] -= 1
 
     async def _answer(self, request: web.Request, status: int, delay: float = 0.0) -> None:
-        """Record the status, then wait ``latency`` (plus ``delay``) before the headers."""
+        """Record the status, then wait `latency` (plus `delay`) before the headers."""
         self._record(request, status)
         wait = self.latency + delay
         if wait > 0:
@@ -505,23 +511,26 @@ class _SentWriter:
 
 @contextlib.contextmanager
 def aioresponses_compat(**kwargs: Any) -> Iterator[Any]:
-    """An ``aioresponses`` mock that works with aiohttp 3.14.
+    """An `aioresponses` mock that works with aiohttp 3.14.
 
-    ``aioresponses`` 0.7.9 builds its fake responses without the ``stream_writer`` that
-    aiohttp 3.14's ``ClientResponse`` requires (aioresponses issue #289). This starts
-    ``aioresponses(**kwargs)`` with that argument supplied, and stops it on exit::
+    `aioresponses` 0.7.9 builds its fake responses without the `stream_writer` that
+    aiohttp 3.14's `ClientResponse` requires (aioresponses issue #289). This starts
+    `aioresponses(**kwargs)` with that argument supplied, and stops it on exit:
 
-        with aioresponses_compat() as mocked:
-            mocked.get("http://api.test/items", payload=[1, 2])
-            async with ThrottledClientSession(rate_limit=2) as session:
-                ...
+    ```python
+    with aioresponses_compat() as mocked:
+        mocked.get("http://api.test/items", payload=[1, 2])
+        async with ThrottledClientSession(rate_limit=2) as session:
+            ...
+    ```
 
-    Mocked requests made through :class:`~throttled_http.aiohttp.ThrottledClientSession`
-    still wait for the throttler (aioresponses replaces ``ClientSession._request``, so
-    aiohttp middlewares do not run; the session throttles outside it in that case).
+    Mocked requests made through
+    [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] still wait for
+    the throttler (aioresponses replaces `ClientSession._request`, so aiohttp middlewares do
+    not run; the session throttles outside it in that case).
 
     Raises:
-        ImportError: when ``aioresponses`` is not installed.
+        ImportError: when `aioresponses` is not installed.
     """
     try:
         from aioresponses import aioresponses
@@ -545,14 +554,16 @@ def aioresponses_compat(**kwargs: Any) -> Iterator[Any]:
 
 
 def mock_aiohttp() -> Iterator[Any]:
-    """Pytest fixture body: ``aioresponses_compat()`` for one test.
+    """Pytest fixture body: `aioresponses_compat()` for one test.
 
-    Register it in a ``conftest.py``::
+    Register it in a `conftest.py`:
 
-        import pytest
-        from throttled_http.testing import mock_aiohttp
+    ```python
+    import pytest
+    from throttled_http.testing import mock_aiohttp
 
-        mock_aiohttp = pytest.fixture(mock_aiohttp)
+    mock_aiohttp = pytest.fixture(mock_aiohttp)
+    ```
     """
     with aioresponses_compat() as mocked:
         yield mocked
