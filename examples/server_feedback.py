@@ -7,8 +7,12 @@ and every later one with ``200`` plus an IETF quota of 4 requests per second
 With a plain aiohttp ``ClientSession``, a :class:`~throttled_http.Throttler` and a
 :class:`~throttled_http.FeedbackPolicy` (what the integrations do for you), it:
 
-1. pauses the host for the 1 s the server asked, then re-sends the refused request;
-2. adopts the advertised 4/s quota (``adapt=True``), stricter than its own 20/s.
+1. pauses the host for the 1 s the server asked, and lowers its pace (``adapt=True``: a
+   refusal is a congestion signal), then re-sends the refused request;
+2. adopts the advertised 4/s quota, stricter than its own 20/s.
+
+It tells the policy of each admission (``policy.admitted``), as the integrations do, so a
+new host gets one request before its first answer (slow start).
 
 Run it: ``python examples/server_feedback.py`` (about 3 seconds).
 """
@@ -58,16 +62,18 @@ async def fetch(
 ) -> None:
     """One GET through the throttler, with the server's feedback applied and retries."""
     loop = asyncio.get_running_loop()
+    key = host_key(url)
     attempt = 0
     while True:
-        async with throttler.entry() as entry, session.get(url) as response:
-            entry.settle()  # response headers arrived: stamp the entry now
-            sent = loop.time() - start
-            key = host_key(url)
-            delay = policy.observe(throttler, key, response.status, response.headers)
-            attempt += 1
-            wait = policy.retry_delay("GET", response.status, attempt, delay, key=key)
-            print(f"request {number:2} attempt {attempt}: {response.status} at {sent:5.2f} s")
+        async with throttler.entry() as entry:
+            policy.admitted(throttler, key)  # before sending: slow start for a new host
+            async with session.get(url) as response:
+                entry.settle()  # response headers arrived: stamp the entry now
+                sent = loop.time() - start
+                delay = policy.observe(throttler, key, response.status, response.headers)
+                attempt += 1
+                wait = policy.retry_delay("GET", response.status, attempt, delay, key=key)
+                print(f"request {number:2} attempt {attempt}: {response.status} at {sent:5.2f} s")
         if wait is None:
             return
         await asyncio.sleep(wait)
@@ -94,9 +100,9 @@ async def main() -> None:
     stats = policy.statistics()
     print(f"rates now: {', '.join(str(r) for r in throttler.rates)}")
     print(
-        f"{REQUESTS} requests in {elapsed:.2f} s; pauses: {stats.pauses} "
-        f"({stats.paused_seconds:.1f} s), retries: {stats.retries}, "
-        f"quota adoptions: {stats.adoptions}"
+        f"{REQUESTS} requests in {elapsed:.2f} s; refusals: {stats.refusals}, pauses: "
+        f"{stats.pauses} ({stats.paused_seconds:.1f} s), retries: {stats.retries}, "
+        f"rate cuts: {stats.rate_cuts}, quota adoptions: {stats.adoptions}"
     )
     if stats.retries != 1 or stats.adoptions != 1:
         raise SystemExit(f"unexpected feedback statistics: {stats}")

@@ -286,6 +286,22 @@ async def test_slow_start_waits_at_most_one_second() -> None:
 
 
 @pytest.mark.looptime
+async def test_a_refusal_during_slow_start_is_a_pause_of_its_own() -> None:
+    """The server's pause replaces slow start's: counted, logged, kept for its length."""
+    throttler = Throttler(10, 1.0)
+    policy = FeedbackPolicy(adapt=True)
+    policy.admitted(throttler, KEY)  # a new host: paused until its first answer
+    assert throttler.paused_for == pytest.approx(1.0)
+    policy.observe(throttler, KEY, 429, {"Retry-After": "2"})
+    assert throttler.paused_for == pytest.approx(2.0)
+    stats = policy.statistics()
+    assert (stats.pauses, stats.paused_seconds) == (1, pytest.approx(2.0))
+    policy.admitted(throttler, KEY)
+    ok(policy, throttler)  # a short answer lifts no pause but slow start's own
+    assert throttler.paused_for == pytest.approx(2.0)
+
+
+@pytest.mark.looptime
 async def test_no_slow_start_without_adapt() -> None:
     """Without adapt the whole window goes at once."""
     throttler = Throttler(10, 1.0)

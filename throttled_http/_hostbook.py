@@ -296,7 +296,9 @@ class HostBook:
         if delay is None and refused and state is not None and self._server_times:
             delay = min(state.period, self._cap)  # a refusal that names no time
         if delay is not None and delay > 0:
-            self._pause(throttler, key, counters, feedback, delay, notes)
+            self._pause(
+                throttler, key, counters, feedback, delay, notes, slow_starting=own is not None
+            )
             if state is not None:
                 state.server_until = max(state.server_until, now + delay)
         if state is not None:
@@ -333,8 +335,11 @@ class HostBook:
         feedback: Feedback,
         delay: float,
         notes: _Notes,
+        *,
+        slow_starting: bool,
     ) -> None:
-        before = throttler.paused_for
+        # A slow start's own pause, about to be lifted, is not a pause the server asked for.
+        before = 0.0 if slow_starting else throttler.paused_for
         throttler.pause(delay)
         added = delay - before
         if added <= 0:
