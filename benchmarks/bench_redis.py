@@ -18,10 +18,26 @@ For the bound runs, "max in window" is the most admissions any 1 s window holds,
 client's clock (it may exceed 1,000 by reply latency only); "utilization" is admissions
 over ``limit * duration``.
 
+**Processes.** Then 4 processes of 20 tasks each share one ``RedisThrottler`` at 20 per
+0.25 s for 1.5 s (the shape of ``tests/test_redis.py::test_four_processes_share_one_limit``,
+which asserts only the exact strictness and a generous floor): "max in window" is read from
+the server's own stamps (it must be 20), and "utilization" is the steady rate after the
+first (instant) window, against the quota.
+
+**Faults** (``--faults``): what a stall, an outage and data loss cost a fleet. 3 worker
+processes of 10 tasks each send requests to one loopback HTTP server through
+``ThrottledClientSession(throttler=ThrottlerMap(10, 0.5, backend=RedisBackend(url,
+command_timeout=0.3, on_error=...)))``, on a private ``redis-server``; once every worker
+got an entry, the server is stalled for 1 s (``SIGSTOP``, then ``SIGCONT``), killed and
+restarted empty 1 s later, or flushed (``FLUSHALL``). The table gives the longest time
+without any arrival at the HTTP server from the fault on, and the most arrivals in any
+0.5 s window, at the whole fleet and at any one process.
+
 Run::
 
     python benchmarks/bench_redis.py            # needs redis-server on PATH
     python benchmarks/bench_redis.py --url redis://127.0.0.1:6379   # counts are then shared
+    python benchmarks/bench_redis.py --faults   # only the fault runs (about a minute)
 """
 
 from __future__ import annotations
@@ -29,9 +45,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import itertools
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -54,11 +73,11 @@ def _free_port() -> int:
         return port
 
 
-def _start_server() -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     executable = shutil.which("redis-server")
     if executable is None:
         raise SystemExit("redis-server is not on PATH: pass --url")
-    port = _free_port()
+    port = _free_port() if port is None else port
     proc = subprocess.Popen(
         [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
         stdout=subprocess.DEVNULL,
@@ -170,13 +189,181 @@ async def _limits_bound(url: str, limit: int, duration: float) -> list[float]:
     return [t for t in times if t < end]
 
 
+_WORKER = """
+import asyncio, sys, time
+from throttled_http import ThrottlerTimeoutError
+from throttled_http.redis import RedisThrottler
+
+url, key, rate, start, duration, tasks = sys.argv[1:]
+
+async def main():
+    throttler = RedisThrottler(rates=(rate, "100000000/60s"), redis=url, key=key)
+    await asyncio.sleep(max(0.0, float(start) - time.time()))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + float(duration)
+    async def worker():
+        while loop.time() < end:
+            try:
+                await throttler.acquire(timeout=max(0.0, end - loop.time()))
+            except ThrottlerTimeoutError:
+                return
+    await asyncio.gather(*(worker() for _ in range(int(tasks))))
+    await throttler.aclose()
+
+asyncio.run(main())
+"""
+
+
+async def _processes(
+    url: str, processes: int, tasks: int, limit: int, period: float, duration: float
+) -> tuple[int, float, int]:
+    """``processes`` workers share one key; returns (admitted, utilization, max in window)
+    from the server's stamps."""
+    key = uuid.uuid4().hex
+    rate = f"{limit}/{period}s"
+    start = time.time() + 2.0  # let every interpreter start before the race begins
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WORKER, url, key, rate, repr(start), repr(duration), str(tasks)
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        await proc.wait()
+    if any(proc.returncode for proc in procs):
+        raise RuntimeError("a worker process failed")
+    probe = RedisThrottler(rates=(rate, "100000000/60s"), redis=url, key=key)
+    client = aioredis.Redis.from_url(url)
+    rows = await client.zrange(probe.redis_keys[0], 0, -1, withscores=True)
+    await client.aclose()
+    await probe.aclose()
+    times = sorted(float(row[1]) / 1e6 for row in rows)
+    span = times[-1] - times[0]
+    steady = (len(times) - limit) / span if span > 0 else 0.0
+    return len(times), steady / (limit / period), _max_in_window(times, period)
+
+
+_FLEET_WORKER = """
+import asyncio, sys
+from throttled_http import ThrottlerMap
+from throttled_http.aiohttp import ThrottledClientSession
+from throttled_http.redis import RedisBackend
+
+url, target, on_error = sys.argv[1:]
+
+async def main():
+    backend = RedisBackend(url, on_error=on_error, command_timeout=0.3)
+    hosts = ThrottlerMap(10, 0.5, backend=backend)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # parent: done
+    async with ThrottledClientSession(throttler=hosts) as session:
+        async def fetch():
+            async with session.get(target) as response:
+                await response.read()
+        await fetch()
+        print("ready", flush=True)
+        async def worker():
+            while not stop.is_set():
+                try:
+                    await fetch()
+                except Exception:
+                    await asyncio.sleep(0.01)
+        await asyncio.gather(*(worker() for _ in range(10)))
+    await backend.aclose()
+
+asyncio.run(main())
+"""
+
+
+async def _fault(fault: str, on_error: str) -> tuple[float, int, int]:
+    """One fleet run around ``fault``: (longest gap from the fault on, max in any 0.5 s
+    window at the fleet, and at one process)."""
+    from throttled_http.testing import RecordingServer  # the aiohttp extra
+
+    port = _free_port()
+    proc, url = _start_server(port)
+    async with RecordingServer(hosts=("127.0.0.1",)) as server:
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _FLEET_WORKER,
+                url,
+                server.url(f"/w{index}"),
+                on_error,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for index in range(3)
+        ]
+        for worker in workers:
+            assert worker.stdout is not None
+            await worker.stdout.readline()  # its first entry went through
+        await asyncio.sleep(1.0)
+        at = time.monotonic()
+        if fault == "stall":
+            proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(1.0)
+            proc.send_signal(signal.SIGCONT)
+        elif fault == "outage":
+            proc.kill()
+            proc.wait()
+            await asyncio.sleep(1.0)
+            proc, _ = _start_server(port)
+        else:
+            client = aioredis.Redis.from_url(url)
+            await client.flushall()
+            await client.aclose()
+        await asyncio.sleep(3.0)
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(b"stop\n")
+            await worker.stdin.drain()
+        # A worker the fault still holds back ends when its admission does: bound the wait.
+        await asyncio.wait([asyncio.ensure_future(w.wait()) for w in workers], timeout=90)
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+        arrivals = list(server.arrivals)
+    proc.kill()
+    proc.wait()
+    times = sorted(a.time for a in arrivals)
+    later = [at, *(t for t in times if t >= at)]
+    gap = max(b - a for a, b in itertools.pairwise(later))
+    one = max(
+        _max_in_window([a.time for a in arrivals if a.path == f"/w{i}"], 0.5) for i in range(3)
+    )
+    return gap, _max_in_window(times, 0.5), one
+
+
+async def _faults() -> None:
+    print("faults: 3 processes x 10 tasks, 10 per 0.5 s, command_timeout=0.3 s")
+    header = (
+        f"{'fault':<34}{'on_error':<10}{'longest gap':>12}{'max in 0.5 s':>14}{'one process':>13}"
+    )
+    print(header)
+    for fault, what in (
+        ("stall", "stall 1 s (SIGSTOP, SIGCONT)"),
+        ("outage", "outage 1 s (kill, restart empty)"),
+        ("flush", "data loss (FLUSHALL)"),
+    ):
+        for on_error in ("raise", "local", "allow"):
+            gap, fleet, one = await _fault(fault, on_error)
+            print(f"{what:<34}{on_error:<10}{gap:>11.2f}s{fleet:>14}{one:>13}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="use this Redis instead of a private redis-server")
     parser.add_argument("--count", type=int, default=20_000, help="admissions per unbound run")
     parser.add_argument("--limit", type=int, default=1000, help="per second, for bound runs")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per bound run")
+    parser.add_argument("--faults", action="store_true", help="only the fault runs")
     args = parser.parse_args()
+    if args.faults:
+        await _faults()
+        return
     proc = None
     url = args.url
     if url is None:
@@ -207,6 +394,13 @@ async def main() -> None:
             per = trips / max(1, len(times))
             peak = _max_in_window(times, 1.0)
             print(f"{name:<31}{len(times):>10}{used:>13.1%}{peak:>19}{per:>11.3f}")
+        print()
+        limit, period = 20, 0.25
+        admitted, used, peak = await _processes(url, 4, 20, limit, period, 1.5)
+        print(f"4 processes x 20 tasks, {limit} per {period} s for 1.5 s, one key")
+        print(f"{'library':<31}{'admitted':>10}{'utilization':>13}{'max in window':>19}")
+        name = "throttled_http RedisThrottler"
+        print(f"{name:<31}{admitted:>10}{used:>13.1%}{peak:>19}")
     finally:
         await client.aclose()
         if proc is not None:
