@@ -1,11 +1,13 @@
-"""The command line: ``python -m throttled_http`` (also installed as ``throttled-http``).
+"""The command line: `python -m throttled_http` (also installed as `throttled-http`).
 
-Subcommands::
+Subcommands:
 
-    throttled-http --version
-    throttled-http demo [--quick] [--plot out.png] [--plain]
-    throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
-    throttled-http fetch urls.txt --rate 5/s --adapt --host-rate api.example.com=1/s
+```console
+throttled-http --version
+throttled-http demo [--quick] [--plot out.png] [--plain]
+throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
+throttled-http fetch urls.txt --rate 5/s --adapt --host-rate api.example.com=1/s
+```
 
 Exit codes: 0 success; 1 the demo saw a limit broken, or some downloads failed; 2 bad
 input (a one-line message on stderr, never a traceback); 130 interrupted by Ctrl-C.
@@ -151,7 +153,7 @@ _VERBOSE = "log the pauses the servers asked for and each change of a host's pac
 
 
 def _configure_logging(verbose: bool) -> None:
-    """Route the package's log to stderr with ``-v``; otherwise show errors only.
+    """Route the package's log to stderr with `-v`; otherwise show errors only.
 
     The result tables already report pauses and 429s, so their log lines are noise
     unless asked for.

@@ -1,31 +1,31 @@
-"""The pace of one host under ``adapt=True``: slow start, congestion events, recovery, probes.
+"""The pace of one host under `adapt=True`: slow start, congestion events, recovery, probes.
 
-:class:`HostPace` is the state :class:`~throttled_http.FeedbackPolicy` keeps per throttler.
-It never reads a clock (it is told ``now``, on the throttler's clock) and never touches the
+`HostPace` is the state [`FeedbackPolicy`][throttled_http.FeedbackPolicy] keeps per throttler.
+It never reads a clock (it is told `now`, on the throttler's clock) and never touches the
 throttler except through the calls the policy makes with what it returns. The model:
 
 * **The ceiling** is what the user configured plus every advertised quota adopted: the pace
   never exceeds it. The pace counts requests per *pacing window*, the shortest configured
-  period ``P``; below the ceiling it is put in force as one more rate, ``Rate(n, P)``.
+  period `P`; below the ceiling it is put in force as one more rate, `Rate(n, P)`.
 * **A congestion event** starts with a refusal (429 or 503) that is not part of the
-  previous event. Refusals observed while the event's pause lasts, or less than ``P``
+  previous event. Refusals observed while the event's pause lasts, or less than `P`
   after it began, belong to it, so a burst of refusals counts once (TCP counts one loss
-  per window). The event cuts the pace to ``decrease`` times the limit in force, and to
-  at most what was getting through: the responses the server accepted in the ``P``
+  per window). The event cuts the pace to `decrease` times the limit in force, and to
+  at most what was getting through: the responses the server accepted in the `P`
   seconds before the refusal, plus those of requests still in flight that arrive while
-  the host is paused (at most ``P`` more).
-* **The hold.** Refused at ``n`` with ``k`` getting through, the host is known to allow
-  about ``min(k, n - 1)`` per window: the *hold*. The pace climbs back by ``increase`` of
-  the configured limit per ``quiet_period`` without a refusal, up to the hold (at least
+  the host is paused (at most `P` more).
+* **The hold.** Refused at `n` with `k` getting through, the host is known to allow
+  about `min(k, n - 1)` per window: the *hold*. The pace climbs back by `increase` of
+  the configured limit per `quiet_period` without a refusal, up to the hold (at least
   where the cut left it), and stays
-  there. Only after ``probe_after`` seconds without a refusal does it try one request per
+  there. Only after `probe_after` seconds without a refusal does it try one request per
   window more (a probe); a refused probe doubles that wait (up to eight times), one that
   lasts two quiet periods forgets the hold, and the climb goes on to the ceiling.
-* **The floor** is one request per ``floor_window`` seconds (``max_retry_after``, at least
-  ``P``). Below one request per ``P`` the pace is put in force as ``Rate(1, P / pace)``.
+* **The floor** is one request per `floor_window` seconds (`max_retry_after`, at least
+  `P`). Below one request per `P` the pace is put in force as `Rate(1, P / pace)`.
 * **Slow start.** A new host gets one request alone: the others wait until its response
-  has been read (the host is paused meanwhile, for at most ``min(P, 1 s)``), so a quota or
-  a ``remaining: 0`` it carries is known before a whole window is spent learning it.
+  has been read (the host is paused meanwhile, for at most `min(P, 1 s)`), so a quota or
+  a `remaining: 0` it carries is known before a whole window is spent learning it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class HostPace:
 
     Args:
         configured: the rates to recover to, never exceeded.
-        burst: the configured smooth-mode burst, or ``None``.
+        burst: the configured smooth-mode burst, or `None`.
         now: the throttler clock's time.
         floor_window: the pace is never below one request per this many seconds.
         slow_start: whether the host starts slowly (it is new to the policy).
@@ -128,7 +128,7 @@ class HostPace:
         return pace if pace < 1.0 else float(int(pace))
 
     def pace_rate(self) -> Rate | None:
-        """The pace as a rate when it holds the host below its ceiling, else ``None``."""
+        """The pace as a rate when it holds the host below its ceiling, else `None`."""
         level = self.level()
         if level >= self.ceiling:
             return None
@@ -143,18 +143,19 @@ class HostPace:
         return minimal_rates(self.configured + self.advertised + (() if pace is None else (pace,)))
 
     def burst_for(self, rates: tuple[Rate, ...]) -> int | None:
-        """The configured burst, lowered to what ``rates`` allow."""
+        """The configured burst, lowered to what `rates` allow."""
         if self.burst is None:
             return None
         slowest = max(rates, key=lambda r: (r.interval, -r.limit))
         return min(self.burst, slowest.limit)
 
     def adopt(self, quota: tuple[Rate, ...], now: float, longest: float) -> bool:
-        """Follow a new advertised quota (windows up to ``longest`` seconds, not implied by
-        the configured rates); whether it changed. At most once per longest window in
-        force, so a server that flips its advertisement on every response cannot pile up
-        retiring windows. An advertisement the configured rates imply drops the quota
-        followed so far."""
+        """Follow a new advertised quota; whether it changed.
+
+        Windows up to `longest` seconds, not implied by the configured rates, are followed.
+        At most once per longest window in force, so a server that flips its advertisement on every
+        response cannot pile up retiring windows. An advertisement the configured rates imply drops
+        the quota followed so far."""
         windowed = tuple(r for r in quota if r.period <= longest)
         configured = self.configured
         usable = tuple(r for r in windowed if minimal_rates((*configured, r)) != configured)
@@ -186,7 +187,7 @@ class HostPace:
     # -- congestion events and recovery ------------------------------------------------
 
     def refusal(self, now: float, pause: float, decrease: float, probe_after: float) -> bool:
-        """A refusal arrived (after its pause of ``pause`` seconds was set); whether it
+        """A refusal arrived (after its pause of `pause` seconds was set); whether it
         starts a congestion event, which cuts the pace."""
         self.quiet_since = now
         if now < self.event_until:
@@ -218,7 +219,7 @@ class HostPace:
     def settle(self, now: float, decrease: float, step: float, quiet: float) -> None:
         """Bring the pace up to date: what the drained event taught, then recovery.
 
-        ``step`` is the pace added per ``quiet`` seconds without a refusal.
+        `step` is the pace added per `quiet` seconds without a refusal.
         """
         if self.drain_until != -math.inf and now >= self.drain_until:
             # The event's answers are all in: cut again on the full count of what got
@@ -246,7 +247,7 @@ class HostPace:
         self.pace = min(top, self.pace + steps * step)
 
     def _cut(self, decrease: float) -> float:
-        """The pace after the current event: ``decrease`` times the level refused at, and
+        """The pace after the current event: `decrease` times the level refused at, and
         no more than what got through (when anything did)."""
         cut = decrease * self.event_level
         if self.goodput >= 1:
@@ -270,10 +271,10 @@ class HostPace:
 
 
 def minimal_rates(rates: tuple[Rate, ...]) -> tuple[Rate, ...]:
-    """``rates`` without those another one implies, in order (the first of equals stays).
+    """`rates` without those another one implies, in order (the first of equals stays).
 
-    ``Rate(c, q)`` implies ``Rate(a, p)`` when ``q >= p`` and ``c <= a``: any window of
-    ``p`` seconds lies inside one of ``q`` seconds, which holds at most ``c <= a``.
+    `Rate(c, q)` implies `Rate(a, p)` when `q >= p` and `c <= a`: any window of
+    `p` seconds lies inside one of `q` seconds, which holds at most `c <= a`.
 
     >>> minimal_rates((Rate(10, 1), Rate(100, 60), Rate(5, 1), Rate(5, 1)))
     (Rate(100/min), Rate(5/s))
@@ -293,7 +294,7 @@ def minimal_rates(rates: tuple[Rate, ...]) -> tuple[Rate, ...]:
 
 
 def _limit_over(rates: tuple[Rate, ...], period: float) -> int:
-    """The most requests ``rates`` allow in a window of ``period`` seconds, bounded by
+    """The most requests `rates` allow in a window of `period` seconds, bounded by
     those of them at least that long (shorter windows would only allow more)."""
     bounding = [r.limit for r in rates if r.period >= period]
     return min(bounding) if bounding else min(r.limit for r in rates)

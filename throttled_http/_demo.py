@@ -1,20 +1,19 @@
-"""``python -m throttled_http demo``: a self-checking tour on local servers.
+"""`python -m throttled_http demo`: a self-checking tour on local servers.
 
-The demo starts loopback HTTP servers (:class:`throttled_http.testing.RecordingServer`) on
-three hosts, one of which enforces its own limit and answers 429 with ``Retry-After``, and
-sends one workload through aiohttp (:class:`~throttled_http.aiohttp.ThrottledClientSession`)
-and httpx (:class:`~throttled_http.httpx.ThrottledTransport`) at the same time, each client
-against its own servers, with a per-host limit and an override. It then checks its claims
-from what the *servers* recorded:
+The demo starts loopback HTTP servers (`throttled_http.testing.RecordingServer`) on three
+hosts, one of which enforces its own limit and answers 429 with `Retry-After`, and sends one
+workload through aiohttp (`ThrottledClientSession`) and httpx (`ThrottledTransport`) at the
+same time, each client against its own servers, with a per-host limit and an override. It
+then checks its claims from what the *servers* recorded:
 
-* no host saw more arrivals in any window of ``period`` seconds than the limit we configured
+* no host saw more arrivals in any window of `period` seconds than the limit we configured
   for it;
 * a host whose server limit is at least ours answered no 429;
-* the host whose server allows less than our rate, sent with ``FeedbackPolicy(adapt=True)``,
+* the host whose server allows less than our rate, sent with `FeedbackPolicy(adapt=True)`,
   found the server's pace: its 429s stopped (none in the second half of its run).
 
-It exits 1 if any claim failed. The console helpers here (:class:`Board` and
-:func:`print_table`) are shared with ``fetch``: rich when installed, plain text otherwise.
+It exits 1 if any claim failed. The console helpers here (`Board` and
+`print_table`) are shared with `fetch`: rich when installed, plain text otherwise.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ __all__ = ["Board", "collect", "max_in_window", "print_table", "run_demo", "time
 
 
 def has_rich() -> bool:
-    """Whether the optional ``rich`` package is importable."""
+    """Whether the optional `rich` package is importable."""
     try:
         import rich  # noqa: F401
     except ImportError:
@@ -55,7 +54,7 @@ def has_rich() -> bool:
 class Board:
     """Live progress: one bar per task, with rich when available, plain lines otherwise.
 
-    Plain mode prints one status line at most every ``interval`` seconds and once at the
+    Plain mode prints one status line at most every `interval` seconds and once at the
     end, so logs and pipes stay readable.
 
     Args:
@@ -100,7 +99,7 @@ class Board:
             )
 
     def add(self, key: str, total: int, label: str | None = None) -> None:
-        """Add a bar ``key`` counting up to ``total``."""
+        """Add a bar `key` counting up to `total`."""
         self._order.append(key)
         self._done[key] = 0
         self._totals[key] = total
@@ -108,7 +107,7 @@ class Board:
             self._tasks[key] = self._progress.add_task(label or key, total=total, note="")
 
     def advance(self, key: str, step: int = 1, *, note: str | None = None) -> None:
-        """Move bar ``key`` forward by ``step``; ``note`` replaces its trailing text."""
+        """Move bar `key` forward by `step`; `note` replaces its trailing text."""
         self._done[key] += step
         if self._progress is not None:
             fields: dict[str, Any] = {} if note is None else {"note": note}
@@ -120,7 +119,7 @@ class Board:
             self._print_status()
 
     def note(self, key: str, text: str) -> None:
-        """Set the trailing text of bar ``key`` (shown with rich only)."""
+        """Set the trailing text of bar `key` (shown with rich only)."""
         if self._progress is not None:
             self._progress.update(self._tasks[key], note=text)
 
@@ -185,7 +184,7 @@ def print_table(
 
 
 def max_in_window(times: Sequence[float], period: float) -> int:
-    """Most of ``times`` inside any half-open window ``[t, t + period)``.
+    """Most of `times` inside any half-open window `[t, t + period)`.
 
     >>> max_in_window([0.0, 0.5, 0.99, 1.0, 1.5], 1.0)
     3
@@ -201,11 +200,11 @@ def max_in_window(times: Sequence[float], period: float) -> int:
 
 
 def sustained_rate(times: Sequence[float], period: float) -> float:
-    """Arrivals per second, counted as ``len(times) / (span + period)``.
+    """Arrivals per second, counted as `len(times) / (span + period)`.
 
-    A limiter that admits ``limit`` entries at once and then one window's worth per
-    ``period`` scores exactly ``limit / period`` on this measure, where the naive
-    ``(n - 1) / span`` would overstate a bursty start.
+    A limiter that admits `limit` entries at once and then one window's worth per
+    `period` scores exactly `limit / period` on this measure, where the naive
+    `(n - 1) / span` would overstate a bursty start.
     """
     if not times:
         return 0.0
@@ -268,7 +267,7 @@ class _HostResult:
 
 
 def ours_fits_under(ours: Rate, server: Rate) -> bool:
-    """Whether a client kept to ``ours`` can never exceed ``server``.
+    """Whether a client kept to `ours` can never exceed `server`.
 
     True when our limit is at most the server's and our period at least as long: any
     window of the server's period lies inside one of ours, so it holds at most our limit.
@@ -299,7 +298,7 @@ def _plans(quick: bool) -> tuple[_HostPlan, ...]:
 
 
 def _missing(module: str, name: str | None = None) -> str | None:
-    """Why ``module`` (and its attribute ``name``) cannot be used, or ``None``."""
+    """Why `module` (and its attribute `name`) cannot be used, or `None`."""
     try:
         imported = importlib.import_module(module)
     except ImportError as exc:
@@ -319,7 +318,7 @@ async def _drive(
     results: dict[str, _HostResult],
     rejected: Callable[[str], int],
 ) -> None:
-    """Send every request of ``plans`` through ``send`` at once and tally the answers.
+    """Send every request of `plans` through `send` at once and tally the answers.
 
     While they run, each host's bar shows the 429s its server answered so far and the
     seconds its throttler has been paused by Retry-After.
@@ -394,9 +393,9 @@ async def collect(
 ) -> tuple[dict[str, dict[str, _HostResult]], float] | None:
     """Run the demo's workload; what each client did to each host, and the seconds taken.
 
-    ``None`` (after printing why) when no client can run or a server cannot listen.
-    ``stream`` receives the plan and the progress (standard output by default). For the
-    benchmark (``benchmarks/bench_feedback.py``) as much as for the demo.
+    `None` (after printing why) when no client can run or a server cannot listen.
+    `stream` receives the plan and the progress (standard output by default). For the
+    benchmark (`benchmarks/bench_feedback.py`) as much as for the demo.
     """
     from ._hostmap import ThrottlerMap
     from .testing import RecordingServer
@@ -487,7 +486,7 @@ async def collect(
 
 
 def _rejected_counter(*servers: RecordingServer) -> Callable[[str], int]:
-    """A function giving the 429s answered so far on one address, over ``servers``."""
+    """A function giving the 429s answered so far on one address, over `servers`."""
 
     def rejected(address: str) -> int:
         return sum(server.rejected.get(address, 0) for server in servers)
@@ -554,7 +553,7 @@ async def _run_client(
 
 
 def timeline(times: Sequence[float], start: float, stop: float, parts: int = 5) -> str:
-    """How many of ``times`` fall in each of ``parts`` equal spans of ``[start, stop]``.
+    """How many of `times` fall in each of `parts` equal spans of `[start, stop]`.
 
     >>> timeline([0.1, 0.2, 3.0], 0.0, 5.0)
     '2 0 0 1 0'
@@ -664,8 +663,8 @@ def _report(
 def _plot(all_results: dict[str, dict[str, _HostResult]], path: str) -> None:
     """Cumulative arrivals per host at the server, against each host's configured bound.
 
-    The dashed line is the most a limit of ``limit`` per ``period`` allows by time ``t``
-    when counting from the first arrival: ``limit * (floor(t / period) + 1)``. Red crosses
+    The dashed line is the most a limit of `limit` per `period` allows by time `t`
+    when counting from the first arrival: `limit * (floor(t / period) + 1)`. Red crosses
     mark arrivals the server answered with 429.
     """
     import matplotlib

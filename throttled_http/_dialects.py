@@ -1,20 +1,20 @@
-"""The header dialects servers speak about their limits, each read into :class:`Budget` values.
+"""The header dialects servers speak about their limits, each read into `Budget` values.
 
 One reader per dialect; each takes the fields of one response (by lower-case name) and adds
-what it understood to a :class:`Reading`: the budgets it reports, the pauses they ask for,
+what it understood to a `Reading`: the budgets it reports, the pauses they ask for,
 the request counts left and the quotas whose window is known. Picking the dialect by the
 header *names* settles what "reset" means:
 
 * **fixed window** (GitHub, Twitter/X, Okta, GitLab, Reddit, Discord, Mastodon, Jira and
-  every ``X-RateLimit-*`` we do not know better): the reset is when the window ends, and
-  ``remaining: 0`` means wait until then;
-* **token bucket** (OpenAI and Groq ``x-ratelimit-*-requests``/``-tokens``, Anthropic
-  ``anthropic-ratelimit-*``, Shopify's leaky bucket): the reset is when the bucket is full
-  again, and ``remaining: 0`` means wait for the next unit to drip back, about
-  ``reset / (limit - remaining)``.
+  every `X-RateLimit-*` we do not know better): the reset is when the window ends, and
+  `remaining: 0` means wait until then;
+* **token bucket** (OpenAI and Groq `x-ratelimit-*-requests`/`-tokens`, Anthropic
+  `anthropic-ratelimit-*`, Shopify's leaky bucket): the reset is when the bucket is full
+  again, and `remaining: 0` means wait for the next unit to drip back, about
+  `reset / (limit - remaining)`.
 
-A quota is reported as a :class:`~throttled_http.Rate` only when its window is known: an
-IETF policy's ``w``, a ``Limit`` with ``;w=``, HubSpot's interval, Anthropic's and
+A quota is reported as a [`Rate`][throttled_http.Rate] only when its window is known: an
+IETF policy's `w`, a `Limit` with `;w=`, HubSpot's interval, Anthropic's and
 GitLab's documented minute. OpenAI's dialect never says its window (Groq sends it with a
 per-day request limit), so its limits are not quotas.
 
@@ -92,7 +92,7 @@ PAUSING_NAMES: Final = frozenset(
     | {triple[1] for triple in _HUBSPOT}
 )
 """The fields that can ask for a pause on a response that is not a 403, 429 or 503: a
-count of what remains (whose reset is then read) and the IETF ``RateLimit`` field."""
+count of what remains (whose reset is then read) and the IETF `RateLimit` field."""
 
 
 @final
@@ -101,17 +101,17 @@ class Budget:
     """One dimension of a server's limit, as one response reports it.
 
     Attributes:
-        dimension: what is counted: ``"requests"``, ``"tokens"``, ``"input_tokens"`` or
-            ``"output_tokens"``.
-        limit: the most the server allows, or ``None`` when not sent.
-        remaining: what is left now (never below 0), or ``None`` when not sent.
-        reset: seconds from now (uncapped, >= 0) until the window ends (``bucket`` false)
-            or the bucket is full again (``bucket`` true); ``None`` when not sent.
-        window: the window's length in seconds when the dialect says it, else ``None``.
-        bucket: ``True`` for a token (or leaky) bucket, where ``reset`` is the time to
-            refill all of it; ``False`` for a fixed window, where ``reset`` is its end.
-        source: the header that carried it (``"x-ratelimit-reset-requests"``,
-            ``"anthropic-ratelimit-tokens-reset"``, ``"X-RateLimit-Reset"`` ...).
+        dimension: what is counted: `"requests"`, `"tokens"`, `"input_tokens"` or
+            `"output_tokens"`.
+        limit: the most the server allows, or `None` when not sent.
+        remaining: what is left now (never below 0), or `None` when not sent.
+        reset: seconds from now (uncapped, >= 0) until the window ends (`bucket` false)
+            or the bucket is full again (`bucket` true); `None` when not sent.
+        window: the window's length in seconds when the dialect says it, else `None`.
+        bucket: `True` for a token (or leaky) bucket, where `reset` is the time to
+            refill all of it; `False` for a fixed window, where `reset` is its end.
+        source: the header that carried it (`"x-ratelimit-reset-requests"`,
+            `"anthropic-ratelimit-tokens-reset"`, `"X-RateLimit-Reset"` ...).
     """
 
     dimension: str
@@ -127,16 +127,17 @@ class Budget:
 
         Nothing while something remains, unless the server refused the request (a 429
         says nothing remains, whatever the count claims). Then: a fixed window waits for
-        its reset (for a whole ``window`` when no reset is sent); a bucket waits for one
-        unit to drip back, ``reset / (limit - remaining)`` (all of ``reset`` when the
+        its reset (for a whole `window` when no reset is sent); a bucket waits for one
+        unit to drip back, `reset / (limit - remaining)` (all of `reset` when the
         limit is unknown).
 
-        >>> Budget("requests", limit=60, remaining=0, reset=1.0, bucket=True).wait()
-        0.016666666666666666
-        >>> Budget("requests", limit=5000, remaining=0, reset=1800.0).wait()
-        1800.0
-        >>> Budget("requests", limit=100, remaining=7, reset=30.0).wait() is None
-        True
+        Examples:
+            >>> Budget("requests", limit=60, remaining=0, reset=1.0, bucket=True).wait()
+            0.016666666666666666
+            >>> Budget("requests", limit=5000, remaining=0, reset=1800.0).wait()
+            1800.0
+            >>> Budget("requests", limit=100, remaining=7, reset=30.0).wait() is None
+            True
         """
         left = self.remaining
         if not refused and (left is None or left > 0):
@@ -154,7 +155,7 @@ class Budget:
 
 @final
 class Reading:
-    """What the readers understood of one response, before it becomes a ``Feedback``."""
+    """What the readers understood of one response, before it becomes a `Feedback`."""
 
     __slots__ = ("budgets", "pauses", "quota", "remaining")
 
@@ -165,7 +166,7 @@ class Reading:
         self.quota: list[Rate] = []  # quotas whose window is known
 
     def add(self, budget: Budget, refused: bool) -> None:
-        """Record ``budget``, its pause, and its count when it counts requests."""
+        """Record `budget`, its pause, and its count when it counts requests."""
         self.budgets.append(budget)
         if budget.dimension == "requests" and budget.remaining is not None:
             self.remaining.append(budget.remaining)
@@ -184,7 +185,7 @@ class Reading:
 def read_all(
     fields: dict[str, list[str]], refused: bool, until: Callable[[float], float]
 ) -> Reading:
-    """Every dialect of ``fields`` (values by lower-case name) read into one :class:`Reading`.
+    """Every dialect of `fields` (values by lower-case name) read into one `Reading`.
 
     Args:
         fields: the response's fields, duplicates kept in order.
@@ -269,7 +270,7 @@ def _reset(text: str, until: Callable[[float], float]) -> float | None:
 
 
 def _read_structured(fields: dict[str, list[str]], reading: Reading) -> None:
-    """``RateLimit-Policy`` quotas and ``RateLimit`` remaining counts (``r=0`` pauses)."""
+    """`RateLimit-Policy` quotas and `RateLimit` remaining counts (`r=0` pauses)."""
     windows: dict[str, float] = {}
     quotas: dict[str, int] = {}
     for value in fields.get("ratelimit-policy", ()):
@@ -321,7 +322,7 @@ def _read_structured(fields: dict[str, list[str]], reading: Reading) -> None:
 
 
 def _read_openai(fields: dict[str, list[str]], refused: bool, reading: Reading) -> None:
-    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``; resets are Go durations."""
+    """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; resets are Go durations."""
     budgets = [
         _bucket(fields, dimension, f"x-ratelimit-{{}}-{suffix}", parse_duration, None)
         for dimension, suffix in _OPENAI
@@ -336,7 +337,7 @@ def _read_anthropic(
     until: Callable[[float], float],
     reading: Reading,
 ) -> None:
-    """``anthropic-ratelimit-{dim}-{limit,remaining,reset}``; resets are RFC 3339 times."""
+    """`anthropic-ratelimit-{dim}-{limit,remaining,reset}`; resets are RFC 3339 times."""
 
     def reset(text: str) -> float | None:
         when = parse_rfc3339(text)
@@ -359,7 +360,7 @@ def _read_anthropic(
 
 
 def _read_shopify(fields: dict[str, list[str]], refused: bool, reading: Reading) -> None:
-    """``X-Shopify-Shop-Api-Call-Limit: 32/40``: a leaky bucket of 40, 32 used."""
+    """`X-Shopify-Shop-Api-Call-Limit: 32/40`: a leaky bucket of 40, 32 used."""
     for value in fields.get(_SHOPIFY, ()):
         used_text, slash, limit_text = value.partition("/")
         used, limit = number(used_text), number(limit_text)
@@ -387,7 +388,7 @@ def _bucket(
 ) -> Budget | None:
     """One bucket dimension (the strictest reading of duplicates), if it is there.
 
-    ``name`` has a ``{}`` where ``limit``, ``remaining`` and ``reset`` go.
+    `name` has a `{}` where `limit`, `remaining` and `reset` go.
     """
     limits = [n for n in _numbers(fields.get(name.format("limit"), ())) if n >= 1]
     left = _numbers(fields.get(name.format("remaining"), ()))
@@ -410,9 +411,11 @@ def _bucket(
 
 
 def _read_hubspot(fields: dict[str, list[str]], reading: Reading) -> None:
-    """``X-HubSpot-RateLimit-Max`` per ``-Interval-Milliseconds``, and the secondly and
-    daily limits. No reset is sent: ``remaining: 0`` waits a whole interval, and a
-    refusal with something left waits by its ``Retry-After`` only."""
+    """HubSpot's `Max` per `Interval-Milliseconds`, and its secondly and daily limits.
+
+    No reset is sent: `remaining: 0` waits a whole interval, and a refusal with something
+    left waits by its `Retry-After` only.
+    """
     intervals = [n / 1000.0 for n in _numbers(fields.get(_HUBSPOT_INTERVAL, ())) if n > 0]
     interval = max(intervals) if intervals else None
     for limit_name, remaining_name, window in _HUBSPOT:
@@ -453,12 +456,12 @@ def _numbers(values: Iterable[str]) -> list[float]:
 
 
 def _count(value: float) -> int:
-    """A count as an int in ``[0, 2**62]``."""
+    """A count as an int in `[0, 2**62]`."""
     return int(max(0.0, min(value, _BIG)))
 
 
 def _rate(limit_text: str, window_text: str | None) -> Rate | None:
-    """A Rate from a quota and a window in seconds, or ``None`` if either is unusable."""
+    """A Rate from a quota and a window in seconds, or `None` if either is unusable."""
     if window_text is None:
         return None
     limit = number(limit_text)

@@ -1,21 +1,23 @@
 """Act on what servers say: pause a host, find and keep its pace, retry refused requests.
 
-:class:`FeedbackPolicy` is the client-independent half of server feedback; every
-integration calls it through the request pipeline::
+[`FeedbackPolicy`][throttled_http.FeedbackPolicy] is the client-independent half of server feedback;
+every integration calls it through the request pipeline:
 
-    policy.admitted(throttler, key)  # after each admission, when adapting
-    delay = policy.observe(throttler, key, response.status, response.headers)
-    wait = policy.retry_delay(method, response.status, attempt, delay, key=key)
-    if wait is not None:
-        ...  # release the response, sleep `wait` seconds, send again through the throttler
+```python
+policy.admitted(throttler, key)  # after each admission, when adapting
+delay = policy.observe(throttler, key, response.status, response.headers)
+wait = policy.retry_delay(method, response.status, attempt, delay, key=key)
+if wait is not None:
+    ...  # release the response, sleep `wait` seconds, send again through the throttler
+```
 
-It reads headers with the pure :func:`~throttled_http.parse_feedback`, keeps the adaptive
-state of each throttler in a :class:`~throttled_http._adapt.HostPace`, and acts only
-through the throttler's public :meth:`~throttled_http.Throttler.pause`,
-:meth:`~throttled_http.Throttler.resume` and :meth:`~throttled_http.Throttler.set_rates`,
+It reads headers with the pure [`parse_feedback`][throttled_http.parse_feedback], keeps the
+adaptive state of each throttler in a `HostPace` (in a `HostBook`), and acts only through the
+throttler's public [`pause`][throttled_http.Throttler.pause],
+[`resume`][throttled_http.Throttler.resume] and [`set_rates`][throttled_http.Throttler.set_rates],
 which never break the window guarantee.
 
-The ``"throttled_http"`` logger gets a :class:`logging.NullHandler`, so an application that
+The `"throttled_http"` logger gets a `logging.NullHandler`, so an application that
 configures no logging prints nothing.
 """
 
@@ -59,100 +61,102 @@ DEFAULT_RETRY_METHODS: Final = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 class FeedbackPolicy:
     """Pause, find the pace, and retry as the server asks; bounded against hostile servers.
 
-    Build one and pass it to a client (``feedback=FeedbackPolicy(adapt=True)``); one policy
+    Build one and pass it to a client (`feedback=FeedbackPolicy(adapt=True)`); one policy
     serves any number of throttlers, keys and clients. A client given none uses
-    ``FeedbackPolicy()``: pauses on ``Retry-After``, no adaptation, no retries.
+    `FeedbackPolicy()`: pauses on `Retry-After`, no adaptation, no retries.
 
-    **Pauses.** :meth:`observe` pauses the throttler of the responding host (and only that
-    one) for the time the server names: ``Retry-After`` (or ``retry-after-ms``) on a 429,
-    503 or 403, a count of what remains at 0 with its reset, in any dialect
-    :func:`~throttled_http.parse_feedback` reads. The pause lasts at most
-    ``max_retry_after`` seconds, starts when the headers are observed, never cuts a longer
+    **Pauses.** [`observe`][throttled_http.FeedbackPolicy.observe] pauses the throttler of the
+    responding host (and only that one) for the time the server names: `Retry-After` (or
+    `retry-after-ms`) on a 429, 503 or 403, a count of what remains at 0 with its reset, in any
+    dialect [`parse_feedback`][throttled_http.parse_feedback] reads. The pause lasts at most
+    `max_retry_after` seconds, starts when the headers are observed, never cuts a longer
     pause short, and leaves entries already admitted alone. The response itself is not
     changed.
 
-    **Adaptation** (``adapt=True``) finds and keeps the pace a host allows:
+    **Adaptation** (`adapt=True`) finds and keeps the pace a host allows:
 
     * Every refusal (429 or 503, with or without a time, in any dialect) pauses the host
-      (a refusal that names no time for one shortest configured period ``P``) *and*
+      (a refusal that names no time for one shortest configured period `P`) *and*
       starts a congestion event, unless it belongs to the current one (observed while
-      that event's pause lasts or within ``P`` of its start: the answers to one burst
-      count once). The event cuts the pace (requests per window of ``P`` seconds) to
-      ``decrease`` times the limit in force, and to at most what was getting through
-      (the responses the server accepted in the ``P`` seconds before the refusal, plus
+      that event's pause lasts or within `P` of its start: the answers to one burst
+      count once). The event cuts the pace (requests per window of `P` seconds) to
+      `decrease` times the limit in force, and to at most what was getting through
+      (the responses the server accepted in the `P` seconds before the refusal, plus
       those still in flight that arrive while it is paused).
-    * After each ``quiet_period`` seconds without a refusal the pace grows by
-      ``increase`` of the configured limit (additive increase), up to the level the host
+    * After each `quiet_period` seconds without a refusal the pace grows by
+      `increase` of the configured limit (additive increase), up to the level the host
       was seen to allow (what got through, below where it refused). Past that level it
-      tries one step (a probe) only after ``probe_after`` seconds without a refusal; a
-      refused probe doubles that wait (at most eight times ``probe_after``), an accepted
-      one lets the pace climb on to the ceiling.
+      tries one request per window more (a probe) only after `probe_after` seconds
+      without a refusal; a refused probe doubles that wait (at most eight times
+      `probe_after`), one that lasts two quiet periods lets the pace climb on to the
+      ceiling.
     * The pace never exceeds the configured rates or an adopted quota (the ceiling), and
-      never goes below one request per ``P`` seconds (the floor).
-    * A quota the server advertises with a known window (``RateLimit-Policy:
-      "default";q=100;w=60``, ``X-RateLimit-Limit: 100;w=60``, HubSpot's interval,
+      never goes below one request per `P` seconds (the floor).
+    * A quota the server advertises with a known window
+      (`RateLimit-Policy: "default";q=100;w=60`, `X-RateLimit-Limit: 100;w=60`, HubSpot's interval,
       Anthropic's and GitLab's minute) that the rates in force do not already imply is
-      added to the throttler's rates with :meth:`~throttled_http.Throttler.set_rates`:
+      added to the throttler's rates with [`set_rates`][throttled_http.Throttler.set_rates]:
       the limit becomes stricter, never looser. A limit without a window (OpenAI's
-      ``x-ratelimit-limit-requests``, which Groq sends per day) is not adopted. Windows
-      longer than ``max_retry_after`` are not adopted; the quota changes at most once per
+      `x-ratelimit-limit-requests`, which Groq sends per day) is not adopted. Windows
+      longer than `max_retry_after` are not adopted; the quota changes at most once per
       longest window in force.
     * Slow start: a host new to the policy (with an in-memory throttler) gets one request
       alone; the others wait until its response has been read (the host is paused for at
-      most ``min(P, 1 s)`` meanwhile), so what its headers say is known before a whole
+      most `min(P, 1 s)` meanwhile), so what its headers say is known before a whole
       burst is spent.
 
     Recovery happens as responses are observed; nothing runs in the background. If
-    someone else calls ``set_rates`` on the throttler, its new rates become the ceiling.
+    someone else calls `set_rates` on the throttler, its new rates become the ceiling.
 
-    **Retries.** :meth:`retry_delay` allows at most ``retries`` re-sends of a request
-    refused with 429 or 503, for the methods in ``retry_methods`` and, with
-    ``retry_refused=True``, for any method when the server refused the request without
+    **Retries.** [`retry_delay`][throttled_http.FeedbackPolicy.retry_delay] allows at most `retries`
+    re-sends of a request refused with 429 or 503, for the methods in `retry_methods` and, with
+    `retry_refused=True`, for any method when the server refused the request without
     processing it (a 429, or a 503 that names a time), and only when the body can be
     replayed: after the server's delay when it gave one, otherwise after an exponential
     backoff with jitter. A retry goes back through the throttler.
 
-    **Observability.** On the ``"throttled_http"`` logger (which has a ``NullHandler``):
+    **Observability.** On the `"throttled_http"` logger (which has a `NullHandler`):
     a refusal the client did not expect (not during a pause or congestion event it
     already saw) at WARNING, at most once per host per pause, naming the pause and the
     cut; a pause started for another reason, and each change of a host's rates, at INFO.
-    A burst of refusals thus gives one line, not one per response. :meth:`statistics`
-    holds running totals per host: refusals, pauses, paused seconds, rate cuts, the rates
-    and the pace in force.
+    A burst of refusals thus gives one line, not one per response.
+    [`statistics`][throttled_http.FeedbackPolicy.statistics] holds running totals per host:
+    refusals, pauses, paused seconds, rate cuts, the rates and the pace in force.
 
     Args:
         max_retry_after: longest pause, in seconds (a finite number >= 0), and longest
             adopted window.
         ignore_server_times: ignore every time servers give: no pause, retries wait for
-            the backoff only, and with ``adapt`` a refusal cuts the pace without pausing.
+            the backoff only, and with `adapt` a refusal cuts the pace without pausing.
         adapt: find the host's pace from refusals and advertised quotas (see above).
         retries: re-sends allowed per request, an int from 0 to 100.
         retry_methods: methods that may be re-sent after any 429 or 503 (upper-cased);
             the default is the idempotent ones.
         retry_refused: also re-send requests of any method that the server refused
             without processing them (429, or 503 with a time): what LLM APIs, all POST,
-            want. Needs ``retries >= 1``.
+            want. Needs `retries >= 1`.
         backoff: seconds before the first retry when no header gives a time; doubled
             each attempt. A finite number > 0.
-        max_backoff: longest backoff, in seconds, ``>= backoff``.
-        decrease: the pace's multiplier at a congestion event, ``0 < decrease < 1``.
+        max_backoff: longest backoff, in seconds, `>= backoff`.
+        decrease: the pace's multiplier at a congestion event, `0 < decrease < 1`.
         increase: fraction of the configured limit added per quiet period,
-            ``0 < increase <= 1``.
-        quiet_period: seconds without a refusal before each increase; ``None`` uses the
-            throttler's longest configured ``period``.
+            `0 < increase <= 1`.
+        quiet_period: seconds without a refusal before each increase; `None` uses the
+            throttler's longest configured `period`.
         probe_after: seconds without a refusal before the pace tries to pass the level the
             host was last seen to allow, a finite number > 0.
-        max_keys: keys whose counters :meth:`statistics` keeps (least recently active dropped).
+        max_keys: keys whose counters [`statistics`][throttled_http.FeedbackPolicy.statistics] keeps
+            (least recently active dropped).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
 
     Thread-safe: one policy may serve the async and the threaded clients at once.
 
-    Changed in 0.2: ``stats()`` is :meth:`statistics`; ``max_retry_after=None`` is
-    spelled ``ignore_server_times=True``; the policy is the clients' only way to set
-    ``max_retry_after``, ``adapt`` and ``retries``; every refusal is a congestion signal,
-    with slow start, a hold and probes; ``retry_refused``, ``probe_after``.
+    Changed in 0.2: `stats()` is [`statistics`][throttled_http.FeedbackPolicy.statistics];
+    `max_retry_after=None` is spelled `ignore_server_times=True`; the policy is the clients' only
+    way to set `max_retry_after`, `adapt` and `retries`; every refusal is a congestion signal,
+    with slow start, a hold and probes; `retry_refused`, `probe_after`.
     """
 
     __slots__ = (
@@ -252,17 +256,17 @@ class FeedbackPolicy:
     # -- the calls the integrations make ----------------------------------------------
 
     def admitted(self, throttler: FeedbackTarget, key: str) -> None:
-        """Tell the policy that ``throttler`` just admitted a request for ``key``.
+        """Tell the policy that `throttler` just admitted a request for `key`.
 
         The integrations call it after each admission, before the request is sent, when
-        ``adapt`` is on; a client of your own should too. A host new to the policy is
+        `adapt` is on; a client of your own should too. A host new to the policy is
         held back until its first responses arrive (slow start), and a congestion event
-        whose answers are all in takes effect before more is sent. Without ``adapt`` it
+        whose answers are all in takes effect before more is sent. Without `adapt` it
         does nothing. Never raises: a failure of the throttler is logged at WARNING.
 
         Args:
             throttler: the throttler that admitted the request.
-            key: the throttler's key, as for :meth:`observe`.
+            key: the throttler's key, as for [`observe`][throttled_http.FeedbackPolicy.observe].
         """
         if not self.adapt:
             return
@@ -282,24 +286,25 @@ class FeedbackPolicy:
         """Apply one response's feedback to the throttler of the host that sent it.
 
         Call it as soon as the response headers arrive, for every response (a 200 may
-        carry ``X-RateLimit-Remaining: 0``). It pauses ``throttler`` for the capped time the
-        server asked for and, with ``adapt=True``, retunes it (see the class docs).
+        carry `X-RateLimit-Remaining: 0`). It pauses `throttler` for the capped time the
+        server asked for and, with `adapt=True`, retunes it (see the class docs).
 
         Never raises: a failure of the throttler itself (a Redis backend down, say) is
         logged at WARNING and the delay is still returned.
 
         Args:
-            throttler: the throttler that admitted the request, or ``None`` for a host with no
+            throttler: the throttler that admitted the request, or `None` for a host with no
                 limit (nothing is paused, the delay is still returned for retries).
-            key: the throttler's key (``"https://api.example.com:443"``), for logs and stats.
+            key: the throttler's key (`"https://api.example.com:443"`), for logs and stats.
             status: the response status code.
-            headers: the response headers: a Mapping such as aiohttp's ``CIMultiDict`` or
-                httpx's ``Headers``, or ``(name, value)`` pairs.
+            headers: the response headers: a Mapping such as aiohttp's `CIMultiDict` or
+                httpx's `Headers`, or `(name, value)` pairs.
 
         Returns:
-            The seconds the server asked to wait, capped at ``max_retry_after`` (``0.0``
-            when its time has passed), or ``None`` when no header gives a time (or
-            ``ignore_server_times`` is set). Pass it to :meth:`retry_delay`.
+            The seconds the server asked to wait, capped at `max_retry_after` (`0.0`
+            when its time has passed), or `None` when no header gives a time (or
+            `ignore_server_times` is set). Pass it to
+            [`retry_delay`][throttled_http.FeedbackPolicy.retry_delay].
         """
         feedback = parse_feedback(
             status, headers, now=time.time(), max_retry_after=self._max_retry_after
@@ -321,30 +326,32 @@ class FeedbackPolicy:
         replayable: bool = True,
         key: str | None = None,
     ) -> float | None:
-        """Seconds to wait before re-sending a refused request, or ``None``: do not retry.
+        """Seconds to wait before re-sending a refused request, or `None`: do not retry.
 
-        A retry is allowed when all hold: ``status`` is 429 or 503; ``method`` is in
-        ``retry_methods``, or ``retry_refused`` is set and the server did not process the
-        request (a 429, or a 503 with ``server_delay``); ``replayable`` (the body can be
-        sent again: not a consumed stream); and ``attempt <= retries``. The wait is then
-        ``server_delay`` when given (capped at ``max_retry_after``; ignored with
-        ``ignore_server_times``), else an exponential backoff with "equal jitter"
-        (:meth:`backoff_delay`): uniform in ``[b / 2, b]`` with
-        ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``.
+        A retry is allowed when all hold: `status` is 429 or 503; `method` is in
+        `retry_methods`, or `retry_refused` is set and the server did not process the
+        request (a 429, or a 503 with `server_delay`); `replayable` (the body can be
+        sent again: not a consumed stream); and `attempt <= retries`. The wait is then
+        `server_delay` when given (capped at `max_retry_after`; ignored with
+        `ignore_server_times`), else an exponential backoff with "equal jitter"
+        ([`backoff_delay`][throttled_http.FeedbackPolicy.backoff_delay]): uniform in `[b / 2, b]`
+        with `b = min(max_backoff, backoff * 2 ** (attempt - 1))`.
 
         The re-sent request must go through the throttler again: it waits for the pause
-        :meth:`observe` set, and for its turn.
+        [`observe`][throttled_http.FeedbackPolicy.observe] set, and for its turn.
 
         Args:
             method: the request method, any case.
             status: the response status code.
             attempt: the number of the retry about to happen, from 1.
-            server_delay: what :meth:`observe` returned for the response.
+            server_delay: what [`observe`][throttled_http.FeedbackPolicy.observe] returned for the
+                response.
             replayable: whether the request body can be sent again.
-            key: the throttler's key, to count the retry in :meth:`statistics`.
+            key: the throttler's key, to count the retry in
+                [`statistics`][throttled_http.FeedbackPolicy.statistics].
 
         Raises:
-            ValueError, TypeError: when ``attempt`` is not an int >= 1.
+            ValueError, TypeError: when `attempt` is not an int >= 1.
         """
         attempt = positive_int("attempt", attempt)
         if attempt > self._retries or not replayable or status not in THROTTLE_STATUSES:
@@ -368,14 +375,14 @@ class FeedbackPolicy:
         return wait
 
     def backoff_delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` when the server named no time.
+        """Seconds to wait before retry number `attempt` when the server named no time.
 
-        An exponential backoff with "equal jitter": uniform in ``[b / 2, b]`` with
-        ``b = min(max_backoff, backoff * 2 ** (attempt - 1))``. For retries the policy does
+        An exponential backoff with "equal jitter": uniform in `[b / 2, b]` with
+        `b = min(max_backoff, backoff * 2 ** (attempt - 1))`. For retries the policy does
         not decide itself, such as after a connection error.
 
         Raises:
-            ValueError, TypeError: when ``attempt`` is not an int >= 1.
+            ValueError, TypeError: when `attempt` is not an int >= 1.
         """
         attempt = positive_int("attempt", attempt)
         ceiling = min(self._max_backoff, self._backoff * 2.0 ** min(attempt - 1, 64))

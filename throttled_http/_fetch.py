@@ -1,39 +1,39 @@
-"""``throttled-http fetch``: a polite, resumable downloader.
+"""`throttled-http fetch`: a polite, resumable downloader.
 
-::
+```console
+throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
+throttled-http fetch urls.txt --rate 5/s --adapt --host-rate api.example.com=1/s
+```
 
-    throttled-http fetch urls.txt --rate 2/s --per domain --concurrency 4 --out DIR
-    throttled-http fetch urls.txt --rate 5/s --adapt --host-rate api.example.com=1/s
-
-Each URL of the input (one per line; blank lines and ``#`` comments skipped; ``-`` reads
+Each URL of the input (one per line; blank lines and `#` comments skipped; `-` reads
 standard input) is downloaded once, through
-:class:`~throttled_http.aiohttp.ThrottledClientSession`:
+[`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession]:
 
-* at most ``--rate`` requests per host (``--per host``) or per registered domain
-  (``--per domain``) in any window (``--host-rate HOST=RATE`` for one host or pattern), and
-  at most ``--concurrency`` at once per key;
-* a 429 or 503 with ``Retry-After`` pauses that host for the time asked (capped by
-  ``--max-retry-after``): the session's :class:`~throttled_http.FeedbackPolicy` does it,
-  and a retry waits for the pause in the throttler like any request; with ``--adapt``
+* at most `--rate` requests per host (`--per host`) or per registered domain
+  (`--per domain`) in any window (`--host-rate HOST=RATE` for one host or pattern), and
+  at most `--concurrency` at once per key;
+* a 429 or 503 with `Retry-After` pauses that host for the time asked (capped by
+  `--max-retry-after`): the session's [`FeedbackPolicy`][throttled_http.FeedbackPolicy] does it,
+  and a retry waits for the pause in the throttler like any request; with `--adapt`
   every refusal also lowers that host's pace until it stops refusing
-  (``FeedbackPolicy(adapt=True)``), and a host's first response is awaited before the rest;
-* every request carries ``--user-agent`` (``throttled-http/VERSION`` by default) and the
-  ``--header`` fields;
-* 408, 429 and 5xx answers, connection errors and timeouts are retried up to ``--retries``
+  (`FeedbackPolicy(adapt=True)`), and a host's first response is awaited before the rest;
+* every request carries `--user-agent` (`throttled-http/VERSION` by default) and the
+  `--header` fields;
+* 408, 429 and 5xx answers, connection errors and timeouts are retried up to `--retries`
   times, after the policy's backoff (doubling from 0.5 s up to 30 s, with jitter) and,
   through the throttler, after any pause the server asked for;
-* a body is written to ``DIR/<name>.part`` and renamed to ``DIR/<name>`` once complete,
-  where ``<name>`` is 12 hex digits of the URL's SHA-256 and a sanitized last path
-  segment: never a path outside ``DIR``;
-* ``DIR/fetch-log.jsonl`` gets one JSON line per finished URL, as it finishes:
-  ``url``, ``status`` (``null`` after a connection error), ``bytes``, ``started`` (UTC,
-  ISO 8601), ``elapsed`` (seconds), ``waited`` (seconds spent queued by the throttler,
-  paused by Retry-After and backing off), ``attempts``, ``file`` and ``error``;
-* a 404 or 410 is final and logged with ``"permanent": true``;
-* Ctrl-C stops cleanly: downloads in progress are abandoned (their ``.part`` files
+* a body is written to `DIR/<name>.part` and renamed to `DIR/<name>` once complete,
+  where `<name>` is 12 hex digits of the URL's SHA-256 and a sanitized last path
+  segment: never a path outside `DIR`;
+* `DIR/fetch-log.jsonl` gets one JSON line per finished URL, as it finishes:
+  `url`, `status` (`null` after a connection error), `bytes`, `started` (UTC,
+  ISO 8601), `elapsed` (seconds), `waited` (seconds spent queued by the throttler,
+  paused by Retry-After and backing off), `attempts`, `file` and `error`;
+* a 404 or 410 is final and logged with `"permanent": true`;
+* Ctrl-C stops cleanly: downloads in progress are abandoned (their `.part` files
   removed), a summary is printed and the exit code is 130. Running the same command again
   resumes: URLs already logged with a 2xx status are skipped, and so are those logged as
-  gone (404, 410) unless ``--refetch-gone`` is given.
+  gone (404, 410) unless `--refetch-gone` is given.
 
 Exit codes: 0 all done, 1 some URLs failed, 2 bad input, 130 interrupted.
 """
@@ -80,7 +80,7 @@ __all__ = [
 LOG_NAME: Final = "fetch-log.jsonl"
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 GONE_STATUSES: Final = frozenset({404, 410})
-"""Statuses recorded as permanent: not fetched again on resume without ``--refetch-gone``."""
+"""Statuses recorded as permanent: not fetched again on resume without `--refetch-gone`."""
 USER_AGENT: Final = f"throttled-http/{__version__}"
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a field name (RFC 9110 §5.6.2)
 BACKOFF_FIRST: Final = 0.5
@@ -96,19 +96,19 @@ class UsageError(Exception):
 @final
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
-    """Validated options of one ``fetch`` run.
+    """Validated options of one `fetch` run.
 
     Attributes:
         rates: the limits per key, all of which must allow a request.
-        per: ``"host"`` or ``"domain"``.
+        per: `"host"` or `"domain"`.
         concurrency: requests in flight at once per key, >= 1.
         out: the output folder.
         retries: retries after a transient failure, >= 0.
         timeout: seconds allowed for one attempt, body included, > 0.
         max_retry_after: cap in seconds on a server's Retry-After, >= 0.
         plain: plain text output.
-        adapt: lower a host's pace on refusals (``FeedbackPolicy(adapt=True)``).
-        host_rates: per-host (or pattern) rates, as ``ThrottlerMap`` overrides.
+        adapt: lower a host's pace on refusals (`FeedbackPolicy(adapt=True)`).
+        host_rates: per-host (or pattern) rates, as `ThrottlerMap` overrides.
         headers: request header fields, User-Agent first.
         refetch_gone: fetch URLs logged as gone (404, 410) again.
     """
@@ -140,7 +140,7 @@ class FetchOptions:
 
 
 def parse_options(args: argparse.Namespace) -> FetchOptions:
-    """Check the command line's options; raise :class:`UsageError` naming the bad one."""
+    """Check the command line's options; raise `UsageError` naming the bad one."""
     try:
         rates = Rate.parse_many(args.rate)
     except (InvalidRateError, ValueError, TypeError) as exc:
@@ -177,7 +177,7 @@ def parse_options(args: argparse.Namespace) -> FetchOptions:
 
 
 def _host_rate(item: str) -> tuple[str, tuple[Rate, ...]]:
-    """``HOST=RATE`` (``api.example.com=1/s``, ``*.example.com=10/min; 100/h``)."""
+    """`HOST=RATE` (`api.example.com=1/s`, `*.example.com=10/min; 100/h`)."""
     host, equals, spec = item.partition("=")
     if not equals or not host.strip() or not spec.strip():
         raise UsageError(
@@ -190,7 +190,7 @@ def _host_rate(item: str) -> tuple[str, tuple[Rate, ...]]:
 
 
 def _headers(user_agent: str | None, fields: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """The request header fields: User-Agent, then each ``--header "Name: value"``."""
+    """The request header fields: User-Agent, then each `--header "Name: value"`."""
     agent = USER_AGENT
     if user_agent is not None:
         agent = _check_field(f"User-Agent: {user_agent}", "--user-agent")[1]
@@ -210,7 +210,7 @@ def _check_field(field: str, option: str) -> tuple[str, str]:
 
 
 def read_lines(source: str, stdin: TextIO | None = None) -> list[str]:
-    """The lines of file ``source``, or of standard input for ``-``."""
+    """The lines of file `source`, or of standard input for `-`."""
     if source == "-":
         stream = stdin if stdin is not None else sys.stdin
         try:
@@ -226,7 +226,7 @@ def read_lines(source: str, stdin: TextIO | None = None) -> list[str]:
 
 
 def parse_urls(lines: Iterable[str], source: str = "input") -> list[str]:
-    """The distinct http(s) URLs of ``lines``, in order; blank lines and ``#`` skipped.
+    """The distinct http(s) URLs of `lines`, in order; blank lines and `#` skipped.
 
     >>> parse_urls(["http://a.test/x", "", "# note", "http://a.test/x", " https://b.test "])
     ['http://a.test/x', 'https://b.test']
@@ -275,7 +275,7 @@ def _url_problem(url: str) -> str | None:
 
 
 def safe_name(url: str) -> str:
-    """A file name for ``url``'s body: a hash prefix and a sanitized last segment.
+    """A file name for `url`'s body: a hash prefix and a sanitized last segment.
 
     The name never contains a path separator, never starts with a dot and is at most
     80 characters, so it always stays inside the output folder; the hash keeps distinct
@@ -296,7 +296,7 @@ def safe_name(url: str) -> str:
 
 
 def _ends_mid_line(path: Path) -> bool:
-    """Whether the file at ``path`` is non-empty and does not end with a newline."""
+    """Whether the file at `path` is non-empty and does not end with a newline."""
     try:
         with path.open("rb") as file:
             if file.seek(0, 2) == 0:
@@ -308,7 +308,7 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def load_done(log_path: Path) -> set[str]:
-    """URLs the log at ``log_path`` records with a 2xx status (none if it is missing).
+    """URLs the log at `log_path` records with a 2xx status (none if it is missing).
 
     Lines that are not complete JSON objects (a run killed mid-write) are ignored.
     """
@@ -316,7 +316,7 @@ def load_done(log_path: Path) -> set[str]:
 
 
 def load_gone(log_path: Path) -> set[str]:
-    """URLs the log at ``log_path`` records as gone (404 or 410), unless fetched since."""
+    """URLs the log at `log_path` records as gone (404 or 410), unless fetched since."""
     last: dict[str, int] = {}
     for url, status in _logged(log_path):
         last[url] = status
@@ -324,7 +324,7 @@ def load_gone(log_path: Path) -> set[str]:
 
 
 def _logged(log_path: Path) -> Iterable[tuple[str, int]]:
-    """``(url, status)`` of each complete record of the log, in order (none if missing)."""
+    """`(url, status)` of each complete record of the log, in order (none if missing)."""
     try:
         text = log_path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -419,7 +419,7 @@ def _trace_config() -> Any:
 
 
 def _policy(options: FetchOptions) -> FeedbackPolicy:
-    """Pauses on Retry-After (and adapts with ``--adapt``); retries are made here
+    """Pauses on Retry-After (and adapts with `--adapt`); retries are made here
     (connection errors and 5xx as well)."""
     return FeedbackPolicy(
         max_retry_after=options.max_retry_after,
@@ -448,7 +448,7 @@ def _session(options: FetchOptions, policy: FeedbackPolicy) -> Any:
 async def _download(
     session: Any, url: str, options: FetchOptions, policy: FeedbackPolicy
 ) -> _Outcome:
-    """Fetch ``url`` with retries; write the body; never raise except on cancellation."""
+    """Fetch `url` with retries; write the body; never raise except on cancellation."""
     import aiohttp
 
     outcome = _Outcome(url, started=time.time())
@@ -509,7 +509,7 @@ async def _fetch_all(
     board: Board,
     bar_of: Callable[[str], str],
 ) -> tuple[list[_Outcome], bool]:
-    """Download ``urls`` concurrently; return the outcomes and whether Ctrl-C stopped it."""
+    """Download `urls` concurrently; return the outcomes and whether Ctrl-C stopped it."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     interrupted = False
@@ -565,7 +565,7 @@ def _note(outcome: _Outcome) -> str:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    """Run ``fetch`` with parsed command-line ``args``; return the exit code."""
+    """Run `fetch` with parsed command-line `args`; return the exit code."""
     try:
         options = parse_options(args)
         urls = parse_urls(

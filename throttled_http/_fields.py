@@ -1,17 +1,17 @@
-"""Header values, one grammar at a time: pure functions that return ``None`` on bad input.
+"""Header values, one grammar at a time: pure functions that return `None` on bad input.
 
-The dialect readers (:mod:`throttled_http._dialects`) and :func:`~throttled_http.parse_feedback`
-build on these. None of them raises on any string; every number they return is finite
-or ``inf`` (never NaN), and every time is a Unix time in seconds.
+The dialect readers (`throttled_http._dialects`) and
+[`parse_feedback`][throttled_http.parse_feedback] build on these. None of them raises on any string;
+every number they return is finite or `inf` (never NaN), and every time is a Unix time in seconds.
 
-* :func:`number`: a plain decimal (``"12"``, ``"1.5"``, ``"598.0"``), the form every
+* `number`: a plain decimal (`"12"`, `"1.5"`, `"598.0"`), the form every
   count and delta-seconds takes.
-* :func:`parse_http_date`: an ``HTTP-date`` (RFC 9110 §5.6.7), all three forms.
-* :func:`parse_rfc3339`: an RFC 3339 / ISO 8601 date-time (``2026-12-01T20:05:00Z``), as
+* `parse_http_date`: an `HTTP-date` (RFC 9110 §5.6.7), all three forms.
+* `parse_rfc3339`: an RFC 3339 / ISO 8601 date-time (`2026-12-01T20:05:00Z`), as
   Anthropic, Mastodon and Jira send their resets.
-* :func:`parse_duration`: a Go duration (``1s``, ``6m0s``, ``20ms``, ``1h2m3s``), as
+* `parse_duration`: a Go duration (`1s`, `6m0s`, `20ms`, `1h2m3s`), as
   OpenAI and Groq send theirs.
-* :func:`members`: a structured-field List (RFC 9651 §3.1), read tolerantly.
+* `members`: a structured-field List (RFC 9651 §3.1), read tolerantly.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ _UNITS: Final = {
 
 
 def number(text: str) -> float | None:
-    """A plain decimal number (ASCII digits, optional sign and fraction), else ``None``.
+    """A plain decimal number (ASCII digits, optional sign and fraction), else `None`.
 
     >>> number(" 598.0 "), number("1e9"), number("٣٠")
     (598.0, None, None)
@@ -92,17 +92,17 @@ def number(text: str) -> float | None:
 
 
 def is_plain(text: str) -> bool:
-    """Whether a number has no sign, as ``delay-seconds`` must not (RFC 9110 §10.2.3)."""
+    """Whether a number has no sign, as `delay-seconds` must not (RFC 9110 §10.2.3)."""
     return text.strip(" \t")[:1] not in ("+", "-")
 
 
 def non_negative(seconds: float) -> float:
-    """``seconds``, or ``0.0`` when it is negative (or NaN)."""
+    """`seconds`, or `0.0` when it is negative (or NaN)."""
     return seconds if seconds > 0 else 0.0
 
 
 def parse_duration(text: str) -> float | None:
-    """Seconds a Go duration names (``time.Duration.String()``), or ``None`` if malformed.
+    """Seconds a Go duration names (`time.Duration.String()`), or `None` if malformed.
 
     OpenAI and Groq send their resets this way. A plain number is read as seconds, as some
     compatible servers send it; signs and exponents are malformed.
@@ -127,11 +127,11 @@ def parse_duration(text: str) -> float | None:
 
 
 def parse_rfc3339(text: str) -> float | None:
-    """The Unix time an RFC 3339 date-time names, or ``None`` if malformed.
+    """The Unix time an RFC 3339 date-time names, or `None` if malformed.
 
-    Reads ``2026-12-01T20:05:00Z``, ``2026-12-01T20:05:00.123Z`` and
-    ``2026-12-01T20:05:00+00:00`` (RFC 3339 §5.6), and ISO 8601's shorter forms that
-    servers send: no seconds (``2024-05-10T19:42Z``), a space for the ``T``, no offset
+    Reads `2026-12-01T20:05:00Z`, `2026-12-01T20:05:00.123Z` and
+    `2026-12-01T20:05:00+00:00` (RFC 3339 §5.6), and ISO 8601's shorter forms that
+    servers send: no seconds (`2024-05-10T19:42Z`), a space for the `T`, no offset
     (read as UTC). A leap second reads as second 59.
 
     >>> parse_rfc3339("1970-01-01T00:02:00Z"), parse_rfc3339("1970-01-01T01:02:00+01:00")
@@ -169,12 +169,12 @@ def parse_rfc3339(text: str) -> float | None:
 
 
 def parse_http_date(value: str, *, now: float | None = None) -> float | None:
-    """The Unix time an ``HTTP-date`` names (RFC 9110 §5.6.7), or ``None`` if malformed.
+    """The Unix time an `HTTP-date` names (RFC 9110 §5.6.7), or `None` if malformed.
 
-    Reads the three forms a recipient must accept: ``IMF-fixdate``
-    (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete ``rfc850-date``
-    (``Sunday, 06-Nov-94 08:49:37 GMT``) and ``asctime-date`` (``Sun Nov  6 08:49:37 1994``).
-    A two-digit year more than 50 years after ``now`` is taken as the most recent past year
+    Reads the three forms a recipient must accept: `IMF-fixdate`
+    (`Sun, 06 Nov 1994 08:49:37 GMT`), the obsolete `rfc850-date`
+    (`Sunday, 06-Nov-94 08:49:37 GMT`) and `asctime-date` (`Sun Nov  6 08:49:37 1994`).
+    A two-digit year more than 50 years after `now` is taken as the most recent past year
     with the same last two digits, as §5.6.7 requires. Case and the day name are not
     checked; a leap second reads as second 59.
 
@@ -233,7 +233,7 @@ def members(value: str) -> list[tuple[str, dict[str, str]]]:
 
     Members are separated by commas outside double quotes, parameters by semicolons; the
     item comes back unquoted, parameter names lower-cased, values unquoted. For counts and
-    times (``r``, ``q``, ``t``, ``w``) a repeated parameter keeps the strictest value.
+    times (`r`, `q`, `t`, `w`) a repeated parameter keeps the strictest value.
 
     >>> members('"burst";q=100;w=60, "daily";q=1000;w=86400')
     [('burst', {'q': '100', 'w': '60'}), ('daily', {'q': '1000', 'w': '86400'})]
@@ -295,7 +295,7 @@ _STRICTEST: Final[dict[str, Callable[[float, float], bool]]] = {
 
 
 def unquote(text: str) -> str:
-    """``text`` without surrounding blanks and one pair of double quotes."""
+    """`text` without surrounding blanks and one pair of double quotes."""
     text = text.strip(" \t")
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         return text[1:-1]

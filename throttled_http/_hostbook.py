@@ -1,7 +1,7 @@
-"""The memory of a :class:`~throttled_http.FeedbackPolicy`: what it counts and adapts, per host.
+"""The memory of a `FeedbackPolicy`: what it counts and adapts, per host.
 
-:class:`HostBook` holds the running totals (per key and in all), the adaptive state of
-each throttler (a :class:`~throttled_http._adapt.HostPace`, held weakly, or in a bounded
+`HostBook` holds the running totals (per key and in all), the adaptive state of
+each throttler (a `HostPace`, held weakly, or in a bounded
 map for throttlers that cannot be weakly referenced), and does what one response or one
 admission asks of its host's throttler: pause it, retune it, lift a slow start, and say
 so in the log once. The policy owns one, behind its lock; nothing here is thread-safe
@@ -43,10 +43,10 @@ _LOCAL: Final = (Throttler, SyncThrottler)  # throttlers whose pause is this pro
 
 
 class FeedbackTarget(Protocol):
-    """What :meth:`FeedbackPolicy.observe` needs of a throttler.
+    """What [`FeedbackPolicy.observe`][throttled_http.FeedbackPolicy.observe] needs of a throttler.
 
-    :class:`~throttled_http.Throttler`, :class:`~throttled_http.SyncThrottler` and every
-    :class:`~throttled_http.ThrottlerLike` have it.
+    [`Throttler`][throttled_http.Throttler], [`SyncThrottler`][throttled_http.SyncThrottler] and
+    every [`ThrottlerLike`][throttled_http.ThrottlerLike] have it.
     """
 
     @property
@@ -63,21 +63,24 @@ class FeedbackTarget(Protocol):
 @final
 @dataclass(frozen=True, slots=True)
 class KeyFeedbackStatistics:
-    """What a :class:`FeedbackPolicy` did for one key (host): running totals and the pace.
+    """What a policy did for one key (host): running totals, and the pace.
+
+    One entry of [`FeedbackStatistics.by_key`][throttled_http.FeedbackStatistics].
 
     Attributes:
         refusals: responses refused for load (429 or 503).
         pauses: pauses started (an extension of a pause in force is not a new one).
         paused_seconds: seconds of pause added in all (overlaps counted once).
-        retries: retries granted by :meth:`FeedbackPolicy.retry_delay` for this key.
-        rate_cuts: congestion events that lowered the pace (``adapt``).
-        adoptions: advertised quotas adopted, each replacing the one followed (``adapt``).
-        last_reason: the header behind the latest pause (``"Retry-After"`` ...), or ``None``.
+        retries: retries granted by
+            [`FeedbackPolicy.retry_delay`][throttled_http.FeedbackPolicy.retry_delay] for this key.
+        rate_cuts: congestion events that lowered the pace (`adapt`).
+        adoptions: advertised quotas adopted, each replacing the one followed (`adapt`).
+        last_reason: the header behind the latest pause (`"Retry-After"` ...), or `None`.
         rates: the rates in force after the latest response the policy read (empty before).
         pace: the learned pace, as a rate, while it holds the host below its configured
-            and advertised limits (``adapt``); ``None`` at the ceiling.
+            and advertised limits (`adapt`); `None` at the ceiling.
 
-    Changed in 0.2: ``refusals``, ``rates`` and ``pace``; ``pauses`` counts pauses started.
+    Changed in 0.2: `refusals`, `rates` and `pace`; `pauses` counts pauses started.
     """
 
     pauses: int = 0
@@ -94,17 +97,19 @@ class KeyFeedbackStatistics:
 @final
 @dataclass(frozen=True, slots=True)
 class FeedbackStatistics:
-    """A snapshot of what a :class:`FeedbackPolicy` did, from :meth:`FeedbackPolicy.statistics`.
+    """A snapshot of what a policy did, in all and per key.
 
-    The totals count every key since the policy was made; ``by_key`` holds the
-    ``max_keys`` most recently active keys.
+    From [`FeedbackPolicy.statistics`][throttled_http.FeedbackPolicy.statistics].
+
+    The totals count every key since the policy was made; `by_key` holds the
+    `max_keys` most recently active keys.
 
     Attributes:
         pauses: pauses started.
         paused_seconds: seconds of pause they added in all.
         retries: retries granted.
-        rate_cuts: congestion events that lowered a pace (``adapt``).
-        adoptions: advertised quotas adopted (``adapt``).
+        rate_cuts: congestion events that lowered a pace (`adapt`).
+        adoptions: advertised quotas adopted (`adapt`).
         by_key: per-key counters, read-only.
         refusals: responses refused for load (429 or 503).
     """
@@ -179,10 +184,10 @@ class HostBook:
     Args:
         adapt: whether to keep a pace per throttler.
         cap: the longest pause and adopted window, in seconds.
-        server_times: whether the times servers give are read (``ignore_server_times``
+        server_times: whether the times servers give are read (`ignore_server_times`
             off).
         decrease, increase, quiet_period, probe_after: the adaptation's parameters, as
-            :class:`~throttled_http.FeedbackPolicy` takes them.
+            [`FeedbackPolicy`][throttled_http.FeedbackPolicy] takes them.
         max_keys: keys whose counters are kept.
     """
 
@@ -233,7 +238,7 @@ class HostBook:
     def observe(
         self, throttler: FeedbackTarget | None, key: str, status: int, feedback: Feedback
     ) -> None:
-        """Count one response, and apply it to ``throttler`` (when the host has one)."""
+        """Count one response, and apply it to `throttler` (when the host has one)."""
         refused = status in THROTTLE_STATUSES
         counters = self.counters(key)
         if refused:
@@ -255,7 +260,7 @@ class HostBook:
             logger.info("%s: %s", key, notes.change)
 
     def count_retry(self, key: str | None) -> None:
-        """Count a retry granted, for ``key`` too when given."""
+        """Count a retry granted, for `key` too when given."""
         self._totals.retries += 1
         if key is not None:
             self.counters(key).retries += 1
@@ -284,7 +289,7 @@ class HostBook:
         status: int,
         feedback: Feedback,
     ) -> None:
-        """Pause and retune ``throttler`` for one response; log what it did, once.
+        """Pause and retune `throttler` for one response; log what it did, once.
 
         Runs after the response was counted, under the policy's lock.
         """
@@ -393,7 +398,7 @@ class HostBook:
         cut: bool = False,
         adopted: bool = False,
     ) -> None:
-        """Bring ``state`` up to date and put its rates in force if they changed."""
+        """Bring `state` up to date and put its rates in force if they changed."""
         longest = max(r.period for r in state.configured)
         quiet = self._quiet_period if self._quiet_period is not None else longest
         state.settle(now, self._decrease, self._increase * state.unit, quiet)
@@ -429,8 +434,8 @@ class HostBook:
         return counters
 
     def state(self, throttler: FeedbackTarget, now: float, *, new_host: bool) -> HostPace:
-        """The adaptive state of ``throttler``, made on first sight (slow start from
-        :meth:`admitted`, for an in-memory throttler)."""
+        """The adaptive state of `throttler`, made on first sight (slow start from
+        [`admitted`][throttled_http.FeedbackPolicy.admitted], for an in-memory throttler)."""
         rates = tuple(throttler.rates)
         try:
             state = self._weak.get(throttler)
@@ -460,7 +465,7 @@ class HostBook:
 
 
 def _lift_slow_start(throttler: FeedbackTarget, state: HostPace, now: float, own: float) -> None:
-    """End our slow-start pause (ending at ``own``) unless a longer one is in force, and
+    """End our slow-start pause (ending at `own`) unless a longer one is in force, and
     keep the part of a server's pause still to come."""
     resume = getattr(throttler, "resume", None)
     if resume is None or throttler.paused_for > own - now + 1e-3:

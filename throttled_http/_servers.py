@@ -1,19 +1,19 @@
 """Model rate-limited servers, for the feedback tests, the benchmark and the demo.
 
-:class:`LimitedServer` is a real aiohttp web server on one free port of several loopback
+`LimitedServer` is a real aiohttp web server on one free port of several loopback
 addresses, each address enforcing its own limit on its own clock (the running loop's, so
 virtual time in tests drives it as it drives the client):
 
-* :class:`SlidingWindow`: at most ``rate.limit`` accepted requests in any window of
-  ``rate.period`` seconds (refused ones do not count), answering 429 beyond it, with
-  ``Retry-After`` (whole seconds, at least 1) or without; the limit may change at given
+* `SlidingWindow`: at most `rate.limit` accepted requests in any window of
+  `rate.period` seconds (refused ones do not count), answering 429 beyond it, with
+  `Retry-After` (whole seconds, at least 1) or without; the limit may change at given
   times (a limit that halves mid-run).
-* :class:`TokenBucket`: a bucket of ``capacity`` requests refilled at ``refill`` per
-  second, answering with OpenAI's headers (``x-ratelimit-limit-requests``,
-  ``-remaining-requests``, ``-reset-requests`` as a Go duration) on every response, and
+* `TokenBucket`: a bucket of `capacity` requests refilled at `refill` per
+  second, answering with OpenAI's headers (`x-ratelimit-limit-requests`,
+  `-remaining-requests`, `-reset-requests` as a Go duration) on every response, and
   429 when it is empty.
 
-Every arrival is recorded (:attr:`LimitedServer.arrivals`). :func:`send_all` sends a batch
+Every arrival is recorded (`LimitedServer.arrivals`). `send_all` sends a batch
 of requests at once through either client. Private: it needs aiohttp (and httpx for that
 client) and is not part of the API.
 """
@@ -41,7 +41,7 @@ __all__ = ["LimitedServer", "ServerArrival", "SlidingWindow", "TokenBucket", "se
 
 
 class ServerLimit(Protocol):
-    """One address's rule: the status and headers for a request arriving at ``now``."""
+    """One address's rule: the status and headers for a request arriving at `now`."""
 
     def answer(self, now: float, since_start: float) -> tuple[int, dict[str, str]]: ...
 
@@ -49,12 +49,12 @@ class ServerLimit(Protocol):
 @final
 @dataclass(slots=True)
 class SlidingWindow:
-    """At most ``rate.limit`` accepted arrivals in any ``rate.period`` seconds.
+    """At most `rate.limit` accepted arrivals in any `rate.period` seconds.
 
     Attributes:
         rate: the limit from the start.
-        retry_after: answer 429 with ``Retry-After`` (else a bare 429).
-        changes: ``(seconds after the server started, new rate)``, in order.
+        retry_after: answer 429 with `Retry-After` (else a bare 429).
+        changes: `(seconds after the server started, new rate)`, in order.
     """
 
     rate: Rate
@@ -63,7 +63,7 @@ class SlidingWindow:
     _accepted: deque[float] = field(default_factory=deque)
 
     def current(self, since_start: float) -> Rate:
-        """The rate in force ``since_start`` seconds after the server started."""
+        """The rate in force `since_start` seconds after the server started."""
         rate = self.rate
         for when, changed in self.changes:
             if since_start >= when:
@@ -87,10 +87,10 @@ class SlidingWindow:
 @final
 @dataclass(slots=True)
 class TokenBucket:
-    """A bucket of ``capacity`` requests refilled at ``refill`` per second, OpenAI-style.
+    """A bucket of `capacity` requests refilled at `refill` per second, OpenAI-style.
 
     Attributes:
-        capacity: the bucket's size, sent as ``x-ratelimit-limit-requests``.
+        capacity: the bucket's size, sent as `x-ratelimit-limit-requests`.
         refill: requests per second it regains.
     """
 
@@ -131,10 +131,10 @@ class LimitedServer:
     """A web server on one free port of several loopback addresses, one limit each.
 
     Args:
-        limits: the rule of each address (``{"127.0.0.2": SlidingWindow(Rate(3, 1))}``);
+        limits: the rule of each address (`{"127.0.0.2": SlidingWindow(Rate(3, 1))}`);
             an address without a rule accepts everything.
-        hosts: the addresses to listen on (the keys of ``limits`` by default).
-        clock: the server's clock; the running loop's ``time`` by default.
+        hosts: the addresses to listen on (the keys of `limits` by default).
+        clock: the server's clock; the running loop's `time` by default.
         latency: seconds each answer waits after its status is chosen.
     """
 
@@ -158,11 +158,11 @@ class LimitedServer:
         self.arrivals: list[ServerArrival] = []
 
     def url(self, host: str, path: str = "/") -> str:
-        """The URL of ``path`` on ``host``."""
+        """The URL of `path` on `host`."""
         return f"http://{host}:{self.port}{path}"
 
     def at(self, host: str) -> list[ServerArrival]:
-        """The arrivals on ``host``."""
+        """The arrivals on `host`."""
         return [a for a in self.arrivals if a.host == host]
 
     @property
@@ -206,10 +206,10 @@ class LimitedServer:
 async def send_all(
     client: str, urls: Sequence[str], throttler: ThrottlerMap, feedback: FeedbackPolicy
 ) -> list[int]:
-    """GET every URL at once through ``client`` (``"aiohttp"`` or ``"httpx"``); the statuses.
+    """GET every URL at once through `client` (`"aiohttp"` or `"httpx"`); the statuses.
 
-    ``ThrottledClientSession`` or ``ThrottledTransport``, with ``throttler`` and
-    ``feedback``; every body is read.
+    `ThrottledClientSession` or `ThrottledTransport`, with `throttler` and
+    `feedback`; every body is read.
     """
     if client == "aiohttp":
         from .aiohttp import ThrottledClientSession
