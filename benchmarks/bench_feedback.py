@@ -1,28 +1,31 @@
 """Server feedback end to end: how fast adaptation finds a limit it was not told, and keeps it.
 
 Each scenario sends a batch of requests at once through a real client (aiohttp's
-``ThrottledClientSession`` and httpx's ``ThrottledTransport``, side by side) to a real
-server on 127.0.0.x (``throttled_http._servers``) that enforces a limit the client does
+`ThrottledClientSession` and httpx's `ThrottledTransport`, side by side) to a real
+server on 127.0.0.x (`throttled_http._servers`) that enforces a limit the client does
 not know, on the real clock. The figures are measured at the server, against issue #13's
 targets:
 
-* ``lower``: configured 5/s, the server allows 3/s (a sliding window answering 429 with
-  ``Retry-After``; ``lower-bare`` answers a bare 429): at most 3 refusals in the first 10 s,
+* `lower`: configured 5/s, the server allows 3/s (a sliding window answering 429 with
+  `Retry-After`; `lower-bare` answers a bare 429): at most 3 refusals in the first 10 s,
   none in any later 10 s, and a settled pace of 0.7 to 1.0 of the server's limit;
-* ``halving``: configured at the server's 10/s, which halves to 5/s one period into the
+* `halving`: configured at the server's 10/s, which halves to 5/s one period into the
   run, 180 requests: at most 10 refusals in all and none in the last third;
-* ``bucket``: an OpenAI-style token bucket (10, refilled at 2/s, its budget in
-  ``x-ratelimit-*-requests`` headers on every answer): no target, the settled pace is
+* `bucket`: an OpenAI-style token bucket (10, refilled at 2/s, its budget in
+  `x-ratelimit-*-requests` headers on every answer): no target, the settled pace is
   reported against the refill rate;
-* ``demo``: the ``python -m throttled_http demo`` workload, whose 127.0.0.3 host (ours
+* `demo`: the `python -m throttled_http demo` workload, whose 127.0.0.3 host (ours
   10/s, the server's 5/s) adapts: at most 5 refusals.
 
-The ``lower`` and ``halving`` scenarios also run with ``adapt=False`` for contrast (the
-behaviour the issue measured). Every policy retries refused requests (``retries=10``).
-All scenarios run at once, each on its own server; a run takes about ``--seconds`` (60 by
-default, 30 with ``--quick``).
+The `lower` and `halving` scenarios also run with `adapt=False` for contrast (the
+behaviour the issue measured). Every policy retries refused requests (`retries=10`).
+All scenarios run at once, each on its own server; a run takes about `--seconds` (60 by
+default, 30 with `--quick`). `--probe-after S` sets the policies' `probe_after` (300 s by
+default, longer than a run): a shorter one shows what the probes for a raised limit cost a
+settled host.
 
-Run: ``python benchmarks/bench_feedback.py`` (``--quick``, ``--seconds N``, ``--json PATH``).
+Run: `python benchmarks/bench_feedback.py` (`--quick`, `--seconds N`, `--probe-after S`,
+`--json PATH`).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class Run:
         return max(self.accepted + self.refused, default=0.0)
 
     def refusals(self, start: float, stop: float = math.inf) -> int:
-        """Refusals at times in ``[start, stop)``."""
+        """Refusals at times in `[start, stop)`."""
         return sum(1 for t in self.refused if start <= t < stop)
 
     def later_spans(self) -> list[int]:
@@ -76,11 +79,11 @@ class Run:
         return [self.refusals(SPAN * (i + 1), SPAN * (i + 2)) for i in range(spans)]
 
     def settled(self, start: float) -> float:
-        """Accepted requests per second from ``start`` on, over the server's limit.
+        """Accepted requests per second from `start` on, over the server's limit.
 
-        Counted as ``count / (last - first + 1 s)``, as the demo's rate/s: a client that
-        fills every 1-s window of the server exactly scores 1.0, where ``count / span``
-        would overstate the edges. NaN when nothing was accepted after ``start``.
+        Counted as `count / (last - first + 1 s)`, as the demo's rate/s: a client that
+        fills every 1-s window of the server exactly scores 1.0, where `count / span`
+        would overstate the edges. NaN when nothing was accepted after `start`.
         """
         times = [t for t in self.accepted if t >= start]
         if not times:
@@ -98,9 +101,10 @@ async def scenario(
     ours: int,
     requests: int,
     server_limit: float,
+    probe_after: float,
 ) -> Run:
     """Run one scenario for one client; what the server saw."""
-    policy = FeedbackPolicy(adapt=adapt, retries=10)
+    policy = FeedbackPolicy(adapt=adapt, retries=10, probe_after=probe_after)
     run = Run(name, client, adapt, requests, server_limit)
     async with LimitedServer({host: rule}) as server:
         urls = [server.url(host)] * requests
@@ -139,7 +143,7 @@ async def demo_runs() -> list[Run]:
     return runs
 
 
-async def measure(seconds: float) -> list[Run]:
+async def measure(seconds: float, probe_after: float) -> list[Run]:
     """Every scenario for every client, at once."""
     jobs = []
     for client in CLIENTS:
@@ -154,6 +158,7 @@ async def measure(seconds: float) -> list[Run]:
                     ours=5,
                     requests=math.ceil(3 * seconds),
                     server_limit=3.0,
+                    probe_after=probe_after,
                 )
             )
             halved = SlidingWindow(Rate(10, 1.0), changes=[(1.0, Rate(5, 1.0))])
@@ -167,6 +172,7 @@ async def measure(seconds: float) -> list[Run]:
                     ours=10,
                     requests=180,
                     server_limit=5.0,
+                    probe_after=probe_after,
                 )
             )
         jobs.append(
@@ -179,6 +185,7 @@ async def measure(seconds: float) -> list[Run]:
                 ours=5,
                 requests=math.ceil(3 * seconds),
                 server_limit=3.0,
+                probe_after=probe_after,
             )
         )
         jobs.append(
@@ -191,6 +198,7 @@ async def measure(seconds: float) -> list[Run]:
                 ours=10,
                 requests=math.ceil(2 * seconds),
                 server_limit=2.0,
+                probe_after=probe_after,
             )
         )
     runs, demo = await asyncio.gather(asyncio.gather(*jobs), demo_runs())
@@ -198,7 +206,7 @@ async def measure(seconds: float) -> list[Run]:
 
 
 def verdict(run: Run) -> tuple[str, str]:
-    """The issue's target for ``run`` and whether it was met."""
+    """The issue's target for `run` and whether it was met."""
     if not run.adapt:
         return "(contrast: adapt=False)", "-"
     if run.scenario.startswith("lower"):
@@ -225,12 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="length of the lower-limit and bucket runs (default 60, 30 with --quick)",
     )
+    p.add_argument(
+        "--probe-after",
+        type=float,
+        default=300.0,
+        help="the policies' probe_after, in seconds (default 300, the policy's own)",
+    )
     args = parse(p, argv)
     seconds = args.seconds if args.seconds is not None else (30.0 if args.quick else 60.0)
     env = print_header("Server feedback: refusals and pace, end to end", "aiohttp", "httpx")
     all_runs: list[Run] = []
     for repeat in range(args.repeats):
-        runs = asyncio.run(measure(seconds))
+        runs = asyncio.run(measure(seconds, args.probe_after))
         all_runs.extend(runs)
         table = Table(
             "scenario",
@@ -266,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                 target,
                 met,
             )
-        table.print(f"run {repeat + 1} of {args.repeats} ({seconds:g} s runs)")
+        table.print(
+            f"run {repeat + 1} of {args.repeats} ({seconds:g} s runs, "
+            f"probe_after={args.probe_after:g} s)"
+        )
     print(
         "refusals: 429s the server answered (retries included); later 10-s spans: the "
         "429s of each 10-s span after the first; settled pace: requests the server accepted "
@@ -276,7 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(
         args.json,
-        {"environment": env, "seconds": seconds, "runs": [asdict(r) for r in all_runs]},
+        {
+            "environment": env,
+            "seconds": seconds,
+            "probe_after": args.probe_after,
+            "runs": [asdict(r) for r in all_runs],
+        },
     )
     return 0
 
