@@ -1053,3 +1053,51 @@ def test_sync_map_repr() -> None:
     hosts = SyncThrottlerMap(rates="10/s; 1000/h", max_keys=50, overrides={"a.example": None})
     hosts.throttler_for("https://b.example/")
     assert repr(hosts) == "<SyncThrottlerMap 10/s; 1000/h scope='host' keys=1/50 overrides=1>"
+
+
+# -- running totals ---------------------------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_map_totals_count_every_key_and_survive_eviction() -> None:
+    """The map's admitted and waited_seconds sum its keys, the forgotten ones included."""
+    hosts = ThrottlerMap(1, 1.0, max_keys=1)
+    for _ in range(2):
+        async with hosts.limit("https://a.example/"):
+            pass  # the second waited 1 s
+    assert hosts.statistics().admitted == 2
+    await asyncio.sleep(2.0)  # a.example goes idle
+    async with hosts.limit("https://b.example/"):
+        pass  # past max_keys: a.example is forgotten
+    stats = hosts.statistics()
+    assert (stats.evictions, stats.keys) == (1, 1)
+    assert stats.admitted == 3
+    assert stats.waited_seconds == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.looptime
+async def test_key_statistics_lists_idle_keys_too() -> None:
+    """key_statistics() gives every key held, busy or idle, with its throttler's totals."""
+    hosts = ThrottlerMap(5, 1.0)
+    async with hosts.limit("https://a.example/"):
+        pass
+    async with hosts.limit("https://b.example/"):
+        pass
+    await asyncio.sleep(2.0)
+    assert hosts.statistics().busiest == ()
+    keys = hosts.key_statistics()
+    assert list(keys) == ["https://a.example:443", "https://b.example:443"]
+    snapshot = keys["https://a.example:443"].statistics
+    assert snapshot is not None
+    assert snapshot.admitted == 1
+
+
+def test_sync_map_totals_and_key_statistics() -> None:
+    """The thread-safe map reports the same totals, under its lock."""
+    hosts = SyncThrottlerMap(5, 1.0)
+    for url in ("https://a.example/1", "https://a.example/2", "https://b.example/"):
+        throttler = hosts.throttler_for(url)
+        assert throttler is not None
+        throttler.open_entry().close()
+    assert hosts.statistics().admitted == 3
+    assert set(hosts.key_statistics()) == {"https://a.example:443", "https://b.example:443"}

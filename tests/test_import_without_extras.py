@@ -1,4 +1,4 @@
-"""The core imports no HTTP client and no Redis client: extras stay optional."""
+"""The core imports no HTTP client, no Redis client, no OpenTelemetry: extras stay optional."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import throttled_http._holding
 import throttled_http._pipeline
 from throttled_http import Throttler, Rate, parse_rates
 loaded = sorted(
-    name for name in ("aiohttp", "httpx", "redis", "sniffio", "anyio", "httpcore")
+    name for name in ("aiohttp", "httpx", "redis", "sniffio", "anyio", "httpcore", "opentelemetry")
     if name in sys.modules
 )
 loaded += sorted(name for name in sys.modules if name.startswith("throttled_http._redis"))
@@ -34,7 +34,7 @@ import sys
 
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"aiohttp", "httpx", "redis"}:
+        if name.split(".")[0] in {"aiohttp", "httpx", "redis", "opentelemetry"}:
             raise ImportError(f"blocked {name}")
         return None
 
@@ -49,7 +49,7 @@ async def main():
     return throttler.statistics().in_window
 
 assert asyncio.run(main()) == 1
-for extra in ("aiohttp", "httpx", "redis"):
+for extra in ("aiohttp", "httpx", "redis", "otel"):
     try:
         __import__(f"throttled_http.{extra}")
     except ImportError as error:
@@ -65,7 +65,7 @@ def test_core_works_without_extras_and_integrations_name_theirs() -> None:
         [sys.executable, "-c", BLOCKED], capture_output=True, text=True, check=True, timeout=60
     )
     lines = dict(line.split(" -> ", 1) for line in result.stdout.splitlines())
-    assert set(lines) == {"aiohttp", "httpx", "redis"}
+    assert set(lines) == {"aiohttp", "httpx", "redis", "otel"}
     for extra, message in lines.items():
         assert message != "imported", f"throttled_http.{extra} imported without {extra}"
         assert f"throttled_http[{extra}]" in message, message

@@ -409,3 +409,22 @@ def test_mixed_costs_timeouts_and_entries_under_contention() -> None:
     assert worst <= 6
     stats = throttler.statistics()
     assert (stats.waiting, stats.open, stats.in_flight) == (0, 0, 0)
+
+
+def test_statistics_count_entries_and_seconds_queued() -> None:
+    """admitted counts each entry once; waited_seconds the time threads spent queued."""
+    throttler = SyncThrottler(2, 0.2, max_concurrency=5)
+    with throttler:
+        pass
+    throttler.open_entry(cost=2).close()  # the window is full for 0.2 s now
+    assert not throttler.try_acquire()
+    with throttler.entry():  # queued until the window has room
+        pass
+    stats = throttler.statistics()
+    assert stats.admitted == 3
+    assert 0.1 < stats.waited_seconds < 5.0
+    with pytest.raises(ThrottlerTimeoutError):
+        throttler.acquire(cost=2, timeout=0.05)
+    after = throttler.statistics()
+    assert after.admitted == 3
+    assert after.waited_seconds >= stats.waited_seconds + 0.04

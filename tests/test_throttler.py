@@ -1221,3 +1221,64 @@ def test_a_rate_string_is_taken_where_an_int_limit_is(make: Callable[..., Any]) 
     assert make(3, 2.0).rates == (Rate(3, 2.0),)
     with pytest.raises(TypeError, match="period= would be unused"):
         make("10/s", 2.0)
+
+
+# -- running totals ---------------------------------------------------------------------
+
+
+async def test_statistics_count_every_kind_of_entry_once() -> None:
+    """admitted counts each entry once, whatever its cost or the way it was taken."""
+    throttler = Throttler(10, 1.0, max_concurrency=10)
+    async with throttler:
+        pass
+    await throttler.acquire(cost=3)
+    throttler.release()
+    assert throttler.try_acquire()
+    throttler.release()
+    async with throttler.entry(cost=2):
+        pass
+    (await throttler.open_entry()).close()
+    stats = throttler.statistics()
+    assert (stats.admitted, stats.waited_seconds) == (5, 0.0)
+    full = Throttler(1, 1.0)
+    assert full.try_acquire()
+    assert not full.try_acquire()  # refused: not admitted
+    assert full.statistics().admitted == 1
+
+
+async def test_statistics_sum_the_seconds_spent_queued() -> None:
+    """waited_seconds adds up every waiter's time in the queue: 0 + 1 + 2 s at 1 per second."""
+    throttler = Throttler(1, 1.0)
+    await run_workers(throttler, 3)
+    stats = throttler.statistics()
+    assert stats.admitted == 3
+    assert stats.waited_seconds == pytest.approx(3.0, abs=1e-3)
+    (await throttler.open_entry()).close()  # waits 1 s on the slow path of open_entry
+    stats = throttler.statistics()
+    assert stats.admitted == 4
+    assert stats.waited_seconds == pytest.approx(4.0, abs=1e-3)
+
+
+async def test_a_waiter_that_times_out_waited_but_was_not_admitted() -> None:
+    """A timed-out waiter adds its wait to waited_seconds and nothing to admitted."""
+    throttler = Throttler(1, 10.0)
+    await throttler.acquire()
+    with pytest.raises(ThrottlerTimeoutError):
+        await throttler.acquire(timeout=0.5)
+    stats = throttler.statistics()
+    assert stats.admitted == 1
+    assert stats.waited_seconds == pytest.approx(0.5, abs=1e-3)
+
+
+async def test_cancel_after_wake_is_not_counted_as_admitted() -> None:
+    """A waiter woken and cancelled before it resumed never entered: admitted stays."""
+    throttler = Throttler(10, 1.0, max_concurrency=1)
+    await throttler.acquire()
+    waiter = asyncio.create_task(throttler.acquire())
+    await settle_down()
+    throttler.release()  # hands the slot to the waiter...
+    waiter.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert throttler.statistics().admitted == 1
+    assert throttler.statistics().in_flight == 0

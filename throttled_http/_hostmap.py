@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -111,6 +112,7 @@ class _LocalBackend(Generic[ThrottlerT_co]):
         return self._make(rates, **options)  # burst= and max_concurrency=
 
 
+_IN_MEMORY: Final = (Throttler, SyncThrottler)
 _MEMORY: Final = _LocalBackend(Throttler._from_parsed)  # ThrottlerMap's
 _THREADS: Final = _LocalBackend(SyncThrottler._from_parsed)  # SyncThrottlerMap's
 
@@ -118,14 +120,16 @@ _THREADS: Final = _LocalBackend(SyncThrottler._from_parsed)  # SyncThrottlerMap'
 @final
 @dataclass(frozen=True, slots=True)
 class KeyStatistics:
-    """The state of one busy key, in `ThrottlerMapStatistics.busiest`.
+    """The state of one key, in `ThrottlerMapStatistics.busiest` and `key_statistics()`.
 
     Attributes:
         key: the key (`"https://api.example.com:443"` with the default scope).
         rates: the limits in force for it.
         paused_for: seconds left of a pause (a server asked to slow down), 0 if none.
-        statistics: the throttler's own snapshot when it is an in-memory
-            [`Throttler`][throttled_http.Throttler]'s, else `None`.
+        statistics: the throttler's own snapshot (with its running totals `admitted` and
+            `waited_seconds`) when its `statistics()` gives a
+            [`ThrottlerStatistics`][throttled_http.ThrottlerStatistics], as a
+            [`Throttler`][throttled_http.Throttler]'s does, else `None`.
     """
 
     key: str
@@ -148,6 +152,12 @@ class ThrottlerMapStatistics:
         evictions: idle throttlers forgotten to respect `max_keys`.
         busiest: at most `top` busy keys, paused keys first (longest pause first),
             then by waiting + in flight + in window.
+        admitted: entries the map's throttlers admitted since it was made, a running
+            total (the keys forgotten since included).
+        waited_seconds: seconds spent queued in its throttlers, a running total (the
+            keys forgotten since included).
+
+    Changed in 0.2: `admitted` and `waited_seconds`.
     """
 
     keys: int
@@ -157,6 +167,8 @@ class ThrottlerMapStatistics:
     created: int
     evictions: int
     busiest: tuple[KeyStatistics, ...]
+    admitted: int = 0
+    waited_seconds: float = 0.0
 
 
 class BaseThrottlerMap(Generic[ThrottlerT]):
@@ -164,9 +176,12 @@ class BaseThrottlerMap(Generic[ThrottlerT]):
     bounded memory and statistics, over throttlers of type `ThrottlerT`."""
 
     __slots__ = (
+        "__weakref__",
         "_backend",
         "_burst",
         "_created",
+        "_evicted_admitted",
+        "_evicted_waited",
         "_evictions",
         "_exact",
         "_limiters",
@@ -234,6 +249,9 @@ class BaseThrottlerMap(Generic[ThrottlerT]):
         self._origins: dict[Hashable, tuple[str, tuple[Rate, ...] | None]] = {}
         self._created = 0
         self._evictions = 0
+        # The running totals of the throttlers forgotten, so the map's own never go back.
+        self._evicted_admitted = 0
+        self._evicted_waited = 0.0
         self._lock = threading.Lock()  # taken by SyncThrottlerMap only
 
     def _add_overrides(self, overrides: Mapping[str, RatesLike | int | None]) -> None:
@@ -391,7 +409,12 @@ class BaseThrottlerMap(Generic[ThrottlerT]):
         top = int_in_range("top", top, 0, 1_000_000)
         busy: list[tuple[tuple[bool, float, int], int, KeyStatistics]] = []
         paused = 0
+        admitted = self._evicted_admitted
+        waited = self._evicted_waited
         for index, (key, limiter) in enumerate(self._limiters.items()):
+            key_admitted, key_waited = _totals_of(limiter)
+            admitted += key_admitted
+            waited += key_waited
             if limiter.is_idle():
                 continue
             paused_for = limiter.paused_for
@@ -412,6 +435,24 @@ class BaseThrottlerMap(Generic[ThrottlerT]):
             created=self._created,
             evictions=self._evictions,
             busiest=tuple(item[2] for item in best),
+            admitted=admitted,
+            waited_seconds=waited,
+        )
+
+    def key_statistics(self) -> Mapping[str, KeyStatistics]:
+        """A frozen snapshot of every key held now, idle or busy, least recently used first.
+
+        Where [`statistics`][throttled_http.ThrottlerMap.statistics] lists the busiest
+        keys, this lists them all, with each key's running totals (`admitted`,
+        `waited_seconds` in its `statistics`): what a metrics exporter reads. A key the
+        map forgot (idle, past `max_keys`) is no longer listed; its totals stay in the
+        map's own, from `statistics()`. Takes O(number of keys) time.
+        """
+        return MappingProxyType(
+            {
+                key: KeyStatistics(key, limiter.rates, limiter.paused_for, _statistics_of(limiter))
+                for key, limiter in self._limiters.items()
+            }
         )
 
     def __len__(self) -> int:
@@ -490,9 +531,13 @@ class BaseThrottlerMap(Generic[ThrottlerT]):
             key = next(iter(limiters))
             if key == keep:
                 return
-            if limiters[key].is_idle():
+            limiter = limiters[key]
+            if limiter.is_idle():
                 del limiters[key]
                 self._evictions += 1
+                admitted, waited = _totals_of(limiter)
+                self._evicted_admitted += admitted
+                self._evicted_waited += waited
             else:
                 limiters.move_to_end(key)
 
@@ -522,6 +567,15 @@ class _Limit:
         if entry is not None:
             self._entry = None
             entry.close()
+
+
+def _totals_of(limiter: object) -> tuple[int, float]:
+    """A throttler's running totals: entries admitted and seconds waited."""
+    if isinstance(limiter, _IN_MEMORY):
+        ledger = limiter._ledger  # no snapshot to build for the common throttlers
+        return ledger.admitted, ledger.waited
+    snapshot = _statistics_of(limiter)
+    return (0, 0.0) if snapshot is None else (snapshot.admitted, snapshot.waited_seconds)
 
 
 def _statistics_of(limiter: object) -> ThrottlerStatistics | None:
@@ -707,3 +761,8 @@ class SyncThrottlerMap(BaseThrottlerMap[SyncThrottlerLike]):
         """As `ThrottlerMap.statistics`, under the map's lock."""
         with self._lock:
             return super().statistics(top)
+
+    def key_statistics(self) -> Mapping[str, KeyStatistics]:
+        """As `ThrottlerMap.key_statistics`, under the map's lock."""
+        with self._lock:
+            return super().key_statistics()

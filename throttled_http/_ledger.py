@@ -92,11 +92,13 @@ class Ledger:
         "_smallest",
         "_tat",
         "_windows",
+        "admitted",
         "generation",
         "in_flight",
         "open",
         "paused_until",
         "rates",
+        "waited",
     )
 
     def __init__(
@@ -117,6 +119,11 @@ class Ledger:
         self.in_flight = 0  # slots held (entered and not yet released)
         self.paused_until = _NEG_INF
         self.generation = 0
+        # Running totals: entries admitted (each once, whatever its cost) and seconds spent
+        # queued. The front ends count reservations that became entries and time queued;
+        # take() counts itself.
+        self.admitted = 0
+        self.waited = 0.0
         # The one window when it is the only rule (no smoothing, nothing retiring): the
         # async throttler checks it inline on its uncontended path.
         self._single: _Window | None = None
@@ -216,9 +223,10 @@ class Ledger:
             self._forget_old(0.0, cost, generation, settled=False)
 
     def take(self, now: float, cost: int, hold: bool) -> None:
-        """Admit and stamp at once (the uncontended path)."""
+        """Admit and stamp at once (the uncontended path); counts the entry as admitted."""
         if hold:
             self.in_flight += 1
+        self.admitted += 1
         self._stamp(now, cost)
 
     def release(self) -> None:

@@ -237,7 +237,7 @@ class SyncThrottler(_LedgerFront):
             return not self._waiters and self._ledger.earliest(now, cost) <= now
 
     def statistics(self) -> ThrottlerStatistics:
-        """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
+        """A frozen snapshot: the state now, and the running totals admitted and waited."""
         with self._lock:
             return self._snapshot(time.monotonic(), len(self._waiters))
 
@@ -261,6 +261,7 @@ class SyncThrottler(_LedgerFront):
             if not waiters and ledger.earliest(now, cost, hold) <= now:
                 return self._enter(now, cost, hold, stamp)
             deadline = now + wait_at_most
+            queued_at = now
             waiter = _Waiter(self._lock, cost, hold)
             waiters.append(waiter)
             try:
@@ -291,11 +292,14 @@ class SyncThrottler(_LedgerFront):
                 elif waiter in waiters:
                     waiters.remove(waiter)  # still queued behind others
                 raise
+            finally:
+                ledger.waited += time.monotonic() - queued_at
 
     def _enter(self, now: float, cost: int, hold: bool, stamp: bool) -> int:
         if stamp:
-            self._ledger.take(now, cost, hold)
+            self._ledger.take(now, cost, hold)  # counts the entry as admitted
             return self._ledger.generation
+        self._ledger.admitted += 1
         return self._ledger.reserve(cost, hold)
 
     def _notify_head(self) -> None:

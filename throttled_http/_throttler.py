@@ -54,6 +54,16 @@ class ThrottlerStatistics:
             time; a lower bound while others are waiting.
         paused_for: seconds left of a pause set by
             [`Throttler.pause`][throttled_http.Throttler.pause] (0 if none).
+        admitted: entries admitted since the throttler was made, a running total: each
+            entry once, whatever its cost (`acquire()`, `async with`, `try_acquire()`
+            that returned `True`, `entry()`, `open_entry()`). A waiter cancelled or timed
+            out is not counted.
+        waited_seconds: seconds spent queued, a running total over every waiter (admitted,
+            timed out or cancelled). An entry admitted at once adds nothing, so
+            `waited_seconds / admitted` is the mean wait per entry, counting those that
+            did not wait at all.
+
+    Changed in 0.2: `admitted` and `waited_seconds`.
     """
 
     rates: tuple[Rate, ...]
@@ -65,6 +75,8 @@ class ThrottlerStatistics:
     in_flight: int
     wait_time: float
     paused_for: float
+    admitted: int = 0
+    waited_seconds: float = 0.0
 
 
 _Waiter = tuple["asyncio.Future[int]", int, bool]
@@ -174,6 +186,8 @@ class _LedgerFront:
             in_flight=ledger.in_flight,
             wait_time=ledger.earliest(now, 1) - now,
             paused_for=max(0.0, ledger.paused_until - now),
+            admitted=ledger.admitted,
+            waited_seconds=ledger.waited,
         )
 
     def __repr__(self) -> str:
@@ -253,6 +267,7 @@ class _AsyncQueue(_LedgerFront):
             return None
         ledger.open += cost
         ledger.in_flight += 1
+        ledger.admitted += 1
         return ledger.generation
 
     async def _open_slow(self, cost: int, timeout: float | None) -> int:
@@ -263,6 +278,7 @@ class _AsyncQueue(_LedgerFront):
         now = self._clock()
         ledger = self._ledger
         if not self._waiters and ledger.earliest(now, cost) <= now:
+            ledger.admitted += 1
             return ledger.reserve(cost, True)
         deadline = None if timeout is None else now + timeout
         return await self._wait(loop, cost, True, deadline)
@@ -310,7 +326,12 @@ class _AsyncQueue(_LedgerFront):
         hold: bool,
         deadline: float | None,
     ) -> int:
-        """Queue, sleep until admitted, and return the reservation's generation."""
+        """Queue, sleep until admitted, and return the reservation's generation.
+
+        Counts the entry as admitted once this task has resumed with it, and the time it
+        spent queued (admitted or not) in the ledger's `waited`.
+        """
+        queued_at = loop.time()
         fut: asyncio.Future[int] = loop.create_future()
         waiter = (fut, cost, hold)
         waiters = self._waiters
@@ -323,7 +344,7 @@ class _AsyncQueue(_LedgerFront):
         if deadline is not None and not fut.done():
             timer = loop.call_at(deadline, _expire, fut, deadline)
         try:
-            return await fut
+            generation = await fut
         except BaseException:
             if self._woken is not None and self._woken.pop(fut, None) is not None:
                 # Admitted, then cancelled before resuming: the entry never happened.
@@ -339,6 +360,9 @@ class _AsyncQueue(_LedgerFront):
                 self._woken.pop(fut, None)
             if timer is not None:
                 timer.cancel()
+            self._ledger.waited += loop.time() - queued_at
+        self._ledger.admitted += 1
+        return generation
 
     def _wake(self) -> None:
         """Admit every waiter at the head that fits now; set the timer for the next."""
@@ -523,6 +547,7 @@ class Throttler(_AsyncQueue):
             if len(stamps) + ledger.open < window.limit:
                 stamps.append(now)
                 ledger.in_flight += 1
+                ledger.admitted += 1
                 return
         loop = _get_running_loop()
         if self._loop is not loop:
@@ -709,7 +734,7 @@ class Throttler(_AsyncQueue):
         return not self._waiters and self._ledger.earliest(now, cost) <= now
 
     def statistics(self) -> ThrottlerStatistics:
-        """A frozen snapshot: waiting, in window, open, in flight, wait time, pause."""
+        """A frozen snapshot: the state now, and the running totals admitted and waited."""
         waiting = sum(1 for fut, _, _ in self._waiters or () if not fut.done())
         return self._snapshot(self._now(), waiting)
 
