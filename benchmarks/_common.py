@@ -14,6 +14,14 @@ printed the same way:
   :class:`Saturation`), :func:`cpu_fraction`
   (process CPU time over wall time while the loop waits) and :func:`ns_per_entry`
   (uncontended ``async with`` cost);
+* timing and interleaving: :func:`rotated` (the order of the contenders, rotated each
+  round), :func:`per_round` (a figure of each round against a baseline's, such as a
+  ratio), :func:`time_ns` and :func:`async_ns` (ns per
+  operation of a loop, collector paused);
+* memory: :func:`retained` (tracemalloc, after a full collection), :class:`VirtualClock`
+  and :func:`crawl` (a simulated crawl of many hosts through a per-host map);
+* HTTP: :func:`serve_ok` (a minimal aiohttp server answering ``ok``) and
+  :func:`local_server` (that server in a separate process, as a context manager);
 * output: :class:`Table` (a Markdown table that reads well in a terminal and pastes into
   ``docs/``), :func:`fmt_ns`, :func:`fmt_ms`, :func:`fmt_pct`, :func:`fmt_ratio` and
   :func:`write_json`.
@@ -37,35 +45,51 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import tracemalloc
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
+
+_T = TypeVar("_T")
 
 __all__ = [
     "NoopLimiter",
     "Saturation",
     "Table",
+    "VirtualClock",
+    "async_ns",
     "cpu_fraction",
+    "crawl",
     "fmt_ms",
     "fmt_ns",
     "fmt_pct",
     "fmt_ratio",
+    "local_server",
     "max_in_window",
     "median",
     "ns_per_entry",
     "parse",
     "parser",
+    "per_round",
     "percentile",
     "print_header",
+    "retained",
+    "rotated",
     "saturate",
+    "serve_ok",
+    "source_state",
+    "time_ns",
     "utilization",
     "window_excess",
     "write_json",
@@ -75,23 +99,25 @@ __all__ = [
 
 
 def parser(
-    description: str, *, repeats: int = 3, quick_repeats: int = 1
+    description: str, *, repeats: int | None = 3, quick_repeats: int | None = 1
 ) -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark script shares.
 
     ``--quick`` (a short run for a smoke test), ``--repeats N`` (default ``repeats``, or
     ``quick_repeats`` with ``--quick``; read it as ``args.repeats``, already resolved) and
     ``--json PATH`` (also write the figures there). Add script-specific options to the
-    returned parser, then call :func:`parse`.
+    returned parser, then call :func:`parse`. A default of ``None`` leaves
+    ``args.repeats`` ``None`` when not given: the script picks one per measurement.
     """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="a short run (fewer, shorter repeats)")
+    shown = "each measurement's own" if repeats is None else repeats
     p.add_argument(
         "--repeats",
         type=int,
         default=None,
-        help=f"repeats per measurement; the median is reported (default {repeats}, "
-        f"{quick_repeats} with --quick)",
+        help=f"repeats per measurement; the median is reported (default {shown}, "
+        f"{quick_repeats if quick_repeats is not None else shown} with --quick)",
     )
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     p.set_defaults(_repeats=(repeats, quick_repeats))
@@ -104,7 +130,7 @@ def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argp
     default, quick = args._repeats
     if args.repeats is None:
         args.repeats = quick if args.quick else default
-    if args.repeats < 1:
+    if args.repeats is not None and args.repeats < 1:
         p.error(f"--repeats must be a positive integer, got {args.repeats}")
     del args._repeats
     return args
@@ -127,12 +153,41 @@ def versions(*distributions: str) -> dict[str, str]:
     return found
 
 
+def source_state() -> str:
+    """The commit of this checkout, and how many package files differ from it.
+
+    Others may be editing the package while a benchmark runs: the header says which code
+    was measured. ``"unknown"`` outside a git checkout.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "throttled_http"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"git {head}" + (
+        f" + {len(changed)} changed files in throttled_http/" if changed else ""
+    )
+
+
 def print_header(title: str, *distributions: str) -> dict[str, Any]:
     """Print what the figures depend on, and return it (for :func:`write_json`).
 
     Python version, platform, CPU count, the 1-minute load average when the OS has one (a
-    high value means other processes competed for the cores), and the versions of
-    ``distributions``.
+    high value means other processes competed for the cores), the versions of
+    ``distributions``, and the commit measured (:func:`source_state`).
     """
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     env: dict[str, Any] = {
@@ -142,6 +197,7 @@ def print_header(title: str, *distributions: str) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_1min": round(load, 2),
         "versions": versions(*distributions),
+        "source": source_state(),
     }
     libs = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
     print(f"# {title}")
@@ -149,6 +205,7 @@ def print_header(title: str, *distributions: str) -> dict[str, Any]:
         f"{env['implementation']} {env['python']} on {env['platform']}, "
         f"{env['cpus']} CPUs, load average {load:.2f}; {libs}"
     )
+    print(f"source: {env['source']}")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print()
     return env
@@ -341,6 +398,165 @@ async def ns_per_entry(limiter: AbstractAsyncContextManager[Any], iterations: in
     finally:
         if was_enabled:
             gc.enable()
+
+
+# -- interleaving and timing -----------------------------------------------------------
+
+
+def rotated(items: Sequence[_T], shift: int) -> list[_T]:
+    """``items`` rotated left by ``shift``, so no contender always runs first."""
+    if not items:
+        return []
+    shift %= len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def per_round(
+    values: Sequence[float], baseline: Sequence[float], op: Callable[[float, float], float]
+) -> list[float]:
+    """``op(value, baseline)`` round by round (e.g. ``operator.truediv`` for ratios)."""
+    return [op(v, b) for v, b in zip(values, baseline, strict=True)]
+
+
+def time_ns(fn: Callable[[int], object], n: int) -> float:
+    """Mean nanoseconds of one operation of ``fn(n)``, which runs ``n`` of them.
+
+    The garbage collector is paused while timing, as ``timeit`` does.
+    """
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter_ns()
+        fn(n)
+        return (time.perf_counter_ns() - t0) / n
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def async_ns(fn: Callable[[int], Awaitable[object]], n: int) -> float:
+    """Like :func:`time_ns`, for a coroutine function: ``await fn(n)`` runs ``n`` operations."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter_ns()
+        await fn(n)
+        return (time.perf_counter_ns() - t0) / n
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def retained(build: Callable[[], _T], run: Callable[[_T], object]) -> tuple[int, int, _T]:
+    """(retained bytes, peak bytes, the object) of ``run(build())`` under tracemalloc.
+
+    Retained is the traced memory after the run and a full collection, minus before
+    ``build()``: what the object keeps. Whatever ``run`` allocates and drops (URLs made on
+    the fly) is not counted, except in the peak.
+    """
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        obj = build()
+        run(obj)
+        gc.collect()
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before, peak - before, obj
+
+
+class VirtualClock:
+    """A loop clock the benchmark advances by hand (``loop.time = clock.time``)."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def crawl(
+    make_map: Callable[[], Any], url_of: Callable[[int], str], hosts: int, step: float
+) -> tuple[int, int, Any]:
+    """A simulated crawl: ``async with m.limit(url_of(i))`` for ``i`` in ``range(hosts)``.
+
+    ``m = make_map()`` runs on a fresh event loop whose clock (a :class:`VirtualClock`)
+    moves ``step`` seconds before each new host, so windows expire as in a real crawl
+    without waiting for them. Returns (retained bytes, peak bytes, the map), as
+    :func:`retained` measures them; the URLs are made on the fly and not kept.
+    """
+    loop = asyncio.new_event_loop()
+    clock = VirtualClock()
+    loop.time = clock.time  # type: ignore[method-assign]
+
+    async def run(m: Any) -> None:
+        for i in range(hosts):
+            clock.now += step
+            async with m.limit(url_of(i)):
+                pass
+
+    try:
+        return retained(make_map, lambda m: loop.run_until_complete(run(m)))
+    finally:
+        loop.close()
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+
+def serve_ok(backlog: int = 1024) -> None:
+    """Answer ``GET /`` with ``ok`` on a free port of 127.0.0.1; print the port; run forever.
+
+    The server side of the HTTP benchmarks, meant for its own process (:func:`local_server`):
+    client and server then do not share an event loop, and the client's
+    ``time.process_time()`` counts the client only.
+    """
+    from aiohttp import web  # only the server process needs it
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_get("/", ok)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(runner, sock, backlog=backlog).start()
+        print(sock.getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+@contextmanager
+def local_server() -> Iterator[str]:
+    """Run :func:`serve_ok` in a child process; yields its URL, stops it on exit."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = f"import sys; sys.path.insert(0, {here!r}); import _common; _common.serve_ok()"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        if child.stdout is None:  # pragma: no cover - stdout=PIPE always sets it
+            raise RuntimeError("no pipe to the server process")
+        line = child.stdout.readline()
+        if not line.strip():
+            raise RuntimeError("the server process exited before printing its port")
+        yield f"http://127.0.0.1:{int(line)}/"
+    finally:
+        child.terminate()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 # -- output ----------------------------------------------------------------------------

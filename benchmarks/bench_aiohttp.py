@@ -9,6 +9,7 @@ the medians and their ratio are reported.
 Run::
 
     python benchmarks/bench_aiohttp.py            # 7 rounds
+    python benchmarks/bench_aiohttp.py --quick    # 1,000 GETs, 2 rounds
     python benchmarks/bench_aiohttp.py --rounds 3 --requests 2000
 """
 
@@ -16,36 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
-import sys
 import time
 
 import aiohttp
-from aiohttp import web
+from _common import local_server
 
 from throttled_http.aiohttp import ThrottledClientSession
-
-
-def serve() -> None:
-    """The server process: answer ``ok`` on a free port, print the port, run until killed."""
-
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/", ok)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        print(sock.getsockname()[1], flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
 
 
 async def run(url: str, requests: int, concurrency: int, throttled: bool) -> tuple[float, float]:
@@ -80,20 +58,14 @@ async def run(url: str, requests: int, concurrency: int, throttled: bool) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=None, help="default 5000 (1000 quick)")
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=None, help="default 7 (2 quick)")
+    parser.add_argument("--quick", action="store_true", help="a short run: 1000 GETs, 2 rounds")
     args = parser.parse_args()
-    if args.serve:
-        serve()
-        return
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None
-        url = f"http://127.0.0.1:{int(child.stdout.readline())}/"
+    args.requests = args.requests or (1000 if args.quick else 5000)
+    args.rounds = args.rounds or (2 if args.quick else 7)
+    with local_server() as url:
         plain: list[float] = []
         throttled: list[float] = []
         plain_cpu: list[float] = []
@@ -110,11 +82,6 @@ def main() -> None:
                     f"{cpu:6.1f} us client CPU/request",
                     flush=True,
                 )
-    finally:
-        child.terminate()
-        child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
     p, t = statistics.median(plain), statistics.median(throttled)
     pc, tc = statistics.median(plain_cpu), statistics.median(throttled_cpu)
     print(

@@ -15,10 +15,11 @@ Figures:
    pyrate-limiter's buckets are measured the same way over ``--pyrate-hosts`` hosts
    (default 100,000; it keeps every bucket, so its memory is linear and shown per key).
 2. **ns per operation** on the real clock, tracemalloc off, median of ``--repeats``:
-   ``throttler_for(url)`` on 1,000 warm hosts (a hit), ``throttler_for(url)`` on a new host
-   each time with the map full (insert plus eviction), ``key_for(url)`` alone, and one
-   admitted request on a warm host, ``async with hosts.limit(url)`` side by side with
-   pyrate-limiter's ``try_acquire(host, blocking=False)`` (the host taken from the URL with
+   ``resolve(url)`` and ``throttler_for(url)`` on 1,000 warm hosts (a hit),
+   ``throttler_for(url)`` on a new host each time with the map full (insert plus
+   eviction), ``key_for(url)`` alone, and one admitted request on a warm host,
+   ``async with hosts.limit(url)``, side by side with pyrate-limiter's
+   ``try_acquire(host, blocking=False)`` (the host taken from the URL with
    ``urllib.parse`` so both do the same URL work).
 
 Run::
@@ -30,13 +31,22 @@ Run::
 from __future__ import annotations
 
 import asyncio
-import gc
-import time
-import tracemalloc
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from _common import Table, fmt_ns, median, parse, parser, print_header, write_json
+from _common import (
+    Table,
+    async_ns,
+    crawl,
+    fmt_ns,
+    median,
+    parse,
+    parser,
+    print_header,
+    retained,
+    time_ns,
+    write_json,
+)
 from pyrate_limiter import BucketFactory, Duration, InMemoryBucket, Limiter, RateItem
 from pyrate_limiter import Rate as PyrateRate
 
@@ -75,59 +85,18 @@ def url_of(i: int) -> str:
     return f"https://www.host{i}.example/page"
 
 
-class VirtualClock:
-    """A loop clock the benchmark advances by hand (the simulated crawl)."""
-
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def time(self) -> float:
-        return self.now
-
-
-def retained(build: Any, run: Any) -> tuple[int, int, Any]:
-    """(retained bytes, peak bytes, result) of ``run(build())`` under tracemalloc."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        obj = build()
-        run(obj)
-        gc.collect()
-        after, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return after - before, peak - before, obj
-
-
 def crawl_throttled(
     hosts_count: int, max_keys: int, step: float
 ) -> tuple[int, int, dict[str, int]]:
-    loop = asyncio.new_event_loop()
-    clock = VirtualClock()
-    loop.time = clock.time  # type: ignore[method-assign]
-
-    async def crawl(hosts: ThrottlerMap) -> None:
-        for i in range(hosts_count):
-            clock.now += step
-            async with hosts.limit(url_of(i)):
-                pass
-
-    try:
-        kept, peak, hosts = retained(
-            lambda: ThrottlerMap(1, 1.0, max_keys=max_keys),
-            lambda hosts: loop.run_until_complete(crawl(hosts)),
-        )
-        snapshot = hosts.statistics(top=0)
-        facts = {
-            "keys": snapshot.keys,
-            "evictions": snapshot.evictions,
-            "created": snapshot.created,
-        }
-    finally:
-        loop.close()
+    kept, peak, hosts = crawl(
+        lambda: ThrottlerMap(1, 1.0, max_keys=max_keys), url_of, hosts_count, step
+    )
+    snapshot = hosts.statistics(top=0)
+    facts = {
+        "keys": snapshot.keys,
+        "evictions": snapshot.evictions,
+        "created": snapshot.created,
+    }
     return kept, peak, facts
 
 
@@ -140,17 +109,6 @@ def crawl_pyrate(hosts_count: int) -> tuple[int, int, int]:
         lambda: Limiter(PerKeyBuckets([PyrateRate(1, Duration.SECOND)])), run
     )
     return kept, peak, len(limiter.bucket_factory.buckets)
-
-
-def time_ns(fn: Any, n: int) -> float:
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = time.perf_counter_ns()
-        fn(n)
-        return (time.perf_counter_ns() - t0) / n
-    finally:
-        gc.enable()
 
 
 async def lookup_figures(n: int, repeats: int) -> dict[str, tuple[float, float | None]]:
@@ -199,17 +157,13 @@ async def lookup_figures(n: int, repeats: int) -> dict[str, tuple[float, float |
             async with limit(warm[i % 1000]):
                 pass
 
-    async def timed_async(n: int) -> float:
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter_ns()
-            await limit_async(n)
-            return (time.perf_counter_ns() - t0) / n
-        finally:
-            gc.enable()
+    def resolve(n: int) -> None:
+        resolve = hosts.resolve
+        for i in range(n):
+            resolve(warm[i % 1000])
 
     samples: dict[str, list[float]] = {
+        "resolve": [],
         "hit": [],
         "miss": [],
         "key": [],
@@ -219,10 +173,11 @@ async def lookup_figures(n: int, repeats: int) -> dict[str, tuple[float, float |
     }
     pyrate_acquire(1000)  # warm every name
     for _ in range(repeats):  # interleaved so noise hits every contender alike
+        samples["resolve"].append(time_ns(resolve, n))
         samples["hit"].append(time_ns(hit, n))
         samples["miss"].append(time_ns(miss, n))
         samples["key"].append(time_ns(key_only, n))
-        samples["limit"].append(await timed_async(n))
+        samples["limit"].append(await async_ns(limit_async, n))
         samples["pyrate"].append(time_ns(pyrate_acquire, n))
         samples["pyrate_names"].append(time_ns(pyrate_names, n))
     return {name: (median(values), None) for name, values in samples.items()}
@@ -269,6 +224,7 @@ def main() -> None:
 
     figures = asyncio.run(lookup_figures(lookups, args.repeats))
     ops = Table("Operation", "ns per op (median)")
+    ops.add_row("ThrottlerMap.resolve(url), warm host", fmt_ns(figures["resolve"][0]))
     ops.add_row("ThrottlerMap.throttler_for(url), warm host", fmt_ns(figures["hit"][0]))
     ops.add_row("ThrottlerMap.throttler_for(url), new host, map full", fmt_ns(figures["miss"][0]))
     ops.add_row("ThrottlerMap.key_for(url)", fmt_ns(figures["key"][0]))

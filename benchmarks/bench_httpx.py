@@ -20,14 +20,20 @@ figures halve.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING
 
 import httpx
-from _common import Table, fmt_ratio, median, parse, parser, print_header, write_json
+from _common import (
+    Table,
+    fmt_ratio,
+    local_server,
+    median,
+    parse,
+    parser,
+    print_header,
+    write_json,
+)
 
 from throttled_http.httpx import ThrottledTransport
 
@@ -35,27 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 CONCURRENCY = 50
-
-
-def serve() -> None:
-    """The server process: answer ``ok`` on a free port of 127.0.0.1, print the port."""
-    from aiohttp import web  # only the server process needs it
-
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def run() -> None:
-        app = web.Application()
-        app.router.add_get("/", ok)
-        runner = web.AppRunner(app, access_log=None, handle_signals=True)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock, backlog=1024).start()
-        print(sock.getsockname()[1], flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(run())
 
 
 def plain() -> httpx.AsyncClient:
@@ -129,12 +114,8 @@ async def mock_cost(throttle: bool, count: int, streaming: bool = False) -> floa
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0], repeats=5, quick_repeats=3)
-    p.add_argument("--serve", action="store_true", help="run as the server process")
     p.add_argument("--requests", type=int, default=None, help="GETs per run (default 5000)")
     args = parse(p)
-    if args.serve:
-        serve()
-        return
     total = args.requests or (1_000 if args.quick else 5_000)
     env = print_header(
         f"httpx: ThrottledTransport overhead, {total} GETs at concurrency {CONCURRENCY}",
@@ -143,12 +124,7 @@ def main() -> None:
         "sniffio",
         "aiohttp",
     )
-    server = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert server.stdout is not None
-        url = f"http://127.0.0.1:{int(server.stdout.readline())}/"
+    with local_server() as url:
         variants = {"plain AsyncClient": plain, "ThrottledTransport": throttled}
         results: dict[str, list[float]] = {name: [] for name in variants}
         ratios: list[float] = []
@@ -163,9 +139,6 @@ def main() -> None:
                 + ", ".join(f"{name} {got[name]:,.0f}/s" for name in variants),
                 flush=True,
             )
-    finally:
-        server.terminate()
-        server.wait()
     count = 2_000 if args.quick else 10_000
     costs: dict[str, list[float]] = {
         "plain": [],
