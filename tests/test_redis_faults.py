@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis as redis_sync
 import redis.asyncio as aioredis
 from conftest import max_in_window
 from redis.asyncio.cluster import RedisCluster
@@ -584,3 +585,42 @@ async def test_two_bursts_around_a_restart_stay_within_the_limit(
     assert throttler.redis_statistics().admitted == 10
     await throttler.aclose()
     await client.aclose()
+
+
+class LosesCancellations(aioredis.Redis):
+    """A client that turns the cancellation of a call into a ConnectionError, as redis-py's
+    own connect retries may (a cancellation arriving while they disconnect)."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            raise redis_sync.ConnectionError("connection lost while being cancelled") from None
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the loop ends with the client open
+def test_loop_end_is_not_held_up_by_settles_being_retried(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop that ends while a settle is being sent to a hung Redis ends at once (the
+    settle is reported lost), even if the client turns the cancellation into an error: it
+    is not taken for a failure to retry until open_timeout."""
+    server = private_redis.proc
+    assert server is not None
+
+    async def worker() -> None:
+        client = LosesCancellations.from_url(private_redis.url)
+        throttler = RedisThrottler(1, redis=client, key="e", command_timeout=0.5, open_timeout=20)
+        entry = await throttler.open_entry()
+        server.send_signal(signal.SIGSTOP)
+        entry.close()
+        await asyncio.sleep(0.1)  # the settle is on its way: Redis will not answer
+
+    start = time.monotonic()
+    try:
+        with caplog.at_level("WARNING", logger="throttled_http"):
+            asyncio.run(worker())
+    finally:
+        server.send_signal(signal.SIGCONT)
+    assert time.monotonic() - start < 10  # open_timeout (20 s) when taken for a failure
+    assert "1 settle(s) of 'e' may not have reached Redis (the loop stopped first)" in caplog.text

@@ -376,11 +376,19 @@ class Wire:
 
         Raises:
             ThrottlerBackendError: on any Redis error or timeout, with it as ``__cause__``.
+            asyncio.CancelledError: when the calling task is being cancelled, even if
+                redis-py raised an error of its own instead (its connect retries may).
         """
         try:
             return await _bounded(self._eval(script, keys, args), self._command_timeout)
         except (TimeoutError, RedisError, OSError) as exc:
             self.errors += 1
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation redis-py turned into an error: the caller must stop (a
+                # flusher that took it for a failure would retry, and hold up the loop's
+                # shutdown), so it is a cancellation still.
+                raise asyncio.CancelledError from exc
             what = (
                 f"no answer within command_timeout={self._command_timeout} s"
                 if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError)
