@@ -147,6 +147,24 @@ async def test_demo_quick_without_rich(tmp_path: Path) -> None:
         pytest.param(["http://127.0.0.1:99999/"], [], "line 1", id="bad-port"),
         pytest.param(["", "# only a comment"], [], "no URL", id="empty"),
         pytest.param(["http://127.0.0.1:1/"], ["--concurrency", "0"], "--concurrency", id="conc"),
+        pytest.param(
+            ["http://127.0.0.1:1/"],
+            ["--concurrency", "99999999999999999999"],
+            "--concurrency must be an integer from 1 to 2**62",
+            id="conc-huge",
+        ),
+        pytest.param(
+            ["http://127.0.0.1:1/", "http://a\x00b.example/"],
+            [],
+            "line 2: a host no limit can be kept for",
+            id="nul-host",
+        ),
+        pytest.param(
+            ["http://a<b.example/", "http://127.0.0.1:1/"],
+            [],
+            "line 1: a host no limit can be kept for",
+            id="angle-host",
+        ),
         pytest.param(["http://127.0.0.1:1/"], ["--timeout", "nan"], "--timeout", id="timeout"),
         pytest.param(["http://127.0.0.1:1/"], ["--header", "NoColon"], "--header", id="header"),
         pytest.param(["http://127.0.0.1:1/"], ["--header", "Bad Name: x"], "--header", id="name"),
@@ -482,6 +500,30 @@ async def test_fetch_adapt_gets_everything_from_a_stricter_server(tmp_path: Path
         assert server.rejected.get("127.0.0.1", 0) <= 6
 
 
+@pytest.mark.parametrize("target", ["http://a|b/", "http://a..b/"], ids=["pipe", "empty-label"])
+async def test_fetch_records_a_hostile_redirect_and_fetches_the_rest(
+    tmp_path: Path, target: str
+) -> None:
+    """A redirect to a URL aiohttp or the key parser refuses fails that URL only, once."""
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": target})
+
+    out = tmp_path / "out"
+    async with RecordingServer(routes=[web.get("/hostile", hostile)]) as server:
+        urls = [server.url("/hostile"), *(server.url(f"/?n={i}") for i in range(5))]
+        run = await cli(
+            "fetch", "-", "--out", str(out), "--retries", "2", stdin="\n".join(urls).encode()
+        )
+    assert run.code == 1, run.out + run.err
+    assert "Traceback" not in run.err
+    by_url = {str(r["url"]): r for r in read_log(out)}
+    assert set(by_url) == set(urls)
+    assert by_url[urls[0]]["status"] is None
+    assert by_url[urls[0]]["attempts"] == 1  # the same redirect would fail the same way
+    assert all(by_url[u]["status"] == 200 for u in urls[1:])
+
+
 async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
     """Ctrl-C exits 130 with a consistent log and no partial file; rerunning completes.
 
@@ -532,6 +574,45 @@ async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
         final = read_log(out)
         assert {str(r["url"]) for r in final} == set(urls)
         assert len(final) == len(urls)
+
+
+async def test_fetch_a_second_ctrl_c_still_counts_what_was_fetched(tmp_path: Path) -> None:
+    """Two Ctrl-C in a row: exit 130, and the summary counts every record the log holds."""
+    out = tmp_path / "out"
+    async with RecordingServer() as server:
+        urls = [server.url(f"/?n={i}") for i in range(12)]
+        listing = tmp_path / "urls.txt"
+        listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "throttled_http",
+            "fetch",
+            str(listing),
+            "--rate",
+            "2/s",
+            "--out",
+            str(out),
+            "--plain",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        )
+        log = out / LOG_NAME
+        for _ in range(int(TIMEOUT / 0.05)):
+            if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGINT)  # the second, as the first is being handled
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode == 130, stdout.decode() + stderr.decode()
+    records = read_log(out)
+    assert len(records) >= 3
+    fetched = sum(1 for r in records if r["status"] == 200)
+    assert f"fetched {fetched}," in stdout.decode(), stdout.decode() + stderr.decode()
 
 
 # -- demo: its own verdict ---------------------------------------------------------------

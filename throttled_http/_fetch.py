@@ -57,10 +57,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TextIO, final
 from urllib.parse import unquote, urlsplit
 
 from ._demo import Board, print_table
-from ._exceptions import InvalidRateError
+from ._exceptions import InvalidRateError, InvalidURLError
 from ._feedback import FeedbackPolicy
 from ._hostmap import ThrottlerMap
+from ._keys import split_url
 from ._rates import Rate
+from ._validate import MAX_INT
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -145,8 +147,10 @@ def parse_options(args: argparse.Namespace) -> FetchOptions:
         rates = Rate.parse_many(args.rate)
     except (InvalidRateError, ValueError, TypeError) as exc:
         raise UsageError(f"--rate: {exc}") from None
-    if args.concurrency < 1:
-        raise UsageError(f"--concurrency must be a positive integer, got {args.concurrency}")
+    if not 1 <= args.concurrency <= MAX_INT:
+        raise UsageError(
+            f"--concurrency must be an integer from 1 to 2**62, got {args.concurrency}"
+        )
     if args.retries < 0:
         raise UsageError(f"--retries must be an integer >= 0, got {args.retries}")
     if not (math.isfinite(args.timeout) and args.timeout > 0):
@@ -271,6 +275,10 @@ def _url_problem(url: str) -> str | None:
         return "no host"
     if port == 0:
         return "port 0"
+    try:
+        split_url(url)
+    except InvalidURLError as exc:  # every request would fail in its task: refuse it now
+        return f"a host no limit can be kept for ({exc})"
     return None
 
 
@@ -481,13 +489,17 @@ async def _download(
                     outcome.error = f"HTTP {response.status} {response.reason or ''}".rstrip()
                     if response.status not in RETRY_STATUSES:
                         return outcome
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                # ValueError: a URL aiohttp refuses, such as a redirect to http://a..b/
+                # (UnicodeError) or to a host no limit can be kept for (InvalidURL).
                 if marker.sent is not None:
                     outcome.waited += marker.sent - asked
                 outcome.status = None
                 outcome.error = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 with contextlib.suppress(OSError):
                     part_path.unlink()
+                if isinstance(exc, ValueError):
+                    return outcome  # the same URL would fail the same way: not retried
             if attempt > options.retries:
                 return outcome
             # A pause the server asked for is kept by the throttler: the retry waits for it.
@@ -508,8 +520,13 @@ async def _fetch_all(
     log: TextIO,
     board: Board,
     bar_of: Callable[[str], str],
-) -> tuple[list[_Outcome], bool]:
-    """Download `urls` concurrently; return the outcomes and whether Ctrl-C stopped it."""
+    outcomes: list[_Outcome],
+) -> bool:
+    """Download `urls` concurrently into `outcomes`; return whether Ctrl-C stopped it.
+
+    `outcomes` is the caller's, so what finished is known even when a second Ctrl-C
+    ends the loop with a KeyboardInterrupt.
+    """
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     interrupted = False
@@ -527,7 +544,6 @@ async def _fetch_all(
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         handled = True
 
-    outcomes: list[_Outcome] = []
     try:
         policy = _policy(options)
         async with _session(options, policy) as session:
@@ -555,7 +571,7 @@ async def _fetch_all(
         if handled:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
-    return outcomes, interrupted
+    return interrupted
 
 
 def _note(outcome: _Outcome) -> str:
@@ -637,9 +653,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     try:
         with log, board:
             if todo:
-                outcomes, interrupted = asyncio.run(_fetch_all(todo, options, log, board, bar_of))
-    except KeyboardInterrupt:
+                interrupted = asyncio.run(_fetch_all(todo, options, log, board, bar_of, outcomes))
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
         interrupted = True
+    if interrupted:
+        # The run is over; only the summary is left. Another Ctrl-C now would only cut it
+        # short and turn exit 130 into death by signal.
+        with contextlib.suppress(ValueError):  # not the main thread: nothing to ignore
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     elapsed = time.monotonic() - began
 
     failed = [o for o in outcomes if not o.ok]
