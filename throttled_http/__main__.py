@@ -33,6 +33,14 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    """``--plain`` and ``--verbose``, which every command takes."""
+    command.add_argument(
+        "--plain", action="store_true", help="plain text output even when rich is installed"
+    )
+    command.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="throttled-http",
@@ -59,10 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PNG",
         help="write a timeline of arrivals per host to this file (needs matplotlib)",
     )
-    demo.add_argument(
-        "--plain", action="store_true", help="plain text output even when rich is installed"
-    )
-    demo.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
+    _add_output_options(demo)
 
     fetch = commands.add_parser(
         "fetch",
@@ -142,10 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on resume, fetch URLs an earlier run found gone (404, 410) again",
     )
-    fetch.add_argument(
-        "--plain", action="store_true", help="plain text output even when rich is installed"
-    )
-    fetch.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE)
+    _add_output_options(fetch)
     return parser
 
 
