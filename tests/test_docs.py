@@ -28,15 +28,7 @@ BUILD_TIMEOUT = 300.0  # seconds; a build takes about 15
 
 # Files whose docstrings the Redis work is converting right now: their objects' parts of
 # the reference may still show raw roles or private names. Remove a file once it is done.
-PENDING = frozenset(
-    {
-        "redis.py",
-        "_redis_failover.py",
-        "_redis_outbox.py",
-        "_redis_queue.py",
-        "_redis_wire.py",
-    }
-)
+PENDING: frozenset[str] = frozenset()  # modules whose docstrings are not converted yet
 
 ROLE = re.compile(r":(?:class|meth|func|attr|mod|exc|data|obj):")
 # A private name: _Limit, _L, _EntryContext, a private module (throttled_http._ledger),

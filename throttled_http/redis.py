@@ -1,16 +1,16 @@
 """A throttler whose limit holds across processes and machines, kept in Redis.
 
-:class:`RedisThrottler` has the interface of :class:`~throttled_http.Throttler`, but its
+`RedisThrottler` has the interface of `Throttler`, but its
 windows live in Redis (or Valkey, KeyDB), so every process using the same ``key`` shares one
-limit. :class:`RedisBackend` plugs it into :class:`~throttled_http.ThrottlerMap` and the
+limit. `RedisBackend` plugs it into `ThrottlerMap` and the
 HTTP integrations, for per-host limits shared by a fleet of workers.
 
 **Exactness.** Each admission is decided by one Lua script, atomically, on the Redis
 server's clock (``TIME``), never on a client's: skewed client clocks cannot break the limit.
 The rules are those of the in-memory throttler: a strict sliding window per rate, ``burst``
-as GCRA, and latency-proof entries (:meth:`RedisThrottler.open_entry`) that count from
+as GCRA, and latency-proof entries (`RedisThrottler.open_entry`) that count from
 admission until they are settled, at the server's time of settling, and for ``period``
-after it. An :meth:`RedisThrottler.acquire` entry is settled when its task resumes, as in
+after it. An `RedisThrottler.acquire` entry is settled when its task resumes, as in
 the in-memory throttler.
 
 **No polling.** Tasks of one process queue locally, first come first served, and only the
@@ -22,7 +22,7 @@ after ``period / rate_limit`` seconds (clamped to 5-250 ms). Settles in the same
 wake it at once.
 
 **Data.** Per key, with the key escaped and wrapped in a ``{...}`` hash tag so that every
-Redis key of one throttler lives in one Redis Cluster slot::
+Redis key of one throttler lives in one Redis Cluster slot:
 
     <prefix>{<escaped key>}:s   sorted set: one member per unit of cost, scored by its stamp
                                 (µs of server time); an open entry is scored at its deadline
@@ -32,10 +32,10 @@ Redis key of one throttler lives in one Redis Cluster slot::
 
 Every key expires on its own once idle (after the longest period plus ``open_timeout``).
 
-**Faults.** A Redis error, timeout or restart raises :class:`ThrottlerBackendError` (with
+**Faults.** A Redis error, timeout or restart raises `ThrottlerBackendError` (with
 the redis-py error as ``__cause__``) from the waiting call by default, to every task queued
 in this process at once; ``on_error="local"`` falls back to an in-memory
-:class:`~throttled_http.Throttler` at the same rates in this process, which starts from
+`Throttler` at the same rates in this process, which starts from
 this process's own entries of the last period; ``on_error="allow"`` admits. Either way
 Redis is tried again ``recover_after`` seconds later, and used again as soon as it
 answers. No call waits on Redis longer than ``command_timeout``. A call that timed out may
@@ -45,13 +45,12 @@ and a settle sent again, once Redis answers, so a short stall costs about one
 persistence, ``FLUSHALL``), this process never admits past its own record of its entries
 of the last period, in any mode.
 
-**Parts.** A :class:`RedisThrottler` composes four private parts, each a module of its
-own that starts by teaching it: the *wire* (``_redis_wire``: the Lua scripts, keys,
-argument encoding, error mapping and bounded calls), the *local queue* (``_redis_queue``:
-this process's FIFO queue and the pump that asks Redis for it), the *outbox*
-(``_redis_outbox``: settles, forgets and pauses sent in the background, batched) and the
-*failover* (``_redis_failover``: the shadow ledger of this process's entries and the local
-fallback). This module holds the public classes only.
+**Parts.** A `RedisThrottler` composes four private parts, each a module of its
+own that starts by teaching it: the *wire* (the Lua scripts, keys, argument encoding,
+error mapping and bounded calls), the *local queue* (this process's FIFO queue and the
+pump that asks Redis for it), the *outbox* (settles, forgets and pauses sent in the
+background, batched) and the *failover* (the shadow ledger of this process's entries and
+the local fallback). This module holds the public classes only.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
 
 from ._exceptions import missing_extra
 
@@ -71,7 +70,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-extras tes
 
 from ._exceptions import ThrottlerBackendError
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
-from ._redis_failover import Failover, OnError, check_on_error
+from ._redis_failover import Failover, check_on_error
 from ._redis_queue import ALLOW, LOCAL, REDIS, LocalQueue
 from ._redis_wire import OPEN, RESUME, Terms, Wire, check_client, check_key, check_prefix
 from ._redis_wire import escape_key as escape_key
@@ -79,8 +78,15 @@ from ._throttler import ThrottlerStatistics, _check_burst, _EntryState
 from ._validate import int_in_range, non_negative_float, positive_float
 
 if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
     from ._protocols import EntryLike
     from ._redis_queue import Waiter
+
+OnError: TypeAlias = Literal["raise", "local", "allow"]
+"""What a `RedisThrottler` does while Redis fails: `"raise"` a `ThrottlerBackendError`,
+admit by this process's own `"local"` window, or `"allow"` every request (see **Faults**
+above)."""
 
 __all__ = [
     "OnError",
@@ -99,8 +105,8 @@ _ST_CLOSED = 2
 @final
 @dataclass(frozen=True, slots=True)
 class RedisStatistics:
-    """Counters of a :class:`RedisThrottler`'s traffic, from
-    :meth:`RedisThrottler.redis_statistics`.
+    """Counters of a `RedisThrottler`'s traffic, from
+    `RedisThrottler.redis_statistics`.
 
     Attributes:
         round_trips: Redis calls made (admissions, settles, pauses, script reloads).
@@ -120,7 +126,7 @@ class RedisThrottler:
     """Admit at most ``rate_limit`` entries in any window of ``period`` seconds, fleet-wide.
 
     Every process (or machine) that builds a ``RedisThrottler`` with the same Redis, ``prefix``
-    and ``key`` shares one limit::
+    and ``key`` shares one limit:
 
         throttler = RedisThrottler(10, 1.0, redis="redis://127.0.0.1:6379", key="my-api")
         async with throttler:
@@ -128,12 +134,12 @@ class RedisThrottler:
 
     **The guarantee.** For every half-open interval ``[t, t + period)`` of the *Redis
     server's* clock, the entries stamped in it cost at most ``rate_limit`` in all, whichever
-    process admitted them. An entry of :meth:`acquire` (or ``async with``) counts from
+    process admitted them. An entry of `acquire` (or ``async with``) counts from
     admission until its task actually resumes, and is stamped then (the stamp reaches
     Redis in the background, batched), so a busy loop that runs an admitted task late
     cannot bunch entries up; it counts as open for at most ``command_timeout`` (or
     ``open_timeout`` if shorter) after admission, then as if stamped at that deadline,
-    until its stamp arrives. An entry from :meth:`open_entry` or :meth:`entry` counts
+    until its stamp arrives. An entry from `open_entry` or `entry` counts
     from admission until it is settled and for ``period`` after the server's time of
     settling, so no window at a remote HTTP server sees more either, whatever the latency.
     An entry not settled within ``open_timeout`` of admission counts from then on as if
@@ -144,40 +150,40 @@ class RedisThrottler:
     **Fairness.** Within a process, entries are admitted first come, first served; across
     processes, whichever head asks first once an entry frees gets it.
 
-    **Concurrency** (``max_concurrency``) and :meth:`release` are per process.
+    **Concurrency** (``max_concurrency``) and `release` are per process.
 
-    **Pause.** :meth:`pause` takes effect at once in this process and is shared through
+    **Pause.** `pause` takes effect at once in this process and is shared through
     Redis (on the server's clock) with every process using the key, which learns of it at
-    its next round trip; :meth:`resume` ends it everywhere. A head held back by another
+    its next round trip; `resume` ends it everywhere. A head held back by another
     process's pause asks again at least every second, so such a resume takes effect
     within about a second.
 
-    **Loops.** As for :class:`~throttled_http.Throttler`: while it has waiters or open
+    **Loops.** As for `Throttler`: while it has waiters or open
     entries it belongs to their loop; once that loop is closed, the next loop takes it
     over, forgetting the stranded tasks and giving back what they held (their slots, and
     their entries in Redis). A client made from a URL is made again for the new loop.
 
-    **Retuning.** :meth:`set_rates` changes this process's rates only (every process sharing
+    **Retuning.** `set_rates` changes this process's rates only (every process sharing
     a key must use the same rates: they are sent with each call). The old rates keep being
     enforced by this process for one old period (plus ``open_timeout`` while it has open
     entries), so loosening never breaks a window already begun.
 
     Args:
-        rate_limit: entries allowed per window (an int >= 1), or a :class:`Rate` or a rate
+        rate_limit: entries allowed per window (an int >= 1), or a `Rate` or a rate
             string such as ``"10/s; 1000/h"``.
         period: the window's length in seconds, a finite number > 0.
         redis: a ``redis.asyncio.Redis`` or ``RedisCluster`` client (not closed by
-            :meth:`aclose`), or a ``redis://``, ``rediss://`` or ``unix://`` URL (a client
-            is made with ``Redis.from_url`` and closed by :meth:`aclose`).
+            `aclose`), or a ``redis://``, ``rediss://`` or ``unix://`` URL (a client
+            is made with ``Redis.from_url`` and closed by `aclose`).
         key: the shared limit's name, any non-empty string (escaped before use).
         rates: several limits that must all allow an entry; replaces ``rate_limit`` and
             ``period``.
         burst: smooth mode, ``1 <= burst <= rate_limit`` (GCRA spacing, as in
-            :class:`~throttled_http.Throttler`).
+            `Throttler`).
         max_concurrency: cap on this process's entries in flight (``None``: no cap).
         prefix: prepended to every Redis key; must not contain ``{`` or ``}``.
         on_error: what to do when Redis fails: ``"raise"``
-            :class:`~throttled_http.ThrottlerBackendError`, fall back to a ``"local"``
+            `ThrottlerBackendError`, fall back to a ``"local"``
             in-memory throttler at the same rates, or ``"allow"`` entries.
         open_timeout: seconds an unsettled entry counts as open before it is considered
             stamped at that deadline (finite, > 0).
@@ -191,7 +197,7 @@ class RedisThrottler:
 
     .. versionchanged:: 0.2
        ``hold_timeout`` was renamed ``open_timeout``; the synchronous ``try_acquire()``
-       was removed and ``try_acquire_async()`` renamed :meth:`try_acquire`.
+       was removed and ``try_acquire_async()`` renamed `try_acquire`.
     """
 
     __slots__ = ("__weakref__", "_closed", "_failover", "_key", "_queue", "_terms", "_wire")
@@ -316,13 +322,13 @@ class RedisThrottler:
         stamped ``min(command_timeout, open_timeout)`` seconds after admission.
 
         With ``max_concurrency`` set, this also takes a slot: give it back with
-        :meth:`release` (``async with`` does both for you).
+        `release` (``async with`` does both for you).
 
         Args:
             cost: weight of the entry, ``1 <= cost <= `` the smallest limit.
             timeout: seconds to wait at most, Redis round trips included (``None``: no
                 limit). On expiry nothing is taken and
-                :class:`~throttled_http.ThrottlerTimeoutError` is raised.
+                `ThrottlerTimeoutError` is raised.
 
         Raises:
             ValueError: when ``cost`` exceeds a limit (it could never be admitted).
@@ -336,7 +342,7 @@ class RedisThrottler:
         """Take an entry if Redis has one free now and nobody here waits; never queues.
 
         One round trip. With ``max_concurrency``, a ``True`` also took a slot (give it back
-        with :meth:`release`). While Redis is bypassed after a failure (``on_error``
+        with `release`). While Redis is bypassed after a failure (``on_error``
         ``"local"`` or ``"allow"``), no round trip is made: the local fallback decides, or
         ``"allow"`` answers ``True``, unless a pause, a full ``max_concurrency`` or tasks
         queued here rule the entry out.
@@ -354,7 +360,7 @@ class RedisThrottler:
         return await self._queue.try_take(loop, cost)
 
     def release(self) -> None:
-        """Give back the slot an :meth:`acquire` took when ``max_concurrency`` is set.
+        """Give back the slot an `acquire` took when ``max_concurrency`` is set.
 
         A no-op without ``max_concurrency``.
 
@@ -364,7 +370,9 @@ class RedisThrottler:
         if self._queue.max_concurrency is not None:
             self._queue.release_slot()
 
-    def entry(self, cost: int = 1, *, timeout: float | None = None) -> _EntryContext:
+    def entry(
+        self, cost: int = 1, *, timeout: float | None = None
+    ) -> AbstractAsyncContextManager[EntryLike]:
         """A latency-proof entry: ``async with throttler.entry() as e:``.
 
         It counts from admission until ``e.settle()`` (or the block's exit) and for
@@ -381,11 +389,11 @@ class RedisThrottler:
         Call ``settle()`` when the effect happened (response headers arrived) and
         ``close()`` when the slot may be reused; both are synchronous and idempotent. The
         settle is sent to Redis in the background (batched with others);
-        :meth:`aclose` waits for those still pending.
+        `aclose` waits for those still pending.
 
         Warning:
             A settle still unsent when the event loop stops (``asyncio.run`` returning
-            without :meth:`aclose`) is lost: the entry stays open in Redis until
+            without `aclose`) is lost: the entry stays open in Redis until
             ``open_timeout``, blocking every process. A warning is logged on logger
             ``throttled_http`` when that happens.
 
@@ -446,7 +454,7 @@ class RedisThrottler:
         """Retune this process's limits (see "Retuning" above).
 
         Args:
-            rates: the new limits, as for :func:`~throttled_http.parse_rates`.
+            rates: the new limits, as for `parse_rates`.
             burst: smooth mode for the new limits.
         """
         new = parse_rates(*rates)
@@ -461,7 +469,7 @@ class RedisThrottler:
     # -- introspection ---------------------------------------------------------------
 
     def statistics(self) -> ThrottlerStatistics:
-        """A frozen snapshot of this process's view, as :meth:`Throttler.statistics` gives.
+        """A frozen snapshot of this process's view, as `Throttler.statistics` gives.
 
         Only this process's part is known without asking Redis: ``waiting``, ``open`` and
         ``in_flight`` count this process's entries; ``in_window`` (all processes) and
@@ -497,7 +505,7 @@ class RedisThrottler:
         The windows live in Redis, and this process's record of its own entries (which
         guards the limit should Redis lose its data, and which the ``"local"`` fallback
         starts from) is empty, so an idle ``RedisThrottler`` can be dropped and rebuilt (as
-        :class:`~throttled_http.ThrottlerMap` does) without loosening any limit.
+        `ThrottlerMap` does) without loosening any limit.
         """
         return self._queue.is_idle() and self._failover.is_idle(self._queue.now())
 
@@ -505,7 +513,7 @@ class RedisThrottler:
         """Stop, send pending settles (waiting for them), and close the client if it was
         made from a URL.
 
-        Tasks still waiting get :class:`~throttled_http.ThrottlerBackendError`. An
+        Tasks still waiting get `ThrottlerBackendError`. An
         admission under way is called off: Redis may run it all the same, so it is fenced
         off and its entries forgotten, with the pending settles. What cannot be sent now
         (Redis fails) gets one attempt, bounded by ``command_timeout``, and is then
@@ -571,7 +579,7 @@ def _left(loop: asyncio.AbstractEventLoop, start: float, timeout: float | None) 
 
 @final
 class RedisEntry(_EntryState):
-    """An admitted latency-proof entry of a :class:`RedisThrottler` (an ``EntryLike``).
+    """An admitted latency-proof entry of a `RedisThrottler` (an ``EntryLike``).
 
     ``settle()`` stamps it at the Redis server's time (sent in the background; idempotent);
     ``close()`` settles it if needed and gives back its concurrency slot (idempotent).
@@ -662,20 +670,20 @@ class _EntryContext:
 
 @final
 class RedisBackend:
-    """Make every limit of a :class:`~throttled_http.ThrottlerMap` shared through Redis.
+    """Make every limit of a `ThrottlerMap` shared through Redis.
 
     ``ThrottlerMap(..., backend=RedisBackend("redis://127.0.0.1:6379"))`` gives each host
-    a :class:`RedisThrottler` keyed ``prefix + "{" + escaped host key + "}"``, so every
+    a `RedisThrottler` keyed ``prefix + "{" + escaped host key + "}"``, so every
     process using the same Redis and prefix shares per-host limits; pass that map as
     ``throttler=`` to ``ThrottledClientSession`` or ``ThrottledTransport``. All of them
     share one client. ``max_concurrency`` stays per process.
 
     Args:
         redis: a ``redis.asyncio.Redis``/``RedisCluster`` client or a URL (see
-            :class:`RedisThrottler`); a client made from a URL is closed by :meth:`aclose`.
+            `RedisThrottler`); a client made from a URL is closed by `aclose`.
         prefix: prepended to every Redis key; must not contain ``{`` or ``}``.
         on_error, open_timeout, command_timeout, recover_after: as for
-            :class:`RedisThrottler`.
+            `RedisThrottler`.
 
     .. versionchanged:: 0.2
        ``hold_timeout`` was renamed ``open_timeout``.
@@ -715,7 +723,7 @@ class RedisBackend:
         return value
 
     def create(self, key: str, rates: tuple[Rate, ...], **options: Any) -> RedisThrottler:
-        """A :class:`RedisThrottler` for ``key`` (a host key such as ``https://h:443``).
+        """A `RedisThrottler` for ``key`` (a host key such as ``https://h:443``).
 
         ``options`` are the map's ``burst`` and ``max_concurrency``.
         """
