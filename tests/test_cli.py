@@ -524,6 +524,32 @@ async def test_fetch_records_a_hostile_redirect_and_fetches_the_rest(
     assert all(by_url[u]["status"] == 200 for u in urls[1:])
 
 
+async def _fetch_until_three_logged(listing: Path, out: Path) -> asyncio.subprocess.Process:
+    """Start ``fetch`` of ``listing`` at 2/s in a child process; return once 3 are logged."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "throttled_http",
+        "fetch",
+        str(listing),
+        "--rate",
+        "2/s",
+        "--out",
+        str(out),
+        "--plain",
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    log = out / LOG_NAME
+    for _ in range(int(TIMEOUT / 0.05)):
+        if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    return proc
+
+
 async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
     """Ctrl-C exits 130 with a consistent log and no partial file; rerunning completes.
 
@@ -535,27 +561,7 @@ async def test_fetch_interrupt_then_resume(tmp_path: Path) -> None:
         urls = [server.url(f"/?n={i}") for i in range(12)]
         listing = tmp_path / "urls.txt"
         listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "throttled_http",
-            "fetch",
-            str(listing),
-            "--rate",
-            "2/s",
-            "--out",
-            str(out),
-            "--plain",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-        )
-        log = out / LOG_NAME
-        for _ in range(int(TIMEOUT / 0.05)):
-            if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) >= 3:
-                break
-            await asyncio.sleep(0.05)
+        proc = await _fetch_until_three_logged(listing, out)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), TIMEOUT)
         assert proc.returncode == 130, stdout.decode() + stderr.decode()
@@ -583,27 +589,7 @@ async def test_fetch_a_second_ctrl_c_still_counts_what_was_fetched(tmp_path: Pat
         urls = [server.url(f"/?n={i}") for i in range(12)]
         listing = tmp_path / "urls.txt"
         listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "throttled_http",
-            "fetch",
-            str(listing),
-            "--rate",
-            "2/s",
-            "--out",
-            str(out),
-            "--plain",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_env(),
-        )
-        log = out / LOG_NAME
-        for _ in range(int(TIMEOUT / 0.05)):
-            if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) >= 3:
-                break
-            await asyncio.sleep(0.05)
+        proc = await _fetch_until_three_logged(listing, out)
         proc.send_signal(signal.SIGINT)
         await asyncio.sleep(0.01)
         proc.send_signal(signal.SIGINT)  # the second, as the first is being handled
