@@ -336,15 +336,16 @@ class BaseThrottlerMap(Generic[ThrottlerT]):
         Raises:
             InvalidURLError: (a ValueError) for a URL without a scheme or host.
         """
-        if origin is None and url.__class__ is str:
-            # A URL string's text up to the first "/" after "//" holds its whole scheme
-            # and authority: every URL sharing that text has the same key and rates.
-            text: str = url
-            end = text.find("/", text.find("//") + 2)
-            origin = text if end < 0 else text[:end]
-        if origin is None or self._scope_fn is not None:
+        if self._scope_fn is not None or (origin is None and url.__class__ is not str):
+            # A callable scope always sees the URL; an object with no origin is parsed.
             key, rates = self._key_and_rates(url)
         else:
+            if origin is None:
+                # A URL string's text up to the first "/" after "//" holds its whole
+                # scheme and authority: every URL sharing that text has the same key.
+                text: str = url  # type: ignore[assignment]  # a str, checked above
+                end = text.find("/", text.find("//") + 2)
+                origin = text if end < 0 else text[:end]
             origins = self._origins
             known = origins.get(origin)
             if known is None:
