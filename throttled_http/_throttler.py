@@ -864,11 +864,4 @@ class Entry(_EntryState):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._state == _SETTLED:  # close(), inlined for the common case
-            self._state = _CLOSED
-            throttler = self._throttler
-            throttler._ledger.in_flight -= 1
-            if throttler._waiters:
-                throttler._wake()
-        else:
-            self.close()
+        self.close()
