@@ -29,18 +29,27 @@ Retuning (`Ledger.set_rates`) never loosens a guarantee already given: the old
 windows keep counting every entry until no entry admitted under them can share a window
 with a new one, and only then retire. The new windows start with the recent stamps, so a
 tighter limit counts the entries already made.
+
+Budgets in other units (tokens) and bucket mode live in `throttled_http._budgets`: a
+ledger given `budgets` consults them in `earliest` and records into them, and a cost may
+then be a `Charge` (requests and units) instead of an int. In bucket mode the ledger keeps
+no request windows: its budgets hold the requests' buckets.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from itertools import repeat
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
+    from ._budgets import Budgets, Charge
     from ._rates import Rate
+
+    Cost = int | Charge
 
 __all__ = ["INF", "Ledger"]
 
@@ -84,6 +93,7 @@ class Ledger:
     """
 
     __slots__ = (
+        "_budgets",
         "_burst",
         "_interval",
         "_max_concurrency",
@@ -107,9 +117,15 @@ class Ledger:
         *,
         burst: int | None = None,
         max_concurrency: int | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.rates: tuple[Rate, ...] = tuple(rates)
-        self._windows: tuple[_Window, ...] = tuple(_Window(r.limit, r.period) for r in rates)
+        self._budgets = budgets
+        self._windows: tuple[_Window, ...] = (
+            ()
+            if budgets is not None and budgets.bucket
+            else tuple(_Window(r.limit, r.period) for r in rates)
+        )
         self._retiring: tuple[_Window, ...] = ()  # the shared empty tuple: no list per key
         self._burst = burst
         self._interval = max(r.interval for r in rates) if burst is not None else 0.0
@@ -140,7 +156,11 @@ class Ledger:
     def max_concurrency(self) -> int | None:
         return self._max_concurrency
 
-    def earliest(self, now: float, cost: int, hold: bool = True) -> float:
+    @property
+    def budgets(self) -> Budgets | None:
+        return self._budgets
+
+    def earliest(self, now: float, cost: Cost, hold: bool = True) -> float:
         """The earliest time `>= now` at which `cost` may be admitted.
 
         Returns `now` itself when it may be admitted now, and `INF` when time alone
@@ -149,7 +169,12 @@ class Ledger:
         if hold and self._max_concurrency is not None and self.in_flight >= self._max_concurrency:
             return INF
         at = now if self.paused_until <= now else self.paused_until
-        held = self.open + cost
+        if self._budgets is not None:
+            at = self._budgets.earliest(now, cost, self.open, at)
+            if at == INF:
+                return INF
+        n = cost if isinstance(cost, int) else cost.requests
+        held = self.open + n
         for window in self._windows:
             at = _window_earliest(window, now, held, at)
         if self._retiring:
@@ -162,7 +187,7 @@ class Ledger:
                     ready = window.retire_at if window.retire_at > at else at
                 at = ready
         if self._burst is not None:
-            slack = held - (self._burst if self._burst > cost else cost)
+            slack = held - (self._burst if self._burst > n else n)
             if slack > 0:
                 return INF
             ready = self._tat + slack * self._interval
@@ -170,12 +195,17 @@ class Ledger:
                 at = ready
         return at
 
-    def fits(self, cost: int) -> bool:
+    def fits(self, cost: Cost) -> bool:
         """Whether `cost` can ever be admitted (it is not larger than every window)."""
-        return cost <= self._smallest
+        if self._budgets is not None and not self._budgets.fits(cost):
+            return False
+        return (cost if isinstance(cost, int) else cost.requests) <= self._smallest
 
     def in_window(self, now: float) -> int:
         """Cost counted in the first window now, open entries included."""
+        if not self._windows:  # bucket mode: what the first bucket lacks of full
+            assert self._budgets is not None
+            return math.ceil(self._budgets.requests[0].used(now)) + self.open
         window = self._windows[0]
         window.purge(now)
         return len(window.stamps) + self.open
@@ -183,6 +213,8 @@ class Ledger:
     def is_idle(self, now: float) -> bool:
         """Nothing in any window, nothing open or held, no pause and no spacing debt."""
         if self.open or self.in_flight or self.paused_until > now or self._tat > now:
+            return False
+        if self._budgets is not None and not self._budgets.is_idle(now):
             return False
         for window in self._windows:
             window.purge(now)
@@ -193,41 +225,57 @@ class Ledger:
 
     # -- transitions -----------------------------------------------------------------
 
-    def try_take(self, now: float, cost: int, hold: bool) -> bool:
+    def try_take(self, now: float, cost: Cost, hold: bool) -> bool:
         """Admit and stamp `cost` at `now` if it fits now (`earliest` + `take`)."""
         if self.earliest(now, cost, hold) > now:
             return False
         self.take(now, cost, hold)
         return True
 
-    def reserve(self, cost: int, hold: bool) -> int:
+    def reserve(self, cost: Cost, hold: bool) -> int:
         """Admit `cost` as an open entry; returns the generation to settle it with."""
-        self.open += cost
+        if self._budgets is not None:
+            self._budgets.reserve(cost)
+        self.open += cost if isinstance(cost, int) else cost.requests
         if hold:
             self.in_flight += 1
         return self.generation
 
-    def settle(self, now: float, cost: int, generation: int) -> None:
+    def settle(self, now: float, cost: Cost, generation: int) -> None:
         """Stamp an open entry at `now`."""
-        self.open -= cost
-        self._stamp(now, cost)
+        if self._budgets is not None:
+            self._budgets.stamp(now, cost, settled=True)
+        n = cost if isinstance(cost, int) else cost.requests
+        self.open -= n
+        self._stamp(now, n)
         if self._retiring:
-            self._forget_old(now, cost, generation, settled=True)
+            self._forget_old(now, n, generation, settled=True)
 
-    def unreserve(self, cost: int, hold: bool, generation: int) -> None:
+    def unreserve(self, cost: Cost, hold: bool, generation: int) -> None:
         """Give back an open entry that never happened (its waiter was cancelled)."""
-        self.open -= cost
+        if self._budgets is not None:
+            self._budgets.unreserve(cost)
+        n = cost if isinstance(cost, int) else cost.requests
+        self.open -= n
         if hold:
             self.in_flight -= 1
         if self._retiring:
-            self._forget_old(0.0, cost, generation, settled=False)
+            self._forget_old(0.0, n, generation, settled=False)
 
-    def take(self, now: float, cost: int, hold: bool) -> None:
+    def take(self, now: float, cost: Cost, hold: bool) -> None:
         """Admit and stamp at once (the uncontended path); counts the entry as admitted."""
         if hold:
             self.in_flight += 1
         self.admitted += 1
-        self._stamp(now, cost)
+        if self._budgets is not None:
+            self._budgets.stamp(now, cost, settled=False)
+        self._stamp(now, cost if isinstance(cost, int) else cost.requests)
+
+    def reconcile(self, now: float, charge: Charge, actual: Mapping[str, object]) -> None:
+        """What an entry really cost in its units (see `Budgets.reconcile`)."""
+        if self._budgets is None:
+            raise ValueError("this throttler has no budgets in other units to reconcile")
+        self._budgets.reconcile(now, charge, actual)
 
     def release(self) -> None:
         """Give back a concurrency slot."""
@@ -258,6 +306,12 @@ class Ledger:
         settled (an entry still open keeps it indefinitely), unless a new window is at least
         as strict (as long and no larger), which makes it redundant.
         """
+        if self._budgets is not None and self._budgets.bucket:
+            self._budgets.retune_requests(rates)
+            self.rates = tuple(rates)
+            self.generation += 1
+            self._refresh_single()
+            return
         old = self._windows
         for window in old:
             window.purge(now)
@@ -310,8 +364,13 @@ class Ledger:
         self._refresh_single()
 
     def _refresh_single(self) -> None:
-        self._smallest = min(w.limit for w in self._windows)
-        simple = len(self._windows) == 1 and not self._retiring and self._burst is None
+        self._smallest = min(r.limit for r in self.rates)
+        simple = (
+            len(self._windows) == 1
+            and not self._retiring
+            and self._burst is None
+            and self._budgets is None
+        )
         self._single = self._windows[0] if simple else None
 
 

@@ -19,11 +19,23 @@ from typing import TYPE_CHECKING, Final, final
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
-from ._throttler import ThrottlerStatistics, _check_burst, _cost_message, _EntryState, _LedgerFront
+from ._throttler import (
+    ThrottlerStatistics,
+    _check_burst,
+    _cost_message,
+    _EntryState,
+    _LedgerFront,
+    _requests,
+)
 from ._validate import non_negative_float
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from contextlib import AbstractContextManager
+
+    from ._budgets import Charge, CostLike
+
+    Cost = int | Charge
 
 __all__ = ["SyncEntry", "SyncThrottler"]
 
@@ -36,7 +48,7 @@ _CLOSED: Final = 2
 class _Waiter:
     __slots__ = ("cond", "cost", "hold")
 
-    def __init__(self, lock: threading.Lock, cost: int, hold: bool) -> None:
+    def __init__(self, lock: threading.Lock, cost: Cost, hold: bool) -> None:
         self.cond = threading.Condition(lock)
         self.cost = cost
         self.hold = hold
@@ -102,9 +114,15 @@ class SyncThrottler(_LedgerFront):
         *,
         max_concurrency: int | None = None,
         burst: int | None = None,
+        budgets: Mapping[str, RatesLike] | None = None,
+        bucket: bool = False,
     ) -> None:
         self._init(
-            resolve_rates(rate_limit, period, None), max_concurrency=max_concurrency, burst=burst
+            resolve_rates(rate_limit, period, None),
+            max_concurrency=max_concurrency,
+            burst=burst,
+            budgets=budgets,
+            bucket=bucket,
         )
 
     def _init_waiting(self) -> None:
@@ -119,7 +137,7 @@ class SyncThrottler(_LedgerFront):
             self._ledger.release()
             self._notify_head()
 
-    def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
+    def acquire(self, cost: CostLike = 1, *, timeout: float | None = None) -> None:
         """Block until an entry of `cost` is admitted; it is stamped on return.
 
         With `max_concurrency` set this also takes a slot: give it back with
@@ -134,22 +152,22 @@ class SyncThrottler(_LedgerFront):
             ValueError: when `cost` exceeds a limit (it could never be admitted).
             ThrottlerTimeoutError: (a `TimeoutError`) when `timeout` expires first.
         """
-        self._check_cost(cost)
-        self._admit(cost, self._ledger.max_concurrency is not None, timeout, stamp=True)
+        charge = self._check_cost(cost)
+        self._admit(charge, self._ledger.max_concurrency is not None, timeout, stamp=True)
 
-    def try_acquire(self, cost: int = 1) -> bool:
+    def try_acquire(self, cost: CostLike = 1) -> bool:
         """Take an entry now if one is free and nobody is waiting; never blocks.
 
         Returns:
             `True` when an entry was taken (and a slot, with `max_concurrency`: give it
             back with [`release`][throttled_http.SyncThrottler.release]), `False` otherwise.
         """
-        self._check_cost(cost)
+        charge = self._check_cost(cost)
         hold = self._ledger.max_concurrency is not None
         with self._lock:
             now = time.monotonic()
-            if not self._waiters and self._ledger.earliest(now, cost, hold) <= now:
-                self._ledger.take(now, cost, hold)
+            if not self._waiters and self._ledger.earliest(now, charge, hold) <= now:
+                self._ledger.take(now, charge, hold)
                 return True
             return False
 
@@ -167,7 +185,7 @@ class SyncThrottler(_LedgerFront):
             self._ledger.release()
             self._notify_head()
 
-    def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> SyncEntry:
+    def open_entry(self, cost: CostLike = 1, *, timeout: float | None = None) -> SyncEntry:
         """Block until admitted and return a latency-proof entry, open; close it later.
 
         The entry counts in every window from admission until `SyncEntry.settle`
@@ -179,12 +197,12 @@ class SyncThrottler(_LedgerFront):
             ValueError: when `cost` exceeds a limit.
             ThrottlerTimeoutError: when `timeout` (seconds) expires first.
         """
-        self._check_cost(cost)
-        generation = self._admit(cost, True, timeout, stamp=False)
-        return SyncEntry(self, cost, generation)
+        charge = self._check_cost(cost)
+        generation = self._admit(charge, True, timeout, stamp=False)
+        return SyncEntry(self, charge, generation)
 
     def entry(
-        self, cost: int = 1, *, timeout: float | None = None
+        self, cost: CostLike = 1, *, timeout: float | None = None
     ) -> AbstractContextManager[SyncEntry]:
         """`with throttler.entry() as e:`: `open_entry`, closed when the block exits."""
         self._check_cost(cost)
@@ -230,11 +248,12 @@ class SyncThrottler(_LedgerFront):
 
     # -- introspection ---------------------------------------------------------------
 
-    def has_capacity(self, cost: int = 1) -> bool:
+    def has_capacity(self, cost: CostLike = 1) -> bool:
         """Whether an entry of `cost` would be admitted now without waiting."""
+        charge = self._check_cost(cost)
         with self._lock:
             now = time.monotonic()
-            return not self._waiters and self._ledger.earliest(now, cost) <= now
+            return not self._waiters and self._ledger.earliest(now, charge) <= now
 
     def statistics(self) -> ThrottlerStatistics:
         """A frozen snapshot: the state now, and the running totals admitted and waited."""
@@ -248,7 +267,7 @@ class SyncThrottler(_LedgerFront):
 
     # -- internals -------------------------------------------------------------------
 
-    def _admit(self, cost: int, hold: bool, timeout: float | None, *, stamp: bool) -> int:
+    def _admit(self, cost: Cost, hold: bool, timeout: float | None, *, stamp: bool) -> int:
         """Queue, block until admitted, then stamp (`stamp`) or reserve the entry.
 
         Returns the ledger generation a reserved entry must be settled with.
@@ -275,7 +294,7 @@ class SyncThrottler(_LedgerFront):
                             return generation
                         if at == INF and not ledger.fits(cost):
                             # set_rates shrank a limit below this cost while it waited.
-                            raise ValueError(_cost_message(ledger.rates, cost))
+                            raise ValueError(_cost_message(ledger.rates, _requests(cost)))
                     else:
                         at = INF
                     if now >= deadline:
@@ -295,7 +314,7 @@ class SyncThrottler(_LedgerFront):
             finally:
                 ledger.waited += time.monotonic() - queued_at
 
-    def _enter(self, now: float, cost: int, hold: bool, stamp: bool) -> int:
+    def _enter(self, now: float, cost: Cost, hold: bool, stamp: bool) -> int:
         if stamp:
             self._ledger.take(now, cost, hold)  # counts the entry as admitted
             return self._ledger.generation
@@ -328,7 +347,7 @@ class SyncEntry(_EntryState):
 
     __slots__ = ("_generation", "_guard", "_throttler")
 
-    def __init__(self, throttler: SyncThrottler, cost: int, generation: int) -> None:
+    def __init__(self, throttler: SyncThrottler, cost: Cost, generation: int) -> None:
         self._throttler = throttler
         self.cost = cost
         self._generation = generation
@@ -342,6 +361,16 @@ class SyncEntry(_EntryState):
                 return
             self._state = _SETTLED
         self._throttler._settle_entry(self)
+
+    def reconcile(self, actual: Mapping[str, int]) -> None:
+        """State what the entry really cost in some of its units; see
+        [`Entry.reconcile`][throttled_http.Entry.reconcile]."""
+        throttler = self._throttler
+        with throttler._lock:
+            with self._guard:
+                charge = self._charge_for_reconcile()
+            throttler._ledger.reconcile(time.monotonic(), charge, actual)
+            throttler._notify_head()
 
     def close(self) -> None:
         """Settle (if still open) and give back the concurrency slot."""
@@ -357,7 +386,7 @@ class SyncEntry(_EntryState):
 class _SyncEntryContext:
     __slots__ = ("_cost", "_entry", "_throttler", "_timeout")
 
-    def __init__(self, throttler: SyncThrottler, cost: int, timeout: float | None) -> None:
+    def __init__(self, throttler: SyncThrottler, cost: CostLike, timeout: float | None) -> None:
         self._throttler = throttler
         self._cost = cost
         self._timeout = timeout

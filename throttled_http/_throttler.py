@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping as Mapping_
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TYPE_CHECKING, Final, Self, final
 
+from ._budgets import Budgets, Charge, parse_budgets
 from ._exceptions import ThrottlerTimeoutError
 from ._ledger import INF, Ledger
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+
+    from ._budgets import CostLike
+
+    Cost = int | Charge
 
 __all__ = ["Entry", "Throttler", "ThrottlerStatistics"]
 
@@ -62,8 +68,11 @@ class ThrottlerStatistics:
             timed out or cancelled). An entry admitted at once adds nothing, so
             `waited_seconds / admitted` is the mean wait per entry, counting those that
             did not wait at all.
+        budgets_in_use: per unit of `budgets` (tokens, say), what its first limit counts
+            now: charges stamped in its window (or missing from its bucket) plus those
+            reserved and not yet settled. Empty without budgets.
 
-    Changed in 0.2: `admitted` and `waited_seconds`.
+    Changed in 0.2: `admitted`, `waited_seconds` and `budgets_in_use`.
     """
 
     rates: tuple[Rate, ...]
@@ -77,9 +86,10 @@ class ThrottlerStatistics:
     paused_for: float
     admitted: int = 0
     waited_seconds: float = 0.0
+    budgets_in_use: Mapping[str, float] = field(default_factory=dict)
 
 
-_Waiter = tuple["asyncio.Future[int]", int, bool]
+_Waiter = tuple["asyncio.Future[int]", "int | Charge", bool]
 
 
 class _LedgerFront:
@@ -94,12 +104,23 @@ class _LedgerFront:
     __slots__ = ("_ledger",)
 
     def _init(
-        self, rates: Sequence[Rate], *, max_concurrency: int | None, burst: int | None
+        self,
+        rates: Sequence[Rate],
+        *,
+        max_concurrency: int | None,
+        burst: int | None,
+        budgets: object = None,
+        bucket: object = False,
     ) -> None:
         if max_concurrency is not None:
             max_concurrency = int_in_range("max_concurrency", max_concurrency, 1, 2**62)
         burst = _check_burst(burst, rates)
-        self._ledger = Ledger(rates, burst=burst, max_concurrency=max_concurrency)
+        self._ledger = Ledger(
+            rates,
+            burst=burst,
+            max_concurrency=max_concurrency,
+            budgets=_make_budgets(budgets, bucket, rates, burst),
+        )
         self._init_waiting()
 
     def _init_waiting(self) -> None:
@@ -111,6 +132,8 @@ class _LedgerFront:
         *rates: RatesLike,
         max_concurrency: int | None = None,
         burst: int | None = None,
+        budgets: Mapping[str, RatesLike] | None = None,
+        bucket: bool = False,
     ) -> Self:
         """A throttler that admits an entry only when every one of `rates` allows it.
 
@@ -128,8 +151,16 @@ class _LedgerFront:
             rates: [`Rate`][throttled_http.Rate] values or strings such as `"10/s; 1000/h"`.
             max_concurrency: as for the constructor.
             burst: smooth mode; at most the slowest rate's limit.
+            budgets: as for the constructor.
+            bucket: as for the constructor.
         """
-        return cls._from_parsed(parse_rates(*rates), max_concurrency=max_concurrency, burst=burst)
+        return cls._from_parsed(
+            parse_rates(*rates),
+            max_concurrency=max_concurrency,
+            burst=burst,
+            budgets=budgets,
+            bucket=bucket,
+        )
 
     @classmethod
     def _from_parsed(
@@ -138,10 +169,14 @@ class _LedgerFront:
         *,
         max_concurrency: int | None = None,
         burst: int | None = None,
+        budgets: object = None,
+        bucket: object = False,
     ) -> Self:
         """`from_rates` for rates parsed already: a map's keys share one tuple."""
         self = cls.__new__(cls)
-        self._init(rates, max_concurrency=max_concurrency, burst=burst)
+        self._init(
+            rates, max_concurrency=max_concurrency, burst=burst, budgets=budgets, bucket=bucket
+        )
         return self
 
     # -- configuration ---------------------------------------------------------------
@@ -171,6 +206,18 @@ class _LedgerFront:
         """The concurrency cap, or `None`."""
         return self._ledger.max_concurrency
 
+    @property
+    def budgets(self) -> dict[str, tuple[Rate, ...]]:
+        """The limits of each unit besides requests (`{}` without budgets)."""
+        budgets = self._ledger.budgets
+        return {} if budgets is None else budgets.rates()
+
+    @property
+    def bucket(self) -> bool:
+        """Whether the limits are token buckets rather than sliding windows."""
+        budgets = self._ledger.budgets
+        return budgets is not None and budgets.bucket
+
     def statistics(self) -> ThrottlerStatistics:
         raise NotImplementedError
 
@@ -188,6 +235,7 @@ class _LedgerFront:
             paused_for=max(0.0, ledger.paused_until - now),
             admitted=ledger.admitted,
             waited_seconds=ledger.waited,
+            budgets_in_use={} if ledger.budgets is None else ledger.budgets.used(now),
         )
 
     def __repr__(self) -> str:
@@ -203,12 +251,26 @@ class _LedgerFront:
             f"open={stats.open} in_flight={stats.in_flight} waiting={stats.waiting}>"
         )
 
-    def _check_cost(self, value: object) -> None:
+    def _check_cost(self, value: object) -> Cost:
+        """`value` validated: an int, or (with budgets) a mapping made a `Charge`."""
+        ledger = self._ledger
+        budgets = ledger.budgets
+        if isinstance(value, Mapping_):
+            if budgets is None:
+                raise TypeError(
+                    "a cost in several units needs a throttler with budgets for them, such "
+                    f"as Throttler(60, 60.0, budgets={{'tokens': '30000/min'}}); got {value!r}"
+                )
+            charge = budgets.charge(value)
+            if not ledger.fits(charge.requests):
+                raise ValueError(_cost_message(ledger.rates, charge.requests))
+            return charge
         if value.__class__ is int and value == 1:
-            return  # every limit is at least 1
+            return 1  # every limit is at least 1
         cost = positive_int("cost", value)
-        if not self._ledger.fits(cost):
-            raise ValueError(_cost_message(self._ledger.rates, cost))
+        if not ledger.fits(cost):
+            raise ValueError(_cost_message(ledger.rates, cost))
+        return cost
 
 
 class _AsyncQueue(_LedgerFront):
@@ -242,7 +304,7 @@ class _AsyncQueue(_LedgerFront):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
 
-    def _reserve_now(self, cost: int) -> int | None:
+    def _reserve_now(self, cost: Cost) -> int | None:
         """Reserve an open entry of `cost` at once on the common path, else `None`.
 
         The common path: bound to a stock loop (whose clock is `time.monotonic()`), one
@@ -263,14 +325,14 @@ class _AsyncQueue(_LedgerFront):
         period = window.period
         while stamps and stamps[0] + period <= now:
             stamps.popleft()
-        if len(stamps) + ledger.open + cost > window.limit:
+        if len(stamps) + ledger.open + cost > window.limit:  # type: ignore[operator]
             return None
-        ledger.open += cost
+        ledger.open += cost  # type: ignore[operator]  # an int: no budgets on this path
         ledger.in_flight += 1
         ledger.admitted += 1
         return ledger.generation
 
-    async def _open_slow(self, cost: int, timeout: float | None) -> int:
+    async def _open_slow(self, cost: Cost, timeout: float | None) -> int:
         """Wait for an open entry of `cost` (validated); its reservation's generation."""
         loop = _get_running_loop()
         if self._loop is not loop:
@@ -322,7 +384,7 @@ class _AsyncQueue(_LedgerFront):
     async def _wait(
         self,
         loop: asyncio.AbstractEventLoop,
-        cost: int,
+        cost: Cost,
         hold: bool,
         deadline: float | None,
     ) -> int:
@@ -390,7 +452,7 @@ class _AsyncQueue(_LedgerFront):
             if at == INF and not ledger.fits(cost):
                 # set_rates shrank a limit below this cost: it could never be admitted.
                 waiters.popleft()
-                fut.set_exception(ValueError(_cost_message(ledger.rates, cost)))
+                fut.set_exception(ValueError(_cost_message(ledger.rates, _requests(cost))))
                 continue
             if at != self._timer_at:
                 if self._timer is not None:
@@ -477,6 +539,15 @@ class Throttler(_AsyncQueue):
             it has no effect because nothing polls. Must be a finite number >= 0.
         max_concurrency: cap on entries inside `async with` at once (`None`: no cap).
         burst: smooth mode, `1 <= burst <= rate_limit` (`None`: windows only).
+        budgets: limits in units besides requests, by name:
+            `budgets={"tokens": "30000/min"}`. An entry's cost may then be a mapping,
+            `{"tokens": 420}` (its `"requests"` default to 1), and it is admitted only
+            when its requests and every unit it names have room, in the same FIFO queue
+            with one wait. See [Budgets in several units](../throttler.md#budgets-in-several-units).
+        bucket: `True` makes every limit (requests and budgets) a token bucket of
+            capacity `limit` refilling continuously at `limit / period` per second,
+            with no sliding window on top: exactly the provider's bucket, for providers
+            that document one (OpenAI, Anthropic, Envoy, API gateways). Not with `burst`.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument and its allowed range.
@@ -494,10 +565,14 @@ class Throttler(_AsyncQueue):
         *,
         max_concurrency: int | None = None,
         burst: int | None = None,
+        budgets: Mapping[str, RatesLike] | None = None,
+        bucket: bool = False,
     ) -> None:
         rates = resolve_rates(rate_limit, period, None)
         interval = non_negative_float("retry_interval", retry_interval)
-        self._init(rates, max_concurrency=max_concurrency, burst=burst)
+        self._init(
+            rates, max_concurrency=max_concurrency, burst=burst, budgets=budgets, bucket=bucket
+        )
         self._retry_interval = interval
 
     @classmethod
@@ -566,14 +641,15 @@ class Throttler(_AsyncQueue):
         if self._waiters and ledger.max_concurrency is not None:
             self._wake()
 
-    async def acquire(self, cost: int = 1, *, timeout: float | None = None) -> None:
+    async def acquire(self, cost: CostLike = 1, *, timeout: float | None = None) -> None:
         """Wait for an entry of `cost` and stamp it when this task resumes.
 
         With `max_concurrency` set, this also takes a slot: give it back with
         [`release`][throttled_http.Throttler.release] (`async with` does both for you).
 
         Args:
-            cost: weight of the entry, `1 <= cost <= rate_limit`.
+            cost: weight of the entry, `1 <= cost <= rate_limit`; with `budgets`, a
+                mapping of costs per unit (`{"tokens": 420}`), each at most its limit.
             timeout: seconds to wait at most (`None`: no limit). On expiry nothing is
                 taken and [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (a
                 `TimeoutError`) is raised. `asyncio.timeout` and `wait_for` around
@@ -585,7 +661,7 @@ class Throttler(_AsyncQueue):
                 limit below `cost`.
             ThrottlerTimeoutError: when `timeout` expires first.
         """
-        self._check_cost(cost)
+        charge = self._check_cost(cost)
         if timeout is not None:
             timeout = non_negative_float("timeout", timeout)
         ledger = self._ledger
@@ -594,14 +670,14 @@ class Throttler(_AsyncQueue):
         if self._loop is not loop:
             self._bind(loop)
         now = self._clock()
-        if not self._waiters and ledger.try_take(now, cost, hold):
+        if not self._waiters and ledger.try_take(now, charge, hold):
             return
         deadline = None if timeout is None else now + timeout
-        generation = await self._wait(loop, cost, hold, deadline)
-        ledger.settle(loop.time(), cost, generation)
+        generation = await self._wait(loop, charge, hold, deadline)
+        ledger.settle(loop.time(), charge, generation)
         self._after_settle()
 
-    def try_acquire(self, cost: int = 1) -> bool:
+    def try_acquire(self, cost: CostLike = 1) -> bool:
         """Take an entry now if one is free and nobody is waiting; never blocks.
 
         Returns:
@@ -609,13 +685,13 @@ class Throttler(_AsyncQueue):
             with [`release`][throttled_http.Throttler.release]), `False` otherwise. Must be
             called from a running event loop.
         """
-        self._check_cost(cost)
+        charge = self._check_cost(cost)
         ledger = self._ledger
         loop = _get_running_loop()
         if self._loop is not loop:
             self._bind(loop)
         return not self._waiters and ledger.try_take(
-            self._clock(), cost, ledger.max_concurrency is not None
+            self._clock(), charge, ledger.max_concurrency is not None
         )
 
     def release(self) -> None:
@@ -633,7 +709,7 @@ class Throttler(_AsyncQueue):
         if self._waiters:
             self._wake()
 
-    def entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
+    def entry(self, cost: CostLike = 1, *, timeout: float | None = None) -> Entry:
         """A latency-proof entry, for work whose effect lands some time later.
 
         `async with throttler.entry() as e:` admits like `async with throttler:`, but
@@ -641,20 +717,22 @@ class Throttler(_AsyncQueue):
         block exits, whichever comes first) and for `period` after that moment. Settle an
         HTTP request when its response headers arrive: it can only have reached the server
         in between, so no window at the server holds more than `rate_limit`, whatever the
-        latency.
+        latency. With `budgets`, `cost` may be a mapping of costs per unit, and
+        [`Entry.reconcile`][throttled_http.Entry.reconcile] states what it really cost.
         """
+        charge: Cost = 1
         if cost.__class__ is not int or cost != 1:
-            self._check_cost(cost)
+            charge = self._check_cost(cost)
         if timeout is not None:
             timeout = non_negative_float("timeout", timeout)
         entry = _new_entry(Entry)
         entry._throttler = self
-        entry.cost = cost
+        entry.cost = charge
         entry._state = _PENDING  # admitted by its __aenter__
         entry._timeout = timeout
         return entry
 
-    async def open_entry(self, cost: int = 1, *, timeout: float | None = None) -> Entry:
+    async def open_entry(self, cost: CostLike = 1, *, timeout: float | None = None) -> Entry:
         """Wait for a latency-proof entry and return it open; the caller must close it.
 
         The low-level form of [`entry`][throttled_http.Throttler.entry] for integrations
@@ -663,14 +741,15 @@ class Throttler(_AsyncQueue):
         [`Entry.close`][throttled_http.Entry.close] when the slot may be reused (it settles
         first if needed).
         """
+        charge: Cost = 1
         if cost.__class__ is not int or cost != 1:
-            self._check_cost(cost)
+            charge = self._check_cost(cost)
         if timeout is not None:
             timeout = non_negative_float("timeout", timeout)
-        generation = self._reserve_now(cost)
+        generation = self._reserve_now(charge)
         if generation is None:
-            generation = await self._open_slow(cost, timeout)
-        return Entry(self, cost, generation)
+            generation = await self._open_slow(charge, timeout)
+        return Entry(self, charge, generation)
 
     def flush(self) -> None:
         """Drop entries whose window has passed (kept for `asyncio-throttle`).
@@ -728,10 +807,11 @@ class Throttler(_AsyncQueue):
 
     # -- introspection ---------------------------------------------------------------
 
-    def has_capacity(self, cost: int = 1) -> bool:
+    def has_capacity(self, cost: CostLike = 1) -> bool:
         """Whether an entry of `cost` would be admitted now without waiting."""
+        charge = self._check_cost(cost)
         now = self._now()
-        return not self._waiters and self._ledger.earliest(now, cost) <= now
+        return not self._waiters and self._ledger.earliest(now, charge) <= now
 
     def statistics(self) -> ThrottlerStatistics:
         """A frozen snapshot: the state now, and the running totals admitted and waited."""
@@ -761,6 +841,27 @@ def _expire(fut: asyncio.Future[int], deadline: float) -> None:
         )
 
 
+def _requests(cost: Cost) -> int:
+    return cost if isinstance(cost, int) else cost.requests
+
+
+def _make_budgets(
+    budgets: object, bucket: object, rates: Sequence[Rate], burst: int | None
+) -> Budgets | None:
+    """The `budgets=` and `bucket=` arguments validated, as the ledger's `Budgets`."""
+    if bucket is not True and bucket is not False:
+        raise TypeError(f"bucket must be True or False, got {bucket!r}")
+    if bucket and burst is not None:
+        raise TypeError(
+            "bucket=True and burst= cannot be combined: a token bucket's burst is its "
+            "capacity, the limit itself"
+        )
+    if budgets is None and not bucket:
+        return None
+    units = {} if budgets is None else parse_budgets(budgets)
+    return Budgets(units, bucket=bucket, requests=rates if bucket else ())
+
+
 def _check_burst(burst: object, rates: Sequence[Rate]) -> int | None:
     if burst is None:
         return None
@@ -778,7 +879,15 @@ class _EntryState:
     __slots__ = ("_state", "cost")
 
     _state: int
-    cost: int
+    cost: int | Charge
+    """The entry's weight in requests; for a throttler with budgets, its `Charge`
+    (see [`costs`][throttled_http.Entry.costs])."""
+
+    @property
+    def costs(self) -> dict[str, int]:
+        """What the entry is charged, per unit: `{"requests": 1, "tokens": 420}`."""
+        cost = self.cost
+        return {"requests": cost} if isinstance(cost, int) else cost.as_dict()
 
     @property
     def settled(self) -> bool:
@@ -792,7 +901,20 @@ class _EntryState:
 
     def __repr__(self) -> str:
         state = ("open", "settled", "closed", "not entered")[self._state]
-        return f"<{type(self).__name__} cost={self.cost} {state}>"
+        cost = self.cost
+        shown = cost if isinstance(cost, int) else dict(cost.as_dict())
+        return f"<{type(self).__name__} cost={shown} {state}>"
+
+    def _charge_for_reconcile(self) -> Charge:
+        """The entry's `Charge`, made from an int cost if need be (then charged nothing)."""
+        if self._state == _PENDING:
+            raise RuntimeError(f"{self!r} was not admitted yet: nothing to reconcile")
+        cost = self.cost
+        if isinstance(cost, int):
+            cost = self.cost = Charge(cost, {})
+            if self._state != _OPEN:
+                cost.records = {}  # stamped already: what reconciling adds is stamped now
+        return cost
 
 
 @final
@@ -807,7 +929,7 @@ class Entry(_EntryState):
 
     __slots__ = ("_generation", "_throttler", "_timeout")
 
-    def __init__(self, throttler: Throttler, cost: int, generation: int) -> None:
+    def __init__(self, throttler: Throttler, cost: Cost, generation: int) -> None:
         self._throttler = throttler
         self.cost = cost
         self._generation = generation
@@ -826,7 +948,7 @@ class Entry(_EntryState):
             throttler._settle_entry(self)
             return
         # Ledger.settle for one window and nothing else to obey, inlined.
-        cost = self.cost
+        cost: int = self.cost  # type: ignore[assignment]  # one window: no budgets
         ledger.open -= cost
         if cost == 1:
             window.stamps.append(_monotonic())
@@ -848,6 +970,27 @@ class Entry(_EntryState):
         self._state = _CLOSED
         throttler = self._throttler
         throttler._ledger.in_flight -= 1  # an entry always holds a slot
+        if throttler._waiters:
+            throttler._wake()
+
+    def reconcile(self, actual: Mapping[str, int]) -> None:
+        """State what the entry really cost in some of its units, once it is known.
+
+        For example from a response's `usage`: `entry.reconcile({"output_tokens": 87})`
+        after charging `max_tokens` up front. The difference is credited or debited to
+        every window or bucket the entry was charged to, whether it is still open,
+        settled or closed; waiters that now fit are admitted. Each call states the
+        total, so calling it again with the same numbers changes nothing.
+
+        Raises:
+            ValueError: for a unit the throttler has no budget for, `"requests"`, or a
+                negative amount; also when the throttler has no budgets at all.
+            TypeError: for an amount that is not an int.
+            RuntimeError: for an entry not admitted yet.
+        """
+        throttler = self._throttler
+        charge = self._charge_for_reconcile()
+        throttler._ledger.reconcile(throttler._now(), charge, actual)
         if throttler._waiters:
             throttler._wake()
 

@@ -625,7 +625,8 @@ class RedisEntry(_EntryState):
         if self._local is not None:
             self._local.settle()
         elif self._member is not None:
-            self._ticket = self._queue.settle(self.cost, self._member, self._reservation, True)
+            cost: int = self.cost  # type: ignore[assignment]  # Redis charges ints only
+            self._ticket = self._queue.settle(cost, self._member, self._reservation, True)
 
     def close(self) -> None:
         """Settle (if still open) and give back the concurrency slot."""
