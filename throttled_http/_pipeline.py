@@ -25,6 +25,13 @@ waiting again. A ticket nobody claims (a mock such as aioresponses replaced the 
 send, so no middleware ran) leaves the journey with the session's pipeline, which then
 settles, applies feedback and holds the response itself.
 
+**Costs and reconciliation.** A client may weigh its requests with a callable
+(`cost=fn(request)`, returning an int or costs per unit such as `{"tokens": 420}`), and
+state afterwards what a request really cost (`reconcile=fn(response, tail)`): the
+adapter keeps the last `RECONCILE_TAIL_BYTES` of the body as the user consumes it (a
+`BodyTail`), and when the body ends the callable reads the usage there (a JSON body's
+`usage`, or a stream's last event), and the entry is reconciled.
+
 No HTTP client is imported here.
 """
 
@@ -42,15 +49,20 @@ from ._hostmap import BaseThrottlerMap, SyncThrottlerMap, ThrottlerMap
 from ._protocols import SyncThrottlerLike, ThrottlerLike
 from ._validate import non_negative_float
 
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator, Hashable
+from collections.abc import Callable, Mapping
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Generator, Hashable
+
+    from ._budgets import CostLike
     from ._headers import HeadersLike
     from ._holding import Holds, ThreadHolds
     from ._protocols import EntryLike
     from ._rates import Rate
 
 __all__ = [
+    "RECONCILE_TAIL_BYTES",
+    "BodyTail",
     "Exchange",
     "Pipeline",
     "Ticket",
@@ -72,6 +84,54 @@ _DONE: Final = 4  # (_DONE, response): the journey's end (it is never resumed)
 _SEND_PLAIN: Final = (_SEND, None)
 
 _Step = tuple[Any, ...]
+
+RECONCILE_TAIL_BYTES: Final = 65536
+"""How much of a response body's end is kept for a `reconcile` callable to read."""
+
+CostFunction = Callable[[Any], "CostLike"]
+ReconcileFunction = Callable[[Any, bytes], "Mapping[str, int] | None"]
+
+
+@final
+class BodyTail:
+    """The last `RECONCILE_TAIL_BYTES` of a response body, reconciled when it ends.
+
+    An adapter feeds each chunk the user reads and calls `done()` once the body is
+    complete; `done()` asks the client's `reconcile` callable for the request's real
+    costs and reconciles the entry with them (once; a body abandoned half-way is not
+    reconciled: what was charged stands).
+    """
+
+    __slots__ = ("_chunks", "_entry", "_fn", "_response", "_size")
+
+    def __init__(self, fn: ReconcileFunction, response: object, entry: EntryLike) -> None:
+        self._fn: ReconcileFunction | None = fn
+        self._response = response
+        self._entry = entry
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk or self._fn is None:
+            return
+        chunks = self._chunks
+        chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > 2 * RECONCILE_TAIL_BYTES:  # trim now and then, not per chunk
+            tail = b"".join(chunks)[-RECONCILE_TAIL_BYTES:]
+            chunks[:] = [tail]
+            self._size = len(tail)
+
+    def done(self) -> None:
+        fn = self._fn
+        if fn is None:
+            return
+        self._fn = None
+        tail = b"".join(self._chunks)[-RECONCILE_TAIL_BYTES:]
+        self._chunks = []
+        actual = fn(self._response, tail)
+        if actual:
+            self._entry.reconcile(actual)  # type: ignore[attr-defined]
 
 
 class Exchange(Protocol[_Req, _Resp]):
@@ -148,7 +208,15 @@ class Pipeline:
         throttle_timeout: seconds a hop may wait for its entry at most (`None`: no limit).
     """
 
-    __slots__ = ("_map", "feedback", "holds", "throttle_timeout", "throttler")
+    __slots__ = (
+        "_map",
+        "cost_of",
+        "feedback",
+        "holds",
+        "reconcile",
+        "throttle_timeout",
+        "throttler",
+    )
 
     def __init__(
         self,
@@ -156,12 +224,21 @@ class Pipeline:
         feedback: FeedbackPolicy | None,
         holds: Holds | ThreadHolds,
         throttle_timeout: float | None,
+        cost: CostFunction | None = None,
+        reconcile: ReconcileFunction | None = None,
     ) -> None:
         self.throttler: Any = throttler
         self._map = throttler if isinstance(throttler, BaseThrottlerMap) else None
         self.feedback = feedback
         self.holds = holds
         self.throttle_timeout = throttle_timeout
+        self.cost_of = cost
+        self.reconcile = reconcile
+
+    def body_tail(self, response: object, entry: EntryLike) -> BodyTail | None:
+        """What an adapter feeds the body to, when this client reconciles (else `None`)."""
+        fn = self.reconcile
+        return None if fn is None else BodyTail(fn, response, entry)
 
     # -- the journey, written once ---------------------------------------------------
 
@@ -171,7 +248,7 @@ class Pipeline:
         request: _Req,
         target: object,
         origin: Hashable | None,
-        cost: int,
+        cost: CostLike | None,
         *,
         ticket: Ticket | None = None,
         lend: bool = False,
@@ -185,7 +262,8 @@ class Pipeline:
             target: what the throttler is chosen by (the URL, or a key's URL).
             origin: a hashable standing for the URL's scheme, host and port, so a map
                 need not parse the URL again (`None`: parse it).
-            cost: the request's weight.
+            cost: the request's weight (an int, or costs per unit); `None`: ask the
+                client's `cost` callable, else 1.
             ticket: an entry lent by an outer adapter for the first hop (claimed here).
             lend: lend each entry to an inner adapter with the send (see `Ticket`).
             sent: the first attempt, already admitted and sent by the caller: its key,
@@ -194,6 +272,9 @@ class Pipeline:
         policy = self.feedback
         hosts = self._map
         attempt = 0
+        if cost is None:
+            cost_of = self.cost_of
+            cost = 1 if cost_of is None else cost_of(request)
         while True:
             if sent is not None:
                 key, throttler, entry, response = sent
@@ -377,7 +458,7 @@ class Pipeline:
         hosts = self._map
         return ("*", self.throttler) if hosts is None else hosts.resolve(target, origin=origin)
 
-    def _charge(self, throttler: Any, cost: int) -> int:
+    def _charge(self, throttler: Any, cost: CostLike) -> CostLike:
         """The cost to charge: with `adapt=True`, at most the smallest limit now in force.
 
         A server that advertises a quota smaller than a request's cost (or a 429 that cut
@@ -385,7 +466,7 @@ class Pipeline:
         adopted limit instead, which the server's quota allows.
         """
         policy = self.feedback
-        if cost == 1 or policy is None or not policy.adapt:
+        if not isinstance(cost, int) or cost == 1 or policy is None or not policy.adapt:
             return cost
         rates: tuple[Rate, ...] = throttler.rates
         smallest = min(rate.limit for rate in rates)
