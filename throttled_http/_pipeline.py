@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, final
 
 from ._exceptions import ThrottlerTimeoutError
@@ -48,8 +49,6 @@ from ._headers import may_carry_feedback
 from ._hostmap import BaseThrottlerMap, SyncThrottlerMap, ThrottlerMap
 from ._protocols import SyncThrottlerLike, ThrottlerLike
 from ._validate import non_negative_float
-
-from collections.abc import Callable, Mapping
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Generator, Hashable
