@@ -52,7 +52,7 @@ exactly the promises of the aiohttp integration.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import final
 
 from ._exceptions import InvalidURLError, ThrottlerTimeoutError, missing_extra
 
@@ -61,19 +61,10 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing_extra(__name__, "httpx", "httpx") from exc
 
-from ._feedback import FeedbackPolicy
-from ._holding import DEFAULT_RELEASE_TIMEOUT, Holds, ThreadHolds, check_release_timeout
-from ._pipeline import Pipeline, check_feedback, check_throttle_timeout, throttler_from_options
-from ._rates import Rate
-from ._validate import positive_int
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Hashable, Iterator
-
-    from ._holding import Hold
-    from ._hostmap import SyncThrottlerMap, ThrottlerMap
-    from ._pipeline import Ticket
-    from ._protocols import EntryLike, SyncThrottlerLike, ThrottlerLike
+from ._httpx_core import BYPASS_EXTENSION as BYPASS_EXTENSION
+from ._httpx_core import COST_EXTENSION as COST_EXTENSION
+from ._httpx_core import KEY_EXTENSION as KEY_EXTENSION
+from ._httpx_core import Library, SyncThrottledTransportCore, ThrottledTransportCore
 
 __all__ = [
     "BYPASS_EXTENSION",
@@ -84,15 +75,6 @@ __all__ = [
     "SyncThrottledTransport",
     "ThrottledTransport",
 ]
-
-COST_EXTENSION: Final = "throttled_http_cost"
-"""`request.extensions` key: the request's cost, an int >= 1 (default 1)."""
-
-KEY_EXTENSION: Final = "throttled_http_key"
-"""`request.extensions` key: charge the request to this key instead of its host's."""
-
-BYPASS_EXTENSION: Final = "throttled_http_bypass"
-"""`request.extensions` key: `True` sends the request without throttling it."""
 
 
 class InvalidURL(InvalidURLError, httpx.RequestError):
@@ -120,162 +102,15 @@ class ThrottleTimeout(ThrottlerTimeoutError, httpx.TimeoutException):
         httpx.TimeoutException.__init__(self, message, request=request)
 
 
-def _native(request: httpx.Request, exc: Exception) -> httpx.HTTPError:
-    """Our error as the one httpx code catches (`httpx.HTTPError`), same meaning."""
-    if isinstance(exc, InvalidURLError):
-        return InvalidURL(str(exc), request=request)
-    return ThrottleTimeout(str(exc), request=request)
-
-
-# -- reading httpx requests and responses for the pipeline -------------------------------
-
-
-class _Exchange:
-    """What the pipeline reads of an httpx request and response (both transports)."""
-
-    __slots__ = ("holds",)
-
-    def __init__(self, holds: Holds | ThreadHolds) -> None:
-        self.holds = holds
-
-    def status(self, response: httpx.Response) -> int:
-        return response.status_code
-
-    def headers(self, response: httpx.Response) -> list[tuple[bytes, bytes]]:
-        return response.headers.raw  # bytes pairs, read as they are
-
-    def method(self, request: httpx.Request) -> str:
-        return request.method
-
-    def replayable(self, request: httpx.Request) -> bool:
-        return isinstance(request.stream, httpx.ByteStream)
+# The one implementation (throttled_http._httpx_core), bound to httpx.
+_HTTPX = Library(httpx, InvalidURL, ThrottleTimeout)
 
 
 @final
-class _AsyncExchange(_Exchange):
-    __slots__ = ()
-
-    def hold(self, response: httpx.Response, entry: EntryLike, key: str) -> httpx.Response:
-        stream = response.stream
-        if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
-            entry.close()  # the body is in memory already: nothing more to wait for
-        else:
-            response.stream = _AsyncReleasingStream(stream, self.holds.hold(entry, key))
-        return response
-
-
-@final
-class _SyncExchange(_Exchange):
-    __slots__ = ()
-
-    def hold(self, response: httpx.Response, entry: EntryLike, key: str) -> httpx.Response:
-        stream = response.stream
-        if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.SyncByteStream):
-            entry.close()
-        else:
-            response.stream = _SyncReleasingStream(stream, self.holds.hold(entry, key))
-        return response
-
-
-@final
-class _AsyncReleasingStream(httpx.AsyncByteStream):
-    """The response body; releases its hold once: at its end, on error or on close."""
-
-    __slots__ = ("_chunks", "_hold", "_stream")
-
-    def __init__(self, stream: httpx.AsyncByteStream, hold: Hold) -> None:
-        self._stream = stream
-        self._chunks: AsyncIterator[bytes] | None = None
-        self._hold = hold
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        # Its own iterator, not an async generator (the event loop tracks each of those
-        # in a WeakSet): httpx reads a body once.
-        self._chunks = self._stream.__aiter__()
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunks = self._chunks
-        if chunks is None:
-            chunks = self._chunks = self._stream.__aiter__()
-        try:
-            return await chunks.__anext__()
-        except BaseException:
-            # The end (StopAsyncIteration), an error or a cancellation: the server is done
-            # with this response either way.
-            self._hold.release()
-            raise
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            self._hold.release()
-
-
-@final
-class _SyncReleasingStream(httpx.SyncByteStream):
-    """The response body of the sync transport; releases its hold exactly once."""
-
-    __slots__ = ("_hold", "_stream")
-
-    def __init__(self, stream: httpx.SyncByteStream, hold: Hold) -> None:
-        self._stream = stream
-        self._hold = hold
-
-    def __iter__(self) -> Iterator[bytes]:
-        try:
-            yield from self._stream
-        finally:
-            self._hold.release()
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        finally:
-            self._hold.release()
-
-
-# -- what both transports do per request ---------------------------------------------------
-
-
-def _route(request: httpx.Request) -> tuple[int, object, Hashable | None]:
-    """The request's cost, what its throttler is chosen by, and its origin (or None)."""
-    extensions = request.extensions
-    cost = extensions.get(COST_EXTENSION)
-    cost = 1 if cost is None else positive_int(COST_EXTENSION, cost)
-    key = extensions.get(KEY_EXTENSION)
-    url = request.url
-    if key is None:
-        return cost, url, (url.scheme, url.raw_host, url.port)  # the map remembers its key
-    if not isinstance(key, str) or not key:
-        raise TypeError(
-            f"{KEY_EXTENSION} must be a URL or a host name such as 'api.example.com', got {key!r}"
-        )
-    return cost, (key if "://" in key else f"{url.scheme}://{key}"), None
-
-
-def _check_transport(transport: object, kind: type[Any], default: type[Any]) -> Any:
-    if transport is None:
-        return default()
-    if isinstance(transport, kind):
-        return transport
-    hint = ""
-    if isinstance(transport, (int, str, Rate)):
-        hint = f" (the rate goes by keyword: rate_limit={transport!r})"
-    raise TypeError(f"transport must be an httpx.{kind.__name__}, got {transport!r}{hint}")
-
-
-async def _aclose(response: httpx.Response) -> None:
-    await response.aclose()
-
-
-def _close(response: httpx.Response) -> None:
-    response.close()
-
-
-@final
-class ThrottledTransport(httpx.AsyncBaseTransport):
+class ThrottledTransport(
+    ThrottledTransportCore[httpx.Request, httpx.Response, httpx.AsyncBaseTransport],
+    httpx.AsyncBaseTransport,
+):
     """An `httpx.AsyncBaseTransport` that admits every request through a throttler.
 
     ```python
@@ -343,74 +178,16 @@ class ThrottledTransport(httpx.AsyncBaseTransport):
     `release_timeout`.
     """
 
-    __slots__ = ("_exchange", "_pipeline", "_transport")
+    __slots__ = ()
 
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        rate_limit: int | str | Rate | None = None,
-        period: float | None = None,
-        throttler: ThrottlerLike | ThrottlerMap | None = None,
-        feedback: FeedbackPolicy | None = None,
-        release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
-        throttle_timeout: float | None = None,
-    ) -> None:
-        self._transport: httpx.AsyncBaseTransport = _check_transport(
-            transport, httpx.AsyncBaseTransport, httpx.AsyncHTTPTransport
-        )
-        holds = Holds(check_release_timeout(release_timeout))
-        self._pipeline: Pipeline = Pipeline(
-            throttler_from_options(throttler, rate_limit, period),
-            check_feedback(feedback) or FeedbackPolicy(),
-            holds,
-            check_throttle_timeout(throttle_timeout),
-        )
-        self._exchange = _AsyncExchange(holds)
-
-    @property
-    def throttler(self) -> ThrottlerLike | ThrottlerMap:
-        """The throttler or map requests wait in (share it with other clients)."""
-        return self._pipeline.throttler  # type: ignore[no-any-return]
-
-    @property
-    def feedback(self) -> FeedbackPolicy:
-        """The server-feedback policy (its `statistics` too)."""
-        return self._pipeline.feedback  # type: ignore[return-value]
-
-    @property
-    def transport(self) -> httpx.AsyncBaseTransport:
-        """The wrapped transport."""
-        return self._transport
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Wait for the request's turn, send it, and tie its slot to the response body."""
-        if request.extensions.get(BYPASS_EXTENSION):
-            return await self._transport.handle_async_request(request)
-        cost, target, origin = _route(request)
-        pipeline = self._pipeline
-        steps = pipeline.steps(self._exchange, request, target, origin, cost)
-        try:
-            return await pipeline.run(steps, request, self._send, _aclose)
-        except (InvalidURLError, ThrottlerTimeoutError) as exc:  # ours, as httpx's errors
-            if isinstance(exc, httpx.HTTPError):
-                raise  # already httpx's (a nested throttled transport)
-            raise _native(request, exc) from exc
-
-    def _send(self, request: httpx.Request, ticket: Ticket | None) -> Any:
-        return self._transport.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """Give back the slots of responses still open, then close the wrapped transport."""
-        self._pipeline.holds.close_all()
-        await self._transport.aclose()
-
-    def __repr__(self) -> str:
-        return f"<ThrottledTransport {self.throttler!r} over {type(self._transport).__name__}>"
+    _library = _HTTPX
 
 
 @final
-class SyncThrottledTransport(httpx.BaseTransport):
+class SyncThrottledTransport(
+    SyncThrottledTransportCore[httpx.Request, httpx.Response, httpx.BaseTransport],
+    httpx.BaseTransport,
+):
     """An `httpx.BaseTransport` that admits every request through a thread-safe throttler.
 
     ```python
@@ -451,67 +228,6 @@ class SyncThrottledTransport(httpx.BaseTransport):
     `throttler=` also takes a [`SyncThrottlerMap`][throttled_http.SyncThrottlerMap].
     """
 
-    __slots__ = ("_exchange", "_pipeline", "_transport")
+    __slots__ = ()
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        rate_limit: int | str | Rate | None = None,
-        period: float | None = None,
-        throttler: SyncThrottlerLike | SyncThrottlerMap | None = None,
-        feedback: FeedbackPolicy | None = None,
-        release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
-        throttle_timeout: float | None = None,
-    ) -> None:
-        self._transport: httpx.BaseTransport = _check_transport(
-            transport, httpx.BaseTransport, httpx.HTTPTransport
-        )
-        holds = ThreadHolds(check_release_timeout(release_timeout))
-        self._pipeline: Pipeline = Pipeline(
-            throttler_from_options(throttler, rate_limit, period, sync=True),
-            check_feedback(feedback) or FeedbackPolicy(),
-            holds,
-            check_throttle_timeout(throttle_timeout),
-        )
-        self._exchange = _SyncExchange(holds)
-
-    @property
-    def throttler(self) -> SyncThrottlerLike | SyncThrottlerMap:
-        """The shared throttler, or the map of per-key throttlers."""
-        return self._pipeline.throttler  # type: ignore[no-any-return]
-
-    @property
-    def feedback(self) -> FeedbackPolicy:
-        """The server-feedback policy."""
-        return self._pipeline.feedback  # type: ignore[return-value]
-
-    @property
-    def transport(self) -> httpx.BaseTransport:
-        """The wrapped transport."""
-        return self._transport
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Block until the request's turn, send it, and tie its slot to the response body."""
-        if request.extensions.get(BYPASS_EXTENSION):
-            return self._transport.handle_request(request)
-        cost, target, origin = _route(request)
-        pipeline = self._pipeline
-        steps = pipeline.steps(self._exchange, request, target, origin, cost)
-        try:
-            return pipeline.run_sync(steps, request, self._send, _close)
-        except (InvalidURLError, ThrottlerTimeoutError) as exc:
-            if isinstance(exc, httpx.HTTPError):
-                raise
-            raise _native(request, exc) from exc
-
-    def _send(self, request: httpx.Request, ticket: Ticket | None) -> httpx.Response:
-        return self._transport.handle_request(request)
-
-    def close(self) -> None:
-        """Give back the slots of responses still open, then close the wrapped transport."""
-        self._pipeline.holds.close_all()
-        self._transport.close()
-
-    def __repr__(self) -> str:
-        return f"<SyncThrottledTransport {self.throttler!r} over {type(self._transport).__name__}>"
+    _library = _HTTPX
