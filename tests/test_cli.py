@@ -11,18 +11,28 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from throttled_http import Rate, __version__
 from throttled_http.__main__ import _parser
-from throttled_http._demo import _HostPlan, _HostResult, _report, max_in_window, sustained_rate
+from throttled_http._demo import (
+    _figure,
+    _HostPlan,
+    _HostResult,
+    _plans,
+    _report,
+    max_in_window,
+    sustained_rate,
+)
 from throttled_http._fetch import (
     LOG_NAME,
     USER_AGENT,
@@ -36,11 +46,9 @@ from throttled_http._fetch import (
 )
 from throttled_http.testing import RecordingServer
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 pytestmark = pytest.mark.realclock
 
+ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60.0  # seconds any one command may take, far above what it needs
 
 
@@ -132,6 +140,123 @@ async def test_demo_quick_without_rich(tmp_path: Path) -> None:
     for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
         assert host in run.out
     assert "━" not in run.out  # plain text: no rich bars
+
+
+def _demo_results() -> dict[str, dict[str, _HostResult]]:
+    """What the quick demo's two clients could have done to its three hosts: all held."""
+    results: dict[str, dict[str, _HostResult]] = {}
+    for client in ("aiohttp", "httpx"):
+        results[client] = {}
+        for plan in _plans(quick=True):
+            per = plan.ours.limit
+            times = [i // per + 0.01 * (i % per) for i in range(plan.requests)]
+            early = times[:5] if plan.adapt else []
+            results[client][plan.address] = _HostResult(
+                plan,
+                arrivals=times,
+                rejections=early,
+                ok=plan.requests,
+                rejected=len(early),
+                paused=1.0 if early else 0.0,
+                pace=Rate(5, 1.0) if plan.adapt else None,
+            )
+    return results
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["plain", "rich"])
+@pytest.mark.parametrize("width", [80, 120])
+def test_demo_table_fits_the_console(
+    width: int, plain: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 80 columns as at 120, no line is wider than the console and every row names its
+    client and its whole host; only a narrow console leaves columns out, and says so.
+    """
+    if not plain:
+        pytest.importorskip("rich")
+    monkeypatch.setenv("COLUMNS", str(width))
+    assert _report(_demo_results(), 1.2, None, plain) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    rows = [line.split()[:2] for line in lines if line.startswith(("aiohttp ", "httpx "))]
+    expected = [
+        [c, h] for c in ("aiohttp", "httpx") for h in ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    ]
+    assert rows == expected
+    header = next(line.split() for line in lines if line.startswith("client "))
+    assert {"limit", "max/window", "429s", "paused", "check"} <= set(header)
+    assert ("rate/s" in header) == (width == 120)
+    assert ("Left out to fit" in " ".join(lines)) == (width == 80)
+
+
+def test_demo_plot_keeps_hosts_apart() -> None:
+    """Each host's arrivals get a panel of their own and a colour, line style and marker
+    that no other host has, the same for both clients, with a legend in every panel.
+    """
+    pytest.importorskip("matplotlib")
+    figure = _figure(_demo_results())
+    styles: dict[str, set[tuple[object, ...]]] = {}
+    for ax in figure.axes:
+        labels = {str(line.get_label()): line for line in ax.get_lines()}
+        arrivals = [label for label in labels if label.endswith(": arrivals")]
+        assert len(arrivals) == 1
+        line = labels[arrivals[0]]
+        host = arrivals[0].removesuffix(": arrivals")
+        style = (line.get_color(), line.get_linestyle(), line.get_marker())
+        styles.setdefault(host, set()).add(style)
+        assert ax.get_legend() is not None
+    assert sorted(styles) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    assert all(len(seen) == 1 for seen in styles.values())  # alike across clients
+    colors, linestyles, markers = zip(*(next(iter(seen)) for seen in styles.values()), strict=True)
+    assert len(set(colors)) == len(set(linestyles)) == len(set(markers)) == 3
+
+
+def _requirement_names(extra: str, extras: dict[str, list[str]]) -> set[str]:
+    """The distributions `pip install 'throttled_http[EXTRA]'` brings, extras followed."""
+    names: set[str] = set()
+    for requirement in extras[extra]:
+        name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]
+        if name == "throttled_http":
+            inner = requirement[requirement.index("[") + 1 : requirement.index("]")]
+            for other in inner.split(","):
+                names |= _requirement_names(other.strip(), extras)
+        else:
+            names.add(name)
+    return names
+
+
+def _demo_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
+    """``demo --help``, its whitespace collapsed."""
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["demo", "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_demo_plot_extra_is_enough(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The extra that ``--plot`` names installs the demo's needs as well as matplotlib."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = project["project"]["optional-dependencies"]
+    plot = _requirement_names("plot", extras)
+    assert plot >= _requirement_names("demo", extras) | {"matplotlib"}
+    assert {"aiohttp", "httpx", "rich"} <= plot
+    assert "pip install 'throttled_http[plot]'" in _demo_help(monkeypatch, capsys)
+
+
+def test_demo_duration_is_stated_alike(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``demo --help`` gives the demo's durations; docs/cli.md and the README say the same."""
+    found = re.search(
+        r"about ([\d.]+) s instead of about ([\d.]+) s", _demo_help(monkeypatch, capsys)
+    )
+    assert found is not None
+    quick, full = found.groups()
+    docs = " ".join((ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+    assert f"about {full} s (`--quick`: about {quick} s)" in docs
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"about {full} s" in readme
 
 
 # -- fetch: input checks -----------------------------------------------------------------

@@ -53,19 +53,22 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a workload against local servers and check every limit held",
         description=(
-            "Start local HTTP servers on 127.0.0.1-127.0.0.3 (one enforcing its own limit "
+            "Start local HTTP servers on 127.0.0.1-127.0.0.3 (two enforcing their own limit "
             "with 429 and Retry-After), send the same workload through aiohttp and httpx "
             "with per-host limits and an override, and verify at the servers that no "
             "configured limit was exceeded in any window. Exits 1 if one was."
         ),
     )
     demo.add_argument(
-        "--quick", action="store_true", help="a smaller workload (about 3 s instead of 10 s)"
+        "--quick",
+        action="store_true",
+        help="a smaller workload: about 1.5 s instead of about 10 s",
     )
     demo.add_argument(
         "--plot",
         metavar="PNG",
-        help="write a timeline of arrivals per host to this file (needs matplotlib)",
+        help="write a timeline of arrivals per host to this file (needs matplotlib: pip "
+        "install 'throttled_http[plot]')",
     )
     _add_output_options(demo)
 

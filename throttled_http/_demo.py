@@ -19,9 +19,12 @@ It exits 1 if any claim failed. The console helpers here (`Board` and
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import importlib
+import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO, final
@@ -31,6 +34,8 @@ from ._rates import Rate
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+
+    from matplotlib.figure import Figure
 
     from ._hostmap import ThrottlerMap
     from .testing import RecordingServer
@@ -55,7 +60,8 @@ class Board:
     """Live progress: one bar per task, with rich when available, plain lines otherwise.
 
     Plain mode prints one status line at most every `interval` seconds and once at the
-    end, so logs and pipes stay readable.
+    end, so logs and pipes stay readable; on a console narrower than the line, it goes on
+    over indented lines, never breaking one bar's status.
 
     Args:
         plain: force plain text even when rich is installed.
@@ -129,7 +135,14 @@ class Board:
             return
         self._printed = state
         parts = [f"{key} {self._done[key]}/{self._totals[key]}" for key in self._order]
-        print("progress: " + ", ".join(parts), file=self._stream, flush=True)
+        width = console_width(self._stream)
+        lines = ["progress:"]
+        for i, part in enumerate(parts):
+            part += "," if i < len(parts) - 1 else ""
+            if width is not None and len(lines[-1]) + 1 + len(part) > width:
+                lines.append(" ")  # a continued status line starts indented
+            lines[-1] += " " + part
+        print("\n".join(lines), file=self._stream, flush=True)
 
     def __enter__(self) -> Board:
         if self._progress is not None:
@@ -143,6 +156,28 @@ class Board:
             self._print_status()
 
 
+def console_width(stream: TextIO) -> int | None:
+    """The columns `stream` has room for: `COLUMNS` when set, else the terminal's width.
+
+    `None` when neither says (a pipe or a file): any width will do.
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if stream.isatty():
+        with contextlib.suppress(OSError, ValueError):
+            return os.get_terminal_size(stream.fileno()).columns
+    return None
+
+
+def table_width(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
+    """How wide `print_table` lays out these cells: each column as wide as its widest cell,
+    two spaces apart.
+    """
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
 def print_table(
     title: str,
     columns: Sequence[str],
@@ -150,21 +185,38 @@ def print_table(
     *,
     plain: bool = False,
     stream: TextIO | None = None,
+    whole: int = 0,
 ) -> None:
-    """Print a table: a rich table when available, aligned plain text otherwise."""
+    """Print a table: a rich table when available, aligned plain text otherwise.
+
+    Both lay the cells out as `table_width` measures them, the first two columns
+    left-aligned and the others right-aligned. On a console narrower than the table,
+    rich wraps the cells, except those of the first `whole` columns, which it never
+    shortens, and plain lines run on: a caller with many columns picks the ones that
+    fit first (see `_report`).
+    """
     stream = stream if stream is not None else sys.stdout
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     if not plain and has_rich():
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title)
+        table = Table(
+            title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+        )
         for i, name in enumerate(columns):
-            table.add_column(name, justify="left" if i < 2 else "right")
+            table.add_column(
+                name,
+                justify="left" if i < 2 else "right",
+                no_wrap=i < whole,
+                min_width=widths[i] if i < whole else None,
+            )
         for row in rows:
             table.add_row(*row)
-        Console(file=stream, width=None if stream.isatty() else 120).print(table)
+        width = console_width(stream) or max(table_width(columns, rows), len(title))
+        Console(file=stream, width=width).print(table)
         return
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     print(title, file=stream)
 
     def line(cells: Sequence[str]) -> str:
@@ -368,15 +420,17 @@ async def _drive(
 
 def run_demo(*, quick: bool = False, plot: str | None = None, plain: bool = False) -> int:
     """Run the demo; return 0 when every claim held, 1 otherwise, 2 on bad options."""
-    if plot is not None and _missing("matplotlib.pyplot") is not None:
+    if plot is not None and _missing("matplotlib.figure") is not None:
         print(
             "error: --plot needs matplotlib: pip install 'throttled_http[plot]'",
             file=sys.stderr,
         )
         return 2
-    reason = _missing("throttled_http.testing", "RecordingServer")
-    if reason is not None:
-        print(f"error: the demo needs aiohttp for its servers: {reason}", file=sys.stderr)
+    if _missing("throttled_http.testing", "RecordingServer") is not None:
+        print(
+            "error: the demo needs aiohttp for its servers: pip install 'throttled_http[demo]'",
+            file=sys.stderr,
+        )
         return 2
     return asyncio.run(_demo(quick=quick, plot=plot, plain=plain))
 
@@ -406,15 +460,13 @@ async def collect(
         ("aiohttp", _missing("throttled_http.aiohttp", "ThrottledClientSession")),
         ("httpx", _missing("throttled_http.httpx", "ThrottledTransport")),
     ]
-    print(
-        "throttled_http demo: hosts "
-        + ", ".join(
-            f"{p.address} (ours {p.ours}{' override' if p.override else ''}, "
-            f"server {p.server or 'unlimited'}{', adapting' if p.adapt else ''})"
-            for p in plans
-        ),
-        file=out,
-    )
+    print("throttled_http demo: one workload through aiohttp and httpx, to 3 hosts", file=out)
+    for p in plans:
+        print(
+            f"  {p.address}  ours {p.ours}{' (an override)' if p.override else ''}, "
+            f"server {p.server or 'unlimited'}{': adapting' if p.adapt else ''}",
+            file=out,
+        )
     for name, reason in clients:
         if reason is not None:
             print(f"skipping {name}: {reason}", file=out)
@@ -565,6 +617,47 @@ def timeline(times: Sequence[float], start: float, stop: float, parts: int = 5) 
     return " ".join(str(c) for c in counts)
 
 
+# The result table's columns, each with what the legend says of it. When the console is
+# too narrow for them all, the ones in _DROP_ORDER are left out in that order, until the
+# table fits: first what the others imply (rate/s from the arrivals, 2xx from sent and
+# 429s), then the details behind a verdict the check column already gives.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("client", ""),
+    ("host", ""),
+    ("sent", "arrivals at the server, retries included"),
+    ("2xx", "successful answers"),
+    ("limit", "ours (* an override)"),
+    ("server", "what the server enforces with 429"),
+    ("max/window", "the most arrivals the server saw in any window of our period, over our limit"),
+    ("rate/s", "arrivals / (span + period)"),
+    ("429s", "answers 'too many requests'"),
+    ("over time", "the 429s in five equal spans of the host's run"),
+    ("paused", "seconds the host's throttler was paused (Retry-After, slow start)"),
+    (
+        "adapt",
+        "the pace FeedbackPolicy(adapt=True) found for the host whose server allows less "
+        "than our rate (-: not adapting)",
+    ),
+    ("check", ""),
+)
+_DROP_ORDER = ("rate/s", "2xx", "over time", "server", "adapt", "limit")
+
+
+def _fit(names: Sequence[str], rows: Sequence[Sequence[str]], width: int | None) -> list[int]:
+    """The indices of the columns to show so that the table fits in `width`.
+
+    Every column when `width` is `None` or the whole table fits; otherwise the columns
+    of `_DROP_ORDER` go, in that order, until it fits or none is left to drop.
+    """
+    kept = list(range(len(names)))
+    for name in _DROP_ORDER:
+        cells = [[row[i] for i in kept] for row in rows]
+        if width is None or table_width([names[i] for i in kept], cells) <= width:
+            break
+        kept.remove(names.index(name))
+    return kept
+
+
 def _report(
     all_results: dict[str, dict[str, _HostResult]],
     elapsed: float,
@@ -621,34 +714,25 @@ def _report(
                     "ok" if held and polite and converged and not r.errors else "FAILED",
                 )
             )
+    width = console_width(sys.stdout)
+    names = [name for name, _ in _COLUMNS]
+    kept = _fit(names, rows, width)
     print_table(
         f"throttled_http demo: {elapsed:.1f} s",
-        (
-            "client",
-            "host",
-            "sent",
-            "2xx",
-            "limit",
-            "server",
-            "max/window",
-            "rate/s",
-            "429s",
-            "429s over time",
-            "paused s",
-            "adapt",
-            "check",
-        ),
-        rows,
+        [names[i] for i in kept],
+        [[row[i] for i in kept] for row in rows],
         plain=plain,
+        whole=2,  # client and host: what tells the rows apart
     )
-    print(
-        "limit: ours (* an override); server: what the server enforces with 429; sent: "
-        "arrivals at the server, retries included; max/window: most arrivals the server "
-        "saw in any window of our period; rate/s: arrivals / (span + period); paused s: "
-        "time the host's throttler was paused (Retry-After, slow start); 429s over time: "
-        "in five equal spans of the host's run; adapt: the pace FeedbackPolicy(adapt=True) "
-        "found for the host whose server allows less than our rate (-: not adapting)."
-    )
+    shown = [_COLUMNS[i] for i in kept]
+    legend = "; ".join(f"{name}: {text}" for name, text in shown if text) + "."
+    left_out = [name for name in names if name not in {name for name, _ in shown}]
+    if left_out:
+        legend += (
+            f" Left out to fit {width} columns: {', '.join(left_out)} (the whole table "
+            f"takes {table_width(names, rows)})."
+        )
+    print(textwrap.fill(legend, min(width or 80, 80), break_on_hyphens=False))
     if plot is not None:
         _plot(all_results, plot)
         print(f"timeline written to {plot}")
@@ -660,54 +744,91 @@ def _report(
     return 0
 
 
-def _plot(all_results: dict[str, dict[str, _HostResult]], path: str) -> None:
-    """Cumulative arrivals per host at the server, against each host's configured bound.
+# Each host's look in the plot, the same in every panel: a colour, a line style and a
+# marker of its own (none of them the red of the 429 crosses or the grey of the bound).
+_HOST_STYLES: tuple[tuple[str, str, str], ...] = (
+    ("tab:blue", "-", "o"),
+    ("tab:orange", "--", "s"),
+    ("tab:green", "-.", "^"),
+    ("tab:purple", ":", "D"),
+)
 
-    The dashed line is the most a limit of `limit` per `period` allows by time `t`
-    when counting from the first arrival: `limit * (floor(t / period) + 1)`. Red crosses
-    mark arrivals the server answered with 429.
+
+def _figure(all_results: dict[str, dict[str, _HostResult]]) -> Figure:
+    """Cumulative arrivals at the server: a panel per host (a row) and client (a column).
+
+    Each host has a panel of its own, so hosts whose arrivals coincide (two with the
+    same limit, say) never hide each other, and its own colour, line style and marker,
+    the same in every panel and legend. The wide grey band under it is the most our
+    limit allows by time `t`, counting from the host's first arrival:
+    `limit * (floor((t - first) / period) + 1)`, drawn up to its last arrival. Red
+    crosses mark the arrivals the server answered with 429.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        1, len(all_results), figsize=(6 * len(all_results), 4.5), squeeze=False, sharey=True
-    )
+    clients = list(all_results)
+    hosts = list(dict.fromkeys(a for results in all_results.values() for a in results))
+    fig = Figure(figsize=(6 * len(clients), 0.6 + 2.6 * len(hosts)), layout="constrained")
+    axes = fig.subplots(len(hosts), len(clients), squeeze=False, sharex=True, sharey="row")
     origin = min(
         (t for results in all_results.values() for r in results.values() for t in r.arrivals),
         default=0.0,
     )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (client, results) in zip(axes[0], all_results.items(), strict=False):
-        for index, (address, r) in enumerate(results.items()):
-            color = colors[index % len(colors)]
-            times = sorted(t - origin for t in r.arrivals)
-            if not times:
+    for column, client in enumerate(clients):
+        for row, address in enumerate(hosts):
+            ax = axes[row][column]
+            color, linestyle, marker = _HOST_STYLES[row % len(_HOST_STYLES)]
+            result = all_results[client].get(address)
+            if column == 0:
+                ax.set_ylabel("requests arrived")
+            if row == len(hosts) - 1:
+                ax.set_xlabel("seconds since the first request")
+            if result is None or not result.arrivals:
+                ax.set_title(f"{client}: {address}, no arrivals", fontsize="medium")
                 continue
+            plan = result.plan
+            ax.set_title(
+                f"{client}: {address} (ours {plan.ours}, server {plan.server or 'none'})",
+                fontsize="medium",
+            )
+            times = sorted(t - origin for t in result.arrivals)
             counts = list(range(1, len(times) + 1))
-            label = f"{address}: ours {r.plan.ours}, server {r.plan.server or 'none'}"
-            ax.step(times, counts, where="post", color=color, label=label)
-            ours = r.plan.ours
+            ax.step(
+                times,
+                counts,
+                where="post",
+                color=color,
+                linestyle=linestyle,
+                marker=marker,
+                markersize=3,
+                label=f"{address}: arrivals",
+            )
             first, last = times[0], times[-1]
-            steps = int((last - first) / ours.period) + 1
-            bound_t = [first + k * ours.period for k in range(steps + 1)]
-            bound_n = [ours.limit * (k + 1) for k in range(steps + 1)]
-            ax.step(bound_t, bound_n, where="post", color=color, linestyle="--", alpha=0.5)
-            rejected = sorted(t - origin for t in r.rejections)
+            steps = int((last - first) / plan.ours.period) + 1
+            ax.step(
+                [first + k * plan.ours.period for k in range(steps)] + [last],
+                [plan.ours.limit * (k + 1) for k in range(steps)] + [plan.ours.limit * steps],
+                where="post",
+                color="grey",
+                alpha=0.35,
+                linewidth=5,
+                zorder=1,  # under the arrivals, which follow it when the windows fill
+                label=f"most our {plan.ours} allows",
+            )
+            rejected = sorted(t - origin for t in result.rejections)
             if rejected:
                 ax.plot(
                     rejected,
-                    [counts[times.index(t)] for t in rejected],
+                    [bisect.bisect_right(times, t) for t in rejected],
                     "x",
-                    color="red",
-                    markersize=4,
+                    color="tab:red",
+                    markersize=5,
+                    label="answered 429",
                 )
-        ax.set_title(f"{client}: arrivals at the servers")
-        ax.set_xlabel("seconds since the first request")
-        ax.legend(fontsize="small", loc="upper left")
-    axes[0][0].set_ylabel("requests arrived (dashed: our limit's bound; x: 429)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def _plot(all_results: dict[str, dict[str, _HostResult]], path: str) -> None:
+    """Write `_figure` to `path` (PNG, or any format matplotlib knows by the extension)."""
+    _figure(all_results).savefig(path, dpi=100)
