@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import looptime
 import pytest
+from conftest import max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import max_in_window
 from throttled_http import Rate, SyncThrottler, Throttler
 
 if TYPE_CHECKING:

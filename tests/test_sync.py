@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -364,7 +365,7 @@ def test_release_without_max_concurrency_is_a_no_op() -> None:
         ),
     ],
 )
-def test_bad_arguments_are_rejected(kwargs: dict[str, int], message: str) -> None:
+def test_bad_arguments_are_rejected(kwargs: dict[str, Any], message: str) -> None:
     """Construction names the argument, its range and the value received."""
     with pytest.raises(ValueError, match=message):
         SyncThrottler(**kwargs)

@@ -328,7 +328,9 @@ class SyncThrottler(_LedgerFront):
 
     def _settle_entry(self, entry: SyncEntry) -> None:
         with self._lock:
-            self._ledger.settle(time.monotonic(), entry.cost, entry._generation)
+            charge = entry._charge
+            cost = entry.cost if charge is None else charge
+            self._ledger.settle(time.monotonic(), cost, entry._generation)
             self._notify_head()
 
     def _close_entry(self) -> None:
@@ -349,7 +351,12 @@ class SyncEntry(_EntryState):
 
     def __init__(self, throttler: SyncThrottler, cost: Cost, generation: int) -> None:
         self._throttler = throttler
-        self.cost = cost
+        if isinstance(cost, int):
+            self.cost = cost
+            self._charge = None
+        else:
+            self.cost = cost.requests
+            self._charge = cost
         self._generation = generation
         self._state = _OPEN
         self._guard = threading.Lock()

@@ -479,7 +479,8 @@ class _AsyncQueue(_LedgerFront):
     def _settle_entry(self, entry: Entry) -> None:
         loop = self._loop
         now = self._clock() if loop is not None and not loop.is_closed() else self._now()
-        self._ledger.settle(now, entry.cost, entry._generation)
+        charge = entry._charge
+        self._ledger.settle(now, entry.cost if charge is None else charge, entry._generation)
         self._after_settle()
 
 
@@ -727,7 +728,12 @@ class Throttler(_AsyncQueue):
             timeout = non_negative_float("timeout", timeout)
         entry = _new_entry(Entry)
         entry._throttler = self
-        entry.cost = charge
+        if isinstance(charge, int):
+            entry.cost = charge
+            entry._charge = None
+        else:
+            entry.cost = charge.requests
+            entry._charge = charge
         entry._state = _PENDING  # admitted by its __aenter__
         entry._timeout = timeout
         return entry
@@ -876,18 +882,19 @@ class _EntryState:
     and the repr are the same for all of them.
     """
 
-    __slots__ = ("_state", "cost")
+    __slots__ = ("_charge", "_state", "cost")
 
     _state: int
-    cost: int | Charge
-    """The entry's weight in requests; for a throttler with budgets, its `Charge`
-    (see [`costs`][throttled_http.Entry.costs])."""
+    _charge: Charge | None  # what it is charged in units besides requests, if any
+    cost: int
+    """The entry's weight in requests (see [`costs`][throttled_http.Entry.costs] for
+    every unit)."""
 
     @property
     def costs(self) -> dict[str, int]:
         """What the entry is charged, per unit: `{"requests": 1, "tokens": 420}`."""
-        cost = self.cost
-        return {"requests": cost} if isinstance(cost, int) else cost.as_dict()
+        charge = self._charge
+        return {"requests": self.cost} if charge is None else charge.as_dict()
 
     @property
     def settled(self) -> bool:
@@ -901,20 +908,21 @@ class _EntryState:
 
     def __repr__(self) -> str:
         state = ("open", "settled", "closed", "not entered")[self._state]
-        cost = self.cost
-        shown = cost if isinstance(cost, int) else dict(cost.as_dict())
+        costs = self.costs
+        shown = costs if len(costs) > 1 else self.cost
         return f"<{type(self).__name__} cost={shown} {state}>"
 
     def _charge_for_reconcile(self) -> Charge:
         """The entry's `Charge`, made from an int cost if need be (then charged nothing)."""
         if self._state == _PENDING:
             raise RuntimeError(f"{self!r} was not admitted yet: nothing to reconcile")
-        cost = self.cost
-        if isinstance(cost, int):
-            cost = self.cost = Charge(cost, {})
+        charge = self._charge
+        if charge is None:
+            charge = Charge(self.cost, {})
+            self._charge = charge
             if self._state != _OPEN:
-                cost.records = {}  # stamped already: what reconciling adds is stamped now
-        return cost
+                charge.records = {}  # stamped already: what reconciling adds is stamped now
+        return charge
 
 
 @final
@@ -931,7 +939,12 @@ class Entry(_EntryState):
 
     def __init__(self, throttler: Throttler, cost: Cost, generation: int) -> None:
         self._throttler = throttler
-        self.cost = cost
+        if isinstance(cost, int):
+            self.cost = cost
+            self._charge = None
+        else:
+            self.cost = cost.requests
+            self._charge = cost
         self._generation = generation
         self._state = _OPEN
         self._timeout: float | None = None
@@ -948,7 +961,7 @@ class Entry(_EntryState):
             throttler._settle_entry(self)
             return
         # Ledger.settle for one window and nothing else to obey, inlined.
-        cost: int = self.cost  # type: ignore[assignment]  # one window: no budgets
+        cost = self.cost  # one window: no budgets, no charge
         ledger.open -= cost
         if cost == 1:
             window.stamps.append(_monotonic())
@@ -998,7 +1011,8 @@ class Entry(_EntryState):
         if self._state != _PENDING:
             raise RuntimeError(f"{self!r} was entered already; use Throttler.entry() again")
         throttler = self._throttler
-        cost = self.cost
+        charge = self._charge
+        cost: Cost = self.cost if charge is None else charge
         generation = throttler._reserve_now(cost)
         if generation is None:
             generation = await throttler._open_slow(cost, self._timeout)

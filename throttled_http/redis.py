@@ -610,6 +610,7 @@ class RedisEntry(_EntryState):
     ) -> None:
         self._queue = queue
         self.cost = cost
+        self._charge = None
         self._member = member
         self.admitted_at = admitted_at
         self._local = local
@@ -625,8 +626,7 @@ class RedisEntry(_EntryState):
         if self._local is not None:
             self._local.settle()
         elif self._member is not None:
-            cost: int = self.cost  # type: ignore[assignment]  # Redis charges ints only
-            self._ticket = self._queue.settle(cost, self._member, self._reservation, True)
+            self._ticket = self._queue.settle(self.cost, self._member, self._reservation, True)
 
     def close(self) -> None:
         """Settle (if still open) and give back the concurrency slot."""
