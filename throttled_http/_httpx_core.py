@@ -26,22 +26,30 @@ No HTTP client is imported here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar, cast, final
 
 from ._exceptions import InvalidURLError, ThrottlerTimeoutError
 from ._feedback import FeedbackPolicy
 from ._holding import DEFAULT_RELEASE_TIMEOUT, Holds, ThreadHolds, check_release_timeout
-from ._pipeline import Pipeline, check_feedback, check_throttle_timeout, throttler_from_options
+from ._pipeline import (
+    Pipeline,
+    check_callable,
+    check_feedback,
+    check_throttle_timeout,
+    throttler_from_options,
+)
 from ._rates import Rate
 from ._validate import positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Hashable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Hashable, Iterator
     from types import ModuleType
 
+    from ._budgets import CostLike
     from ._holding import Hold
     from ._hostmap import SyncThrottlerMap, ThrottlerMap
-    from ._pipeline import Ticket
+    from ._pipeline import BodyTail, Ticket
     from ._protocols import EntryLike, SyncThrottlerLike, ThrottlerLike
 
 __all__ = [
@@ -146,12 +154,13 @@ class _AsyncReleasing:
     Mixed into a subclass of the library's `AsyncByteStream` (see `Library`).
     """
 
-    __slots__ = ("_chunks", "_hold", "_stream")
+    __slots__ = ("_chunks", "_hold", "_stream", "_tail")
 
-    def __init__(self, stream: Any, hold: Hold) -> None:
+    def __init__(self, stream: Any, hold: Hold, tail: BodyTail | None = None) -> None:
         self._stream = stream
         self._chunks: AsyncIterator[bytes] | None = None
         self._hold = hold
+        self._tail = tail
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         # Its own iterator, not an async generator (the event loop tracks each of those
@@ -164,12 +173,17 @@ class _AsyncReleasing:
         if chunks is None:
             chunks = self._chunks = self._stream.__aiter__()
         try:
-            return await chunks.__anext__()
-        except BaseException:
+            chunk: bytes = await chunks.__anext__()
+        except BaseException as exc:
             # The end (StopAsyncIteration), an error or a cancellation: the server is done
             # with this response either way.
             self._hold.release()
+            if self._tail is not None and isinstance(exc, StopAsyncIteration):
+                self._tail.done()  # the whole body was read: reconcile its cost
             raise
+        if self._tail is not None:
+            self._tail.feed(chunk)
+        return chunk
 
     async def aclose(self) -> None:
         try:
@@ -181,17 +195,26 @@ class _AsyncReleasing:
 class _SyncReleasing:
     """The response body of the sync transport; releases its hold exactly once."""
 
-    __slots__ = ("_hold", "_stream")
+    __slots__ = ("_hold", "_stream", "_tail")
 
-    def __init__(self, stream: Any, hold: Hold) -> None:
+    def __init__(self, stream: Any, hold: Hold, tail: BodyTail | None = None) -> None:
         self._stream = stream
         self._hold = hold
+        self._tail = tail
 
     def __iter__(self) -> Iterator[bytes]:
+        tail = self._tail
         try:
-            yield from self._stream
+            if tail is None:
+                yield from self._stream
+            else:
+                for chunk in self._stream:
+                    tail.feed(chunk)
+                    yield chunk
         finally:
             self._hold.release()
+        if tail is not None:
+            tail.done()  # the whole body was read: reconcile its cost
 
     def close(self) -> None:
         try:
@@ -280,10 +303,11 @@ class Library:
 class _Exchange:
     """What the pipeline reads of a request and response (both transports)."""
 
-    __slots__ = ("holds", "library")
+    __slots__ = ("holds", "library", "pipeline")
 
-    def __init__(self, holds: Holds | ThreadHolds, library: Library) -> None:
-        self.holds = holds
+    def __init__(self, pipeline: Pipeline, library: Library) -> None:
+        self.pipeline = pipeline
+        self.holds: Holds | ThreadHolds = pipeline.holds
         self.library = library
 
     def status(self, response: ResponseLike) -> int:
@@ -306,10 +330,12 @@ class _AsyncExchange(_Exchange):
     def hold(self, response: ResponseLike, entry: EntryLike, key: str) -> ResponseLike:
         stream = response.stream
         library = self.library
+        tail = None if self.pipeline.reconcile is None else self.pipeline.body_tail(response, entry)
         if isinstance(stream, library.byte_stream) or not isinstance(stream, library.async_stream):
+            _read_whole(tail, stream)
             entry.close()  # the body is in memory already: nothing more to wait for
         else:
-            response.stream = library.async_releasing(stream, self.holds.hold(entry, key))
+            response.stream = library.async_releasing(stream, self.holds.hold(entry, key), tail)
         return response
 
 
@@ -320,21 +346,35 @@ class _SyncExchange(_Exchange):
     def hold(self, response: ResponseLike, entry: EntryLike, key: str) -> ResponseLike:
         stream = response.stream
         library = self.library
+        tail = None if self.pipeline.reconcile is None else self.pipeline.body_tail(response, entry)
         if isinstance(stream, library.byte_stream) or not isinstance(stream, library.sync_stream):
+            _read_whole(tail, stream)
             entry.close()
         else:
-            response.stream = library.sync_releasing(stream, self.holds.hold(entry, key))
+            response.stream = library.sync_releasing(stream, self.holds.hold(entry, key), tail)
         return response
+
+
+def _read_whole(tail: BodyTail | None, stream: object) -> None:
+    """Reconcile a body held in memory (a `ByteStream`: iterating it reads no I/O)."""
+    if tail is None:
+        return
+    if isinstance(stream, Iterable):
+        for chunk in stream:
+            tail.feed(chunk)
+        tail.done()
 
 
 # -- what both transports do per request -------------------------------------------------
 
 
-def _route(request: RequestLike) -> tuple[int, object, Hashable | None]:
-    """The request's cost, what its throttler is chosen by, and its origin (or None)."""
+def _route(request: RequestLike) -> tuple[CostLike | None, object, Hashable | None]:
+    """The request's cost (`None`: the client's), what its throttler is chosen by, and
+    its origin (or None)."""
     extensions = request.extensions
     cost = extensions.get(COST_EXTENSION)
-    cost = 1 if cost is None else positive_int(COST_EXTENSION, cost)
+    if cost is not None and not isinstance(cost, Mapping):  # a mapping: the throttler checks
+        cost = positive_int(COST_EXTENSION, cost)
     key = extensions.get(KEY_EXTENSION)
     url = request.url
     if key is None:
@@ -371,6 +411,8 @@ class ThrottledTransportCore(Generic[Request, Response, AsyncBaseTransport]):
         feedback: FeedbackPolicy | None = None,
         release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
         throttle_timeout: float | None = None,
+        cost: Callable[[Request], CostLike] | None = None,
+        reconcile: Callable[[Response, bytes], Mapping[str, int] | None] | None = None,
     ) -> None:
         library = self._library
         self._transport: AsyncBaseTransport = library.check_transport(transport, sync=False)
@@ -380,8 +422,10 @@ class ThrottledTransportCore(Generic[Request, Response, AsyncBaseTransport]):
             check_feedback(feedback) or FeedbackPolicy(),
             holds,
             check_throttle_timeout(throttle_timeout),
+            check_callable("cost", cost),
+            check_callable("reconcile", reconcile),
         )
-        self._exchange = _AsyncExchange(holds, library)
+        self._exchange = _AsyncExchange(self._pipeline, library)
 
     @property
     def throttler(self) -> ThrottlerLike | ThrottlerMap:
@@ -442,6 +486,8 @@ class SyncThrottledTransportCore(Generic[Request, Response, BaseTransport]):
         feedback: FeedbackPolicy | None = None,
         release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
         throttle_timeout: float | None = None,
+        cost: Callable[[Request], CostLike] | None = None,
+        reconcile: Callable[[Response, bytes], Mapping[str, int] | None] | None = None,
     ) -> None:
         library = self._library
         self._transport: BaseTransport = library.check_transport(transport, sync=True)
@@ -451,8 +497,10 @@ class SyncThrottledTransportCore(Generic[Request, Response, BaseTransport]):
             check_feedback(feedback) or FeedbackPolicy(),
             holds,
             check_throttle_timeout(throttle_timeout),
+            check_callable("cost", cost),
+            check_callable("reconcile", reconcile),
         )
-        self._exchange = _SyncExchange(holds, library)
+        self._exchange = _SyncExchange(self._pipeline, library)
 
     @property
     def throttler(self) -> SyncThrottlerLike | SyncThrottlerMap:

@@ -65,6 +65,7 @@ __all__ = [
     "Exchange",
     "Pipeline",
     "Ticket",
+    "check_callable",
     "check_feedback",
     "check_throttle_timeout",
     "throttler_from_options",
@@ -73,6 +74,7 @@ __all__ = [
 _Req = TypeVar("_Req", contravariant=True)
 _Resp = TypeVar("_Resp")
 _R = TypeVar("_R")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # What the journey asks its driver to do; the tuples carry the arguments.
 _ADMIT: Final = 0  # (_ADMIT, throttler, cost): wait for an entry, answer it
@@ -419,18 +421,20 @@ class Pipeline:
     # -- pieces of the journey, for adapters that cannot hand the whole of it over ----
 
     async def admit(
-        self, target: object, origin: Hashable | None = None
+        self, target: object, origin: Hashable | None = None, cost: CostLike = 1
     ) -> tuple[str, Any, EntryLike] | None:
         """Wait for one hop's entry: its key, throttler and entry (`None`: no limit).
 
         For hook-based adapters (aiohttp's `TraceConfig`) that see a hop start and end
-        but cannot run it; they settle, hold and close the entry themselves.
+        but cannot run it; they settle, hold and close the entry themselves. `cost` is
+        the hop's weight, as for `steps`.
         """
         key, throttler = self._resolve(target, origin)
         if throttler is None:
             return None
+        charge = cost if cost == 1 else self._charge(throttler, cost)
         try:
-            entry = await throttler.open_entry(1, timeout=self.throttle_timeout)
+            entry = await throttler.open_entry(charge, timeout=self.throttle_timeout)
         except ThrottlerTimeoutError as exc:
             raise self._timed_out(key) from exc
         policy = self.feedback
@@ -445,12 +449,14 @@ class Pipeline:
             "was sent (raise throttle_timeout, or lower the load on this host)"
         )
 
-    async def lend(self, target: object, origin: Hashable | None = None) -> Ticket | None:
-        """Wait for a hop's entry and lend it as a `Ticket` (`None`: no limit).
+    async def lend(
+        self, target: object, origin: Hashable | None = None, cost: CostLike = 1
+    ) -> Ticket | None:
+        """Wait for a hop's entry of `cost` and lend it as a `Ticket` (`None`: no limit).
 
         The caller closes the entry if nobody claimed the ticket.
         """
-        admitted = await self.admit(target, origin)
+        admitted = await self.admit(target, origin, cost)
         return None if admitted is None else Ticket(self, *admitted)
 
     def _resolve(self, target: object, origin: Hashable | None) -> tuple[str, Any]:
@@ -504,6 +510,13 @@ class Pipeline:
 
 
 # -- options shared by every integration's constructor ----------------------------------
+
+
+def check_callable(name: str, value: _F | None) -> _F | None:
+    """`value` if it is `None` or callable, else a `TypeError` naming the argument."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be a callable or None, got {value!r}")
+    return value
 
 
 def check_throttle_timeout(value: object) -> float | None:
