@@ -351,12 +351,7 @@ class SyncEntry(_EntryState):
 
     def __init__(self, throttler: SyncThrottler, cost: Cost, generation: int) -> None:
         self._throttler = throttler
-        if isinstance(cost, int):
-            self.cost = cost
-            self._charge = None
-        else:
-            self.cost = cost.requests
-            self._charge = cost
+        self._set_cost(cost)
         self._generation = generation
         self._state = _OPEN
         self._guard = threading.Lock()

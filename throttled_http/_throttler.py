@@ -721,19 +721,15 @@ class Throttler(_AsyncQueue):
         latency. With `budgets`, `cost` may be a mapping of costs per unit, and
         [`Entry.reconcile`][throttled_http.Entry.reconcile] states what it really cost.
         """
-        charge: Cost = 1
-        if cost.__class__ is not int or cost != 1:
-            charge = self._check_cost(cost)
-        if timeout is not None:
-            timeout = non_negative_float("timeout", timeout)
         entry = _new_entry(Entry)
-        entry._throttler = self
-        if isinstance(charge, int):
-            entry.cost = charge
+        if cost.__class__ is int and cost == 1:
+            entry.cost = 1
             entry._charge = None
         else:
-            entry.cost = charge.requests
-            entry._charge = charge
+            entry._set_cost(self._check_cost(cost))
+        if timeout is not None:
+            timeout = non_negative_float("timeout", timeout)
+        entry._throttler = self
         entry._state = _PENDING  # admitted by its __aenter__
         entry._timeout = timeout
         return entry
@@ -755,7 +751,17 @@ class Throttler(_AsyncQueue):
         generation = self._reserve_now(charge)
         if generation is None:
             generation = await self._open_slow(charge, timeout)
-        return Entry(self, charge, generation)
+        entry = _new_entry(Entry)
+        if charge.__class__ is int:
+            entry.cost = charge
+            entry._charge = None
+        else:
+            entry._set_cost(charge)
+        entry._throttler = self
+        entry._generation = generation
+        entry._state = _OPEN
+        entry._timeout = None
+        return entry
 
     def flush(self) -> None:
         """Drop entries whose window has passed (kept for `asyncio-throttle`).
@@ -912,6 +918,14 @@ class _EntryState:
         shown = costs if len(costs) > 1 else self.cost
         return f"<{type(self).__name__} cost={shown} {state}>"
 
+    def _set_cost(self, cost: Cost) -> None:
+        if isinstance(cost, int):
+            self.cost = cost
+            self._charge = None
+        else:
+            self.cost = cost.requests
+            self._charge = cost
+
     def _charge_for_reconcile(self) -> Charge:
         """The entry's `Charge`, made from an int cost if need be (then charged nothing)."""
         if self._state == _PENDING:
@@ -939,12 +953,7 @@ class Entry(_EntryState):
 
     def __init__(self, throttler: Throttler, cost: Cost, generation: int) -> None:
         self._throttler = throttler
-        if isinstance(cost, int):
-            self.cost = cost
-            self._charge = None
-        else:
-            self.cost = cost.requests
-            self._charge = cost
+        self._set_cost(cost)
         self._generation = generation
         self._state = _OPEN
         self._timeout: float | None = None
@@ -1011,8 +1020,7 @@ class Entry(_EntryState):
         if self._state != _PENDING:
             raise RuntimeError(f"{self!r} was entered already; use Throttler.entry() again")
         throttler = self._throttler
-        charge = self._charge
-        cost: Cost = self.cost if charge is None else charge
+        cost: Cost = self._charge or self.cost
         generation = throttler._reserve_now(cost)
         if generation is None:
             generation = await throttler._open_slow(cost, self._timeout)
