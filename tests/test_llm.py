@@ -137,11 +137,11 @@ def test_anthropic_limits_reconcile_the_output() -> None:
 )
 def test_presets_check_their_arguments(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
-        openai_limits(**kwargs)  # type: ignore[arg-type]
+        openai_limits(**kwargs)  # type: ignore[call-overload]
 
 
 async def test_an_estimate_above_the_budget_fails_fast() -> None:
     limits = openai_limits(rpm=10, tpm=100)
     cost = limits["cost"](body(prompt="x" * 400, max_tokens=1))
     with pytest.raises(ValueError, match=r"cost\['tokens'\] must be at most"):
-        await limits["throttler"].open_entry(cost)  # type: ignore[misc]
+        await limits["throttler"].open_entry(cost)

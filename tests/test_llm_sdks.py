@@ -28,7 +28,7 @@ from fake_provider import OUTPUT_TOKENS, FakeProvider, lowest_level
 import throttled_http.httpx
 import throttled_http.httpx2
 from throttled_http import Throttler
-from throttled_http.llm import Limits, anthropic_limits, openai_limits
+from throttled_http.llm import anthropic_limits, openai_limits
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -67,15 +67,6 @@ def workload(count: int, seed: int) -> list[tuple[str, int]]:
     assert sum(len(prompt) // 4 + most for prompt, most in jobs) > 1.5 * TPM
     assert sum(most for _, most in jobs) > 2 * OTPM
     return jobs
-
-
-def kwargs(limits: Limits) -> dict[str, Any]:
-    """A preset as keyword arguments.
-
-    `Limits` types its throttler as `Throttler | SyncThrottler` whatever `sync` was, so
-    mypy refuses `**limits` for either transport; this spells the same call, untyped.
-    """
-    return dict(limits)
 
 
 def chat(prompt: str) -> list[ChatCompletionMessageParam]:
@@ -152,11 +143,11 @@ async def test_openai_async_batch_is_never_refused(library: str) -> None:
         http_client: httpx.AsyncClient | httpx2.AsyncClient
         if library == "httpx":
             http_client = httpx.AsyncClient(
-                transport=throttled_http.httpx.ThrottledTransport(**kwargs(limits))
+                transport=throttled_http.httpx.ThrottledTransport(**limits)
             )
         else:
             http_client = httpx2.AsyncClient(
-                transport=throttled_http.httpx2.ThrottledTransport(**kwargs(limits))
+                transport=throttled_http.httpx2.ThrottledTransport(**limits)
             )
         async with async_openai(provider, http_client) as client:
 
@@ -174,7 +165,7 @@ def test_openai_sync_threads_are_never_refused() -> None:
     """48 calls of openai.OpenAI from 8 threads through one SyncThrottledTransport: no 429."""
     with FakeProvider("openai", rpm=RPM, tpm=TPM, period=PERIOD) as provider:
         limits = openai_limits(rpm=RPM, tpm=TPM, period=PERIOD, sync=True)
-        transport = throttled_http.httpx.SyncThrottledTransport(**kwargs(limits))
+        transport = throttled_http.httpx.SyncThrottledTransport(**limits)
         with openai.OpenAI(
             api_key="test",
             base_url=provider.url,
@@ -199,7 +190,7 @@ async def test_openai_streams_with_usage_are_never_refused() -> None:
         limits = openai_limits(rpm=RPM, tpm=TPM, period=PERIOD)
         throttler = limits["throttler"]
         assert isinstance(throttler, Throttler)
-        transport = throttled_http.httpx2.ThrottledTransport(**kwargs(limits))
+        transport = throttled_http.httpx2.ThrottledTransport(**limits)
         usages: list[int] = []
         async with async_openai(provider, httpx2.AsyncClient(transport=transport)) as client:
 
@@ -232,7 +223,7 @@ async def test_anthropic_async_batch_is_never_refused() -> None:
     """48 concurrent messages.create, the OTPM binding: no 429, no failure."""
     async with FakeProvider("anthropic", rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD) as provider:
         transport = throttled_http.httpx2.ThrottledTransport(
-            **kwargs(anthropic_limits(rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD))
+            **anthropic_limits(rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD)
         )
         async with async_anthropic(provider, transport) as client:
 
@@ -254,7 +245,7 @@ def test_anthropic_sync_threads_are_never_refused() -> None:
     """48 calls of anthropic.Anthropic from 8 threads through httpx2's sync transport."""
     with FakeProvider("anthropic", rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD) as provider:
         limits = anthropic_limits(rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD, sync=True)
-        transport = throttled_http.httpx2.SyncThrottledTransport(**kwargs(limits))
+        transport = throttled_http.httpx2.SyncThrottledTransport(**limits)
         with anthropic.Anthropic(
             api_key="test",
             base_url=provider.url,
@@ -278,7 +269,7 @@ async def test_anthropic_streams_are_never_refused(form: str) -> None:
     """48 concurrent streams, the OTPM binding, read to their end: no 429, no failure."""
     async with FakeProvider("anthropic", rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD) as provider:
         transport = throttled_http.httpx2.ThrottledTransport(
-            **kwargs(anthropic_limits(rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD))
+            **anthropic_limits(rpm=RPM, itpm=ITPM, otpm=OTPM, period=PERIOD)
         )
         async with async_anthropic(provider, transport) as client:
 
@@ -316,7 +307,7 @@ async def test_anthropic_output_is_credited_back_to_what_was_generated(form: str
         limits = anthropic_limits(rpm=60, itpm=100_000, otpm=otpm, period=period)
         throttler = limits["throttler"]
         assert isinstance(throttler, Throttler)
-        transport = throttled_http.httpx2.ThrottledTransport(**kwargs(limits))
+        transport = throttled_http.httpx2.ThrottledTransport(**limits)
         async with async_anthropic(provider, transport) as client:
             request: Any = {"model": "claude-test", "messages": messages("tok " * 100)}
             if form == "create":

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from ._feedback import FeedbackPolicy
 from ._rates import Rate
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Limits",
+    "SyncLimits",
     "anthropic_limits",
     "estimate_tokens",
     "openai_limits",
@@ -68,9 +69,18 @@ _MAX_BODY = 32 * 1024 * 1024  # a request body larger than this is not parsed fo
 
 
 class Limits(TypedDict):
-    """What a preset returns: the keyword arguments of every transport and session."""
+    """What a preset returns: the keyword arguments of every asyncio transport and session."""
 
-    throttler: Throttler | SyncThrottler
+    throttler: Throttler
+    feedback: FeedbackPolicy
+    cost: Callable[[Any], CostLike]
+    reconcile: Callable[[Any, bytes], Mapping[str, int] | None] | None
+
+
+class SyncLimits(TypedDict):
+    """What a preset returns with `sync=True`: the keyword arguments of a threaded transport."""
+
+    throttler: SyncThrottler
     feedback: FeedbackPolicy
     cost: Callable[[Any], CostLike]
     reconcile: Callable[[Any, bytes], Mapping[str, int] | None] | None
@@ -205,11 +215,55 @@ def _policy(retries: int) -> FeedbackPolicy:
     return FeedbackPolicy(retries=retries, retry_refused=True)
 
 
-def _make(
-    sync: bool, rpm: int, period: float, budgets: dict[str, Rate]
-) -> Throttler | SyncThrottler:
-    kind = SyncThrottler if sync else Throttler
-    return kind(rpm, period, budgets=budgets, bucket=True)
+def _limits(
+    sync: bool,
+    rpm: int,
+    period: float,
+    budgets: dict[str, Rate],
+    retries: int,
+    cost: Callable[[Any], CostLike],
+    reconcile: Callable[[Any, bytes], Mapping[str, int] | None] | None,
+) -> Limits | SyncLimits:
+    feedback = _policy(retries)
+    if sync:
+        return SyncLimits(
+            throttler=SyncThrottler(rpm, period, budgets=budgets, bucket=True),
+            feedback=feedback,
+            cost=cost,
+            reconcile=reconcile,
+        )
+    return Limits(
+        throttler=Throttler(rpm, period, budgets=budgets, bucket=True),
+        feedback=feedback,
+        cost=cost,
+        reconcile=reconcile,
+    )
+
+
+@overload
+def openai_limits(
+    *,
+    rpm: int,
+    tpm: int,
+    period: float = ...,
+    estimate: Callable[[Mapping[str, Any]], int] | None = ...,
+    tokenizer: Callable[[str], int] | None = ...,
+    default_max_tokens: int = ...,
+    retries: int = ...,
+    sync: Literal[False] = ...,
+) -> Limits: ...
+@overload
+def openai_limits(
+    *,
+    rpm: int,
+    tpm: int,
+    period: float = ...,
+    estimate: Callable[[Mapping[str, Any]], int] | None = ...,
+    tokenizer: Callable[[str], int] | None = ...,
+    default_max_tokens: int = ...,
+    retries: int = ...,
+    sync: Literal[True],
+) -> SyncLimits: ...
 
 
 def openai_limits(
@@ -222,7 +276,7 @@ def openai_limits(
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     retries: int = 3,
     sync: bool = False,
-) -> Limits:
+) -> Limits | SyncLimits:
     """OpenAI's requests and tokens per minute, for `ThrottledTransport(**openai_limits(...))`.
 
     OpenAI counts a request's tokens against the TPM when it arrives, as its prompt's
@@ -262,14 +316,35 @@ def openai_limits(
             tokens = prompt + output
         return {"tokens": tokens}
 
-    return Limits(
-        throttler=_make(sync, rpm, period, {"tokens": Rate(tpm, period)}),
-        feedback=_policy(retries),
-        cost=cost,
-        reconcile=None,
-    )
+    return _limits(sync, rpm, period, {"tokens": Rate(tpm, period)}, retries, cost, None)
 
 
+@overload
+def anthropic_limits(
+    *,
+    rpm: int,
+    itpm: int,
+    otpm: int,
+    period: float = ...,
+    estimate_input: Callable[[Mapping[str, Any]], int] | None = ...,
+    tokenizer: Callable[[str], int] | None = ...,
+    default_max_tokens: int = ...,
+    retries: int = ...,
+    sync: Literal[False] = ...,
+) -> Limits: ...
+@overload
+def anthropic_limits(
+    *,
+    rpm: int,
+    itpm: int,
+    otpm: int,
+    period: float = ...,
+    estimate_input: Callable[[Mapping[str, Any]], int] | None = ...,
+    tokenizer: Callable[[str], int] | None = ...,
+    default_max_tokens: int = ...,
+    retries: int = ...,
+    sync: Literal[True],
+) -> SyncLimits: ...
 def anthropic_limits(
     *,
     rpm: int,
@@ -281,7 +356,7 @@ def anthropic_limits(
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     retries: int = 3,
     sync: bool = False,
-) -> Limits:
+) -> Limits | SyncLimits:
     """Anthropic's requests, input and output tokens per minute, reconciled from `usage`.
 
     Input tokens are charged at admission (estimated, then corrected to the response's
@@ -327,14 +402,5 @@ def anthropic_limits(
         }
         return actual or None
 
-    return Limits(
-        throttler=_make(
-            sync,
-            rpm,
-            period,
-            {"input_tokens": Rate(itpm, period), "output_tokens": Rate(otpm, period)},
-        ),
-        feedback=_policy(retries),
-        cost=cost,
-        reconcile=reconcile,
-    )
+    budgets = {"input_tokens": Rate(itpm, period), "output_tokens": Rate(otpm, period)}
+    return _limits(sync, rpm, period, budgets, retries, cost, reconcile)
