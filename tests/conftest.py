@@ -2,19 +2,25 @@
 
 ``max_in_window`` (also a fixture of the same name) is the yardstick of the whole suite:
 the most entries any half-open window ``[t, t + period)`` holds, given their times.
+The ``server`` and ``thread_server`` fixtures are real loopback servers that record every
+arrival (``throttled_http.testing.RecordingServer``, which needs aiohttp: imported only by
+the tests that ask for one), for asyncio and for threaded clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import threading
 import warnings
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+
+    from throttled_http.testing import RecordingServer
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +78,39 @@ def max_in_window(times: Iterable[float], period: float, costs: Iterable[int] | 
 def max_in_window_fixture() -> Callable[..., int]:
     """:func:`max_in_window`, for tests that prefer a fixture to an import."""
     return max_in_window
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RecordingServer]:
+    """A recording server on 127.0.0.1 and 127.0.0.2, on the test's loop."""
+    from throttled_http.testing import RecordingServer
+
+    async with RecordingServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def thread_server() -> Iterator[RecordingServer]:
+    """A recording server running on its own loop in a background thread (for sync clients)."""
+    from throttled_http.testing import RecordingServer
+
+    srv = RecordingServer(latency=0.01)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(srv.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield srv
+    finally:
+        asyncio.run_coroutine_threadsafe(srv.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

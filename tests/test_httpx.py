@@ -9,7 +9,6 @@ import logging
 import re
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -116,38 +115,6 @@ class SlowStart(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[RecordingServer]:
-    """A recording server on 127.0.0.1 and 127.0.0.2, on the test's loop."""
-    async with RecordingServer() as srv:
-        yield srv
-
-
-@pytest.fixture
-def thread_server() -> Iterator[RecordingServer]:
-    """A recording server running on its own loop in a background thread (for sync clients)."""
-    srv = RecordingServer(latency=0.01)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(srv.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
-        yield srv
-    finally:
-        asyncio.run_coroutine_threadsafe(srv.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 # -- the limit at a real server -----------------------------------------------------

@@ -10,18 +10,17 @@ import sys
 import throttled_http
 import throttled_http._holding
 import throttled_http._pipeline
+import throttled_http._httpx_core
 from throttled_http import Throttler, Rate, parse_rates
-loaded = sorted(
-    name for name in ("aiohttp", "httpx", "redis", "sniffio", "anyio", "httpcore", "opentelemetry")
-    if name in sys.modules
-)
+clients = ("aiohttp", "httpx", "httpx2", "redis", "sniffio", "anyio", "httpcore", "httpcore2")
+loaded = sorted(name for name in (*clients, "opentelemetry") if name in sys.modules)
 loaded += sorted(name for name in sys.modules if name.startswith("throttled_http._redis"))
 print(",".join(loaded))
 """
 
 
 def test_core_import_loads_no_client_library() -> None:
-    """Importing the core and its client-agnostic pipeline loads no client nor Redis module."""
+    """Importing the core, its pipeline and the httpx transports' shared code loads no client."""
     result = subprocess.run(
         [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True, timeout=60
     )
@@ -34,7 +33,7 @@ import sys
 
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"aiohttp", "httpx", "redis", "opentelemetry"}:
+        if name.split(".")[0] in {"aiohttp", "httpx", "httpx2", "redis", "opentelemetry"}:
             raise ImportError(f"blocked {name}")
         return None
 
@@ -49,7 +48,7 @@ async def main():
     return throttler.statistics().in_window
 
 assert asyncio.run(main()) == 1
-for extra in ("aiohttp", "httpx", "redis", "otel"):
+for extra in ("aiohttp", "httpx", "httpx2", "redis", "otel"):
     try:
         __import__(f"throttled_http.{extra}")
     except ImportError as error:
@@ -65,10 +64,34 @@ def test_core_works_without_extras_and_integrations_name_theirs() -> None:
         [sys.executable, "-c", BLOCKED], capture_output=True, text=True, check=True, timeout=60
     )
     lines = dict(line.split(" -> ", 1) for line in result.stdout.splitlines())
-    assert set(lines) == {"aiohttp", "httpx", "redis", "otel"}
+    assert set(lines) == {"aiohttp", "httpx", "httpx2", "redis", "otel"}
     for extra, message in lines.items():
         assert message != "imported", f"throttled_http.{extra} imported without {extra}"
         assert f"throttled_http[{extra}]" in message, message
+
+
+ONE_LIBRARY = """
+import sys
+import throttled_http.{edge}
+print(",".join(sorted(name for name in ("httpx", "httpx2", "httpcore", "httpcore2")
+                      if name in sys.modules)))
+"""
+
+
+def test_each_httpx_integration_imports_its_own_library_only() -> None:
+    """throttled_http.httpx2 loads httpx2 and not httpx; throttled_http.httpx the reverse."""
+    for edge, other in (("httpx", ("httpx2", "httpcore2")), ("httpx2", ("httpx", "httpcore"))):
+        result = subprocess.run(
+            [sys.executable, "-c", ONE_LIBRARY.format(edge=edge)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        loaded = set(result.stdout.strip().split(","))
+        assert edge in loaded
+        assert not loaded & set(other), (edge, loaded)
+        assert result.stderr == ""
 
 
 LAZY = """
