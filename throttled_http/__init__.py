@@ -2,7 +2,8 @@
 
 The core (this namespace) imports no HTTP client. The integrations live in their own
 modules, each shipped as an extra: `throttled_http.aiohttp` (`[aiohttp]`),
-`throttled_http.httpx` (`[httpx]`) and `throttled_http.redis` (`[redis]`).
+`throttled_http.httpx` (`[httpx]`), `throttled_http.httpx2` (`[httpx2]`) and
+`throttled_http.redis` (`[redis]`).
 Their main classes can also be imported from here (`from throttled_http import
 ThrottledClientSession`): the integration module is imported on first use only, and a
 missing extra says which one to install.

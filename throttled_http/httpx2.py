@@ -111,6 +111,10 @@ class ThrottledTransport(
         throttle_timeout: seconds a hop may wait for its turn at most, then
             [`ThrottleTimeout`][throttled_http.httpx2.ThrottleTimeout] is raised and nothing
             is sent (`None`: wait as long as it takes).
+        cost: a function of the request giving its cost, an int or costs per unit
+            (`None`: 1; a `throttled_http_cost` extension takes precedence).
+        reconcile: a function of the response and the end of its body giving what the
+            request really cost, asked once the body has been read (`None`: none).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
@@ -151,6 +155,8 @@ class SyncThrottledTransport(
         throttle_timeout: seconds a request may wait for its turn at most, then
             [`ThrottleTimeout`][throttled_http.httpx2.ThrottleTimeout] is raised and nothing
             is sent.
+        cost: as for [`ThrottledTransport`][throttled_http.httpx2.ThrottledTransport].
+        reconcile: as for [`ThrottledTransport`][throttled_http.httpx2.ThrottledTransport].
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.

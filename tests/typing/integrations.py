@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import aiohttp
 import httpx
+import httpx2
 
+import throttled_http.httpx2
 from throttled_http import (
     FeedbackPolicy,
     FeedbackStatistics,
@@ -129,3 +131,28 @@ def refused() -> None:
     ThrottledTransport(throttler=shared_hosts)  # type: ignore[arg-type]  # a threads' map
     ThrottledClientSession(10)  # type: ignore[call-arg]  # keyword-only
     FeedbackPolicy(max_retry_after=None)  # type: ignore[arg-type]  # ignore_server_times=True
+
+
+async def with_httpx2() -> None:
+    """The httpx2 transports, typed in httpx2's classes."""
+    transport = throttled_http.httpx2.ThrottledTransport(
+        httpx2.MockTransport(lambda request: httpx2.Response(200)), throttler=hosts
+    )
+    inner: httpx2.AsyncBaseTransport = transport.transport
+    async with httpx2.AsyncClient(transport=transport) as client:
+        reply: httpx2.Response = await client.get("http://127.0.0.1:8080/")
+    sync = throttled_http.httpx2.SyncThrottledTransport(throttler=shared_hosts)
+    sync_inner: httpx2.BaseTransport = sync.transport
+    with httpx2.Client(transport=sync) as sync_client:
+        sync_reply: httpx2.Response = sync_client.get("http://127.0.0.1:8080/")
+    timeout: type[httpx2.TimeoutException] = throttled_http.httpx2.ThrottleTimeout
+    invalid: type[httpx2.RequestError] = throttled_http.httpx2.InvalidURL
+    print(inner, reply, sync_inner, sync_reply, timeout, invalid)
+
+
+def refused_across_libraries() -> None:
+    """Each library's transports take that library's transports only."""
+    throttled_http.httpx2.ThrottledTransport(httpx.AsyncHTTPTransport())  # type: ignore[arg-type]
+    throttled_http.httpx2.SyncThrottledTransport(httpx.HTTPTransport())  # type: ignore[arg-type]
+    ThrottledTransport(httpx2.AsyncHTTPTransport())  # type: ignore[arg-type]
+    SyncThrottledTransport(httpx2.HTTPTransport())  # type: ignore[arg-type]
