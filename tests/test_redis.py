@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 import redis as redis_sync
@@ -36,6 +36,7 @@ from throttled_http import (
 )
 from throttled_http._keys import host_key
 from throttled_http._protocols import ThrottlerLike
+from throttled_http._redis_wire import OPEN
 from throttled_http.redis import RedisBackend, RedisThrottler, escape_key
 
 if TYPE_CHECKING:
@@ -607,6 +608,31 @@ async def test_set_rates_never_loosens_a_window_begun(client: aioredis.Redis, pr
     await asyncio.sleep(1.05)
     assert [await throttler.try_acquire() for _ in range(5)] == [True] * 5  # now loosened
     assert throttler.rates[0].limit == 10
+    await throttler.aclose()
+
+
+class _Ask(NamedTuple):
+    """An entry asked for in an admit call (a ``Request``)."""
+
+    cost: int
+    mode: str
+    member: str
+
+
+async def test_admit_sent_again_counts_each_entry_once(client: aioredis.Redis, prefix: str) -> None:
+    """An admit call sent again (its answer lost, its client library retried it) answers
+    what its first run admitted, leaves those entries as they were, and admits nothing
+    twice."""
+    throttler = RedisThrottler(rates=("3/10s", KEEP), redis=client, key="again", prefix=prefix)
+    wire = throttler._wire
+    batch = [_Ask(2, OPEN, "t:a"), _Ask(1, OPEN, "t:b"), _Ask(1, OPEN, "t:c")]
+    first = await wire.admit(batch, "call-1")
+    rows = await client.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+    again = await wire.admit(batch, "call-1")
+    assert (first.admitted, again.admitted) == (2, 2)  # a (cost 2) and b; c does not fit
+    assert await client.zrange(throttler.redis_keys[0], 0, -1, withscores=True) == rows
+    assert len(rows) == 3
+    assert (await wire.admit([_Ask(1, OPEN, "t:d")], "call-2")).admitted == 0
     await throttler.aclose()
 
 

@@ -52,15 +52,20 @@ def _free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server of this test's own, which the test may kill and restart."""
+    """A redis-server of this test's own, which the test may kill and restart.
 
-    def __init__(self) -> None:
+    ``executable`` is the server to run (``redis-server`` from PATH by default; the Valkey
+    tests pass a ``valkey-server``, which takes the same options).
+    """
+
+    def __init__(self, executable: str | None = None) -> None:
+        self.executable = executable
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}"
 
     def start(self, *options: str) -> None:
-        executable = shutil.which("redis-server")
+        executable = self.executable or shutil.which("redis-server")
         assert executable is not None, "redis-server must be on PATH"
         self.proc = subprocess.Popen(
             [
@@ -624,3 +629,76 @@ def test_loop_end_is_not_held_up_by_settles_being_retried(
         server.send_signal(signal.SIGCONT)
     assert time.monotonic() - start < 10  # open_timeout (20 s) when taken for a failure
     assert "1 settle(s) of 'e' may not have reached Redis (the loop stopped first)" in caplog.text
+
+
+# -- clients made from a URL --------------------------------------------------------------
+
+
+async def _kill_clients(admin: aioredis.Redis) -> int:
+    """``CLIENT KILL TYPE normal``: the server closes every client connection but
+    ``admin``'s own. Returns how many it closed."""
+    killed: int = await admin.client_kill_filter(_type="normal", skipme=True)
+    return killed
+
+
+async def test_url_client_reconnects_after_client_kill(private_redis: PrivateRedis) -> None:
+    """A client made from a URL survives the server closing its connections between calls
+    (``CLIENT KILL TYPE normal``): every later call reconnects and succeeds."""
+    admin = aioredis.Redis(port=private_redis.port)
+    throttler = RedisThrottler(100, 1.0, redis=private_redis.url, key="k")
+    await throttler.acquire()
+    for _ in range(3):
+        assert await _kill_clients(admin) >= 1
+        await asyncio.sleep(0.05)  # the server's close reaches the client first
+        await asyncio.wait_for(throttler.acquire(), 5)
+        assert await asyncio.wait_for(throttler.try_acquire(), 5)
+        async with throttler.entry():
+            pass
+    statistics = throttler.redis_statistics()
+    assert statistics.backend_errors == 0
+    assert statistics.admitted == 10
+    await throttler.aclose()
+    await admin.aclose()
+
+
+@pytest.mark.parametrize("on_error", ["raise", "local"])
+async def test_url_client_rides_out_client_kills_mid_run(
+    private_redis: PrivateRedis, on_error: OnError
+) -> None:
+    """Connections killed every 20 ms while 30 tasks acquire and hold entries cost no
+    failed call and no fallback, and no window of the server's stamps holds more than
+    the limit (each entry is in Redis once, even when an answer was lost and the call
+    sent again)."""
+    admin = aioredis.Redis(port=private_redis.port)
+    throttler = RedisThrottler(
+        rates=("5/0.25s", KEEP), redis=private_redis.url, key="m", on_error=on_error
+    )
+
+    async def worker(index: int) -> None:
+        if index % 2:
+            await throttler.acquire()
+        else:
+            async with throttler.entry():
+                await asyncio.sleep(0.01)
+
+    async def killer() -> None:
+        while True:
+            await _kill_clients(admin)
+            await asyncio.sleep(0.02)
+
+    kills = asyncio.create_task(killer())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(30))), 60)
+    finally:
+        kills.cancel()
+        await asyncio.gather(kills, return_exceptions=True)
+    await throttler.aclose()
+    statistics = throttler.redis_statistics()
+    assert statistics.backend_errors == 0
+    assert not statistics.degraded
+    assert statistics.admitted == 30
+    rows = await admin.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+    times = [float(row[1]) / 1e6 for row in rows]
+    assert len(times) == 30
+    assert max_in_window(times, 0.25) <= 5
+    await admin.aclose()

@@ -28,7 +28,12 @@ integer microseconds, so the scripts keep no configuration and every process sha
 must send the same rates. Keys live for the longest period plus ``open_timeout`` plus
 1 s, so an idle key expires on its own.
 
-**Errors.** A redis-py error, an :class:`OSError` or a call that takes longer than
+**Clients.** redis-py's and valkey-py's asyncio clients work alike; :class:`Library`
+holds what differs (the error classes, how to make a client of a URL). A client made from
+a URL retries a dropped connection (its call is sent again, within ``command_timeout``):
+safe, as ``admit.lua`` answers a call sent again with what its first run admitted.
+
+**Errors.** A redis-py or valkey-py error, an :class:`OSError` or a call that takes longer than
 ``command_timeout`` seconds (every call is bounded) becomes
 :class:`~throttled_http.ThrottlerBackendError`, naming the script and the key, with the
 original error as ``__cause__``; Redis may still run such a call (see above).
@@ -42,18 +47,23 @@ import asyncio
 import hashlib
 import importlib.resources
 import math
+import sys
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, final
 from urllib.parse import quote
 
 import redis as _redis_sync
 import redis.asyncio as _aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry as _RedisRetry
+from redis.backoff import EqualJitterBackoff as _RedisBackoff
+from redis.exceptions import ConnectionError as _RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as _RedisTimeoutError
 
 from ._exceptions import ThrottlerBackendError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from ._rates import Rate
 
@@ -63,10 +73,12 @@ __all__ = [
     "BLOCKED_PAUSE",
     "OPEN",
     "PAUSE",
+    "REDIS_PY",
     "RESUME",
     "SETTLE",
     "TAKE",
     "AdmitReply",
+    "Library",
     "Request",
     "Script",
     "Terms",
@@ -118,31 +130,124 @@ def escape_key(key: str) -> str:
     return quote(key, safe="")
 
 
-def check_client(redis: object) -> tuple[_aioredis.Redis | RedisCluster, bool]:
-    """The client to use and whether we created it (and so must close it)."""
+@final
+class Library(NamedTuple):
+    """The client library a client comes from: redis-py or valkey-py (its fork).
+
+    The two speak the same protocol through the same interface, but each has its own error
+    classes, which is all the wire needs to tell apart.
+    """
+
+    name: str  # as pip knows it, for messages
+    error: type[Exception]  # the base of every error it raises
+    no_script: type[Exception]  # its NoScriptError
+    from_url: Callable[[str], Any]  # makes a client of a URL, with our retry policy
+
+
+# The retry policy of a client made from a URL (redis-py's and valkey-py's own from_url
+# retry nothing): a connection the server closed while idle (a timeout, CLIENT KILL, a
+# restart, a failover behind the same address) is replaced and the call sent again, after
+# 10 ms doubling to 0.5 s, half of it jitter. Every call stays bounded by command_timeout,
+# which cancels the retries too; sending an admit again is safe (see admit.lua).
+_RETRIES: Final = 10
+_BACKOFF_BASE: Final = 0.01
+_BACKOFF_CAP: Final = 0.5
+
+
+def _redis_from_url(url: str) -> _aioredis.Redis:
+    retry = _RedisRetry(
+        _RedisBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE),
+        _RETRIES,
+        supported_errors=(_RedisConnectionError, _RedisTimeoutError),
+    )
+    # retry_on_error too: older redis-py (and valkey-py) retry a command only on those.
+    errors = [_RedisConnectionError, _RedisTimeoutError]
+    return _aioredis.Redis.from_url(url, retry=retry, retry_on_error=errors)
+
+
+def _valkey_from_url(url: str) -> Any:
+    import valkey.asyncio as aiovalkey
+    from valkey.asyncio.retry import Retry
+    from valkey.backoff import EqualJitterBackoff
+    from valkey.exceptions import ConnectionError, TimeoutError
+
+    retry = Retry(
+        EqualJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE),
+        _RETRIES,
+        supported_errors=(ConnectionError, TimeoutError),
+    )
+    errors = [ConnectionError, TimeoutError]
+    return aiovalkey.Valkey.from_url(url, retry=retry, retry_on_error=errors)
+
+
+REDIS_PY: Final = Library("redis", RedisError, NoScriptError, _redis_from_url)
+
+
+def _valkey_library() -> Library:
+    """valkey-py's :class:`Library`; raises ImportError naming the extra without it."""
+    try:
+        from valkey.exceptions import NoScriptError as ValkeyNoScript
+        from valkey.exceptions import ValkeyError
+    except ImportError as exc:
+        raise ImportError(
+            "valkey:// and valkeys:// URLs need valkey-py: pip install throttled_http[valkey]"
+        ) from exc
+    return Library("valkey", ValkeyError, ValkeyNoScript, _valkey_from_url)
+
+
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+_VALKEY_SCHEMES: Final = ("valkey", "valkeys")
+_SCHEMES: Final = "a redis://, rediss://, unix://, valkey:// or valkeys:// URL"
+_CLIENTS: Final = (
+    "a redis.asyncio.Redis or RedisCluster client, a valkey.asyncio.Valkey or ValkeyCluster client"
+)
+
+
+def _valkey_classes(module: str, *names: str) -> tuple[type, ...]:
+    """valkey-py's classes ``names`` of ``module`` if valkey-py was imported (a valkey
+    client exists only then), else none: valkey-py is never imported just to check."""
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        return ()
+    return tuple(cls for name in names if isinstance(cls := getattr(loaded, name, None), type))
+
+
+def check_client(redis: object) -> tuple[Any, bool, Library]:
+    """The client to use, whether we created it (and so must close it), and its library.
+
+    A URL makes a client with a retry policy (see ``_RETRIES``): redis-py's for
+    ``redis://``, ``rediss://`` and ``unix://``, valkey-py's for ``valkey://`` and
+    ``valkeys://``.
+    """
     if isinstance(redis, str):
         scheme = redis.partition("://")[0] if "://" in redis else ""
-        if scheme not in ("redis", "rediss", "unix"):
+        if scheme in _REDIS_SCHEMES:
+            library = REDIS_PY
+        elif scheme in _VALKEY_SCHEMES:
+            library = _valkey_library()
+        else:
             # Never echo the URL: it may carry a password.
             raise ValueError(
-                "redis must be a redis://, rediss:// or unix:// URL or a redis.asyncio client, "
-                f"got a URL with scheme {scheme!r}"
+                f"redis must be {_SCHEMES} or an asyncio client, got a URL with scheme {scheme!r}"
             )
         try:
-            return _aioredis.Redis.from_url(redis), True
+            return library.from_url(redis), True, library
         except ValueError as exc:
-            raise ValueError(f"redis is not a valid Redis URL: {exc}") from None
+            raise ValueError(f"redis is not a valid {library.name} URL: {exc}") from None
     if isinstance(redis, (_aioredis.Redis, RedisCluster)):
-        return redis, False
-    if isinstance(redis, (_redis_sync.Redis, _redis_sync.RedisCluster)):
+        return redis, False, REDIS_PY
+    valkey_async = _valkey_classes("valkey.asyncio", "Valkey", "ValkeyCluster")
+    if valkey_async and isinstance(redis, valkey_async):
+        return redis, False, _valkey_library()
+    sync: tuple[type, ...] = (_redis_sync.Redis, _redis_sync.RedisCluster)
+    sync += _valkey_classes("valkey", "Valkey", "ValkeyCluster")
+    if isinstance(redis, sync):
         raise TypeError(
-            "redis must be an asyncio client (redis.asyncio.Redis or RedisCluster), "
+            "redis must be an asyncio client (redis.asyncio.Redis or RedisCluster, "
+            "valkey.asyncio.Valkey or ValkeyCluster), "
             f"got the synchronous {type(redis).__module__}.{type(redis).__name__}"
         )
-    raise TypeError(
-        "redis must be a redis.asyncio.Redis or RedisCluster client or a redis:// URL, "
-        f"got {type(redis).__name__}"
-    )
+    raise TypeError(f"redis must be {_CLIENTS} or a URL, got {type(redis).__name__}")
 
 
 def check_prefix(prefix: object) -> str:
@@ -245,10 +350,11 @@ class Wire:
     """One throttler's connection to Redis: its client, keys, scripts and encodings.
 
     Args (all validated by the caller):
-        client: the redis.asyncio client to call.
+        client: the asyncio client to call (redis-py's or valkey-py's).
         owns_client: whether the client was made here from ``url`` (closed by
             :meth:`aclose`, made again by :meth:`remake_client`).
         url: the URL the client was made from, or ``None``.
+        library: the client's library (its errors, and how to make a client of ``url``).
         key: the throttler's key, as given (named in error messages).
         prefix: prepended to every Redis key.
         terms: the limits to send.
@@ -265,6 +371,7 @@ class Wire:
         "_client",
         "_command_timeout",
         "_key",
+        "_library",
         "_open_timeout",
         "_owns_client",
         "_resume_us",
@@ -277,9 +384,10 @@ class Wire:
 
     def __init__(
         self,
-        client: _aioredis.Redis | RedisCluster,
+        client: Any,
         owns_client: bool,
         url: str | None,
+        library: Library,
         *,
         key: str,
         prefix: str,
@@ -290,6 +398,7 @@ class Wire:
         self._client = client
         self._owns_client = owns_client
         self._url = url
+        self._library = library
         self._key = key
         base = f"{prefix}{{{escape_key(key)}}}"
         self.keys = (f"{base}:s", f"{base}:t", f"{base}:p", f"{base}:x")
@@ -375,13 +484,14 @@ class Wire:
         """Run ``script`` by SHA (loading it on NOSCRIPT), bounded by ``command_timeout``.
 
         Raises:
-            ThrottlerBackendError: on any Redis error or timeout, with it as ``__cause__``.
+            ThrottlerBackendError: on any error of the client's library or timeout, with it
+                as ``__cause__``.
             asyncio.CancelledError: when the calling task is being cancelled, even if
                 redis-py raised an error of its own instead (its connect retries may).
         """
         try:
             return await _bounded(self._eval(script, keys, args), self._command_timeout)
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, self._library.error, OSError) as exc:
             self.errors += 1
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -391,7 +501,7 @@ class Wire:
                 raise asyncio.CancelledError from exc
             what = (
                 f"no answer within command_timeout={self._command_timeout} s"
-                if isinstance(exc, TimeoutError) and not isinstance(exc, RedisError)
+                if isinstance(exc, TimeoutError) and not isinstance(exc, self._library.error)
                 else f"{type(exc).__name__}: {exc}"
             )
             raise ThrottlerBackendError(
@@ -402,7 +512,7 @@ class Wire:
         """Make the client again, when it was made from a URL (for a new event loop: its
         connections belong to the closed loop and fail on any other)."""
         if self._owns_client and self._url is not None:
-            self._client = _aioredis.Redis.from_url(self._url)
+            self._client = self._library.from_url(self._url)
 
     async def aclose(self) -> None:
         """Close the client if it was made here."""
@@ -414,7 +524,7 @@ class Wire:
         self.round_trips += 1
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
+        except self._library.no_script:
             # The script cache was flushed (SCRIPT FLUSH, restart, failover): EVAL caches it.
             self.round_trips += 1
             return await client.eval(script.source, len(keys), *keys, *args)

@@ -80,6 +80,8 @@ from ._validate import int_in_range, non_negative_float, positive_float
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    from valkey.asyncio import Valkey, ValkeyCluster
+
     from ._protocols import EntryLike
     from ._redis_queue import Waiter
 
@@ -172,9 +174,12 @@ class RedisThrottler:
         rate_limit: entries allowed per window (an int >= 1), or a `Rate` or a rate
             string such as ``"10/s; 1000/h"``.
         period: the window's length in seconds, a finite number > 0.
-        redis: a ``redis.asyncio.Redis`` or ``RedisCluster`` client (not closed by
-            `aclose`), or a ``redis://``, ``rediss://`` or ``unix://`` URL (a client
-            is made with ``Redis.from_url`` and closed by `aclose`).
+        redis: a ``redis.asyncio.Redis`` or ``RedisCluster`` client, or a
+            ``valkey.asyncio.Valkey`` or ``ValkeyCluster`` client (not closed by
+            `aclose`), or a ``redis://``, ``rediss://``, ``unix://``, ``valkey://`` or
+            ``valkeys://`` URL (a client is made with redis-py's or valkey-py's
+            ``from_url``, retrying a dropped connection within ``command_timeout``, and
+            closed by `aclose`).
         key: the shared limit's name, any non-empty string (escaped before use).
         rates: several limits that must all allow an entry; replaces ``rate_limit`` and
             ``period``.
@@ -207,7 +212,7 @@ class RedisThrottler:
         rate_limit: int | Rate | str | None = None,
         period: float | None = None,
         *,
-        redis: _aioredis.Redis | RedisCluster | str,
+        redis: _aioredis.Redis | RedisCluster | Valkey | ValkeyCluster | str,
         key: str,
         rates: RatesLike | None = None,
         burst: int | None = None,
@@ -228,12 +233,13 @@ class RedisThrottler:
         open_timeout = positive_float("open_timeout", open_timeout)
         command_timeout = positive_float("command_timeout", command_timeout)
         recover_after = positive_float("recover_after", recover_after)
-        client, owns_client = check_client(redis)  # last: a URL makes a client
+        client, owns_client, library = check_client(redis)  # last: a URL makes a client
         self._terms = terms = Terms(resolved, burst)
         self._wire = wire = Wire(
             client,
             owns_client,
             redis if isinstance(redis, str) else None,
+            library,
             key=key,
             prefix=prefix,
             terms=terms,
@@ -680,7 +686,7 @@ class RedisBackend:
     share one client. ``max_concurrency`` stays per process.
 
     Args:
-        redis: a ``redis.asyncio.Redis``/``RedisCluster`` client or a URL (see
+        redis: a redis-py or valkey-py asyncio client or a URL (see
             `RedisThrottler`); a client made from a URL is closed by `aclose`.
         prefix: prepended to every Redis key; must not contain ``{`` or ``}``.
         on_error, open_timeout, command_timeout, recover_after: as for
@@ -694,7 +700,7 @@ class RedisBackend:
 
     def __init__(
         self,
-        redis: _aioredis.Redis | RedisCluster | str,
+        redis: _aioredis.Redis | RedisCluster | Valkey | ValkeyCluster | str,
         prefix: str = "throttled_http:",
         *,
         on_error: OnError = "raise",
@@ -709,7 +715,7 @@ class RedisBackend:
             "command_timeout": positive_float("command_timeout", command_timeout),
             "recover_after": positive_float("recover_after", recover_after),
         }
-        self._client, self._owns_client = check_client(redis)
+        self._client, self._owns_client, _ = check_client(redis)
         self._made: weakref.WeakSet[RedisThrottler] = weakref.WeakSet()
 
     @property

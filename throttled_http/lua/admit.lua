@@ -15,6 +15,9 @@
 --       task resumes (deadline now + resume_us). Both open modes are stamped by settle.lua.
 --       A cost c > 1 is stored as c members "<member>.1" .. "<member>.c".
 --
+-- Sending a call again is safe: the entries an earlier run of it admitted are admitted
+-- again as they stand, never twice (see below).
+--
 -- Returns {admitted, wait_us, blocked, now_us, in_window}: the first `admitted`
 -- entries were admitted in order (FIFO: the first refusal stops the batch); when some were
 -- refused, nothing can change for them before `wait_us` (pause, windows, spacing);
@@ -104,10 +107,25 @@ local paused = tonumber(redis.call('GET', pause_key) or '0')
 local pos = 7 + 2 * nrates
 local nentries = tonumber(ARGV[pos])
 local admitted, wait, blocked = 0, 0, 0
-if paused > now then
+-- A call sent again (the client's connection dropped before the answer, and its library
+-- retried it) finds what an earlier run of it admitted already in the set: a prefix of the
+-- batch, since members are unique to their entry and an entry is asked for again only
+-- after a refusal. Those entries stay admitted as they are (counted once, stamps and
+-- spacing untouched), so the answer names them and nothing is left open unknown to its
+-- caller; the rest is decided as usual.
+while admitted < nentries do
+  local base = pos + 3 * admitted
+  local cost, member = tonumber(ARGV[base + 1]), ARGV[base + 3]
+  if cost > 1 then member = member .. '.1' end
+  if not redis.call('ZSCORE', stamps, member) then break end
+  admitted = admitted + 1
+end
+if admitted == nentries then
+  -- Nothing left to decide.
+elseif paused > now then
   wait, blocked = paused - now, 2
 else
-  for k = 1, nentries do
+  for k = admitted + 1, nentries do
     local base = pos + 3 * (k - 1)
     local cost, mode, member = tonumber(ARGV[base + 1]), ARGV[base + 2], ARGV[base + 3]
     local at, b = earliest(cost)
