@@ -685,3 +685,28 @@ async def test_one_journey_through_either_library(
     limiter = hosts.throttler_for(url)
     assert isinstance(limiter, Throttler)
     assert limiter.statistics().in_window == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "edge"),
+    [
+        pytest.param("httpx", throttled_http.httpx2, id="httpx-client"),
+        pytest.param("httpx2", throttled_http.httpx, id="httpx2-client"),
+    ],
+)
+async def test_a_client_of_the_other_library_is_told_which_transport_to_use(
+    name: str, edge: ModuleType
+) -> None:
+    """A client over the other library's transport raises a TypeError naming the one to use
+    (instead of the client's bare assertion about the response)."""
+    lib: Any = importlib.import_module(name)
+    expected = rf"for an {name} client use throttled_http\.{name}\.ThrottledTransport"
+    async with lib.AsyncClient(transport=edge.ThrottledTransport(rate_limit=10)) as client:
+        with pytest.raises(TypeError, match=expected):
+            await client.get("http://a.example/")
+    expected = rf"for an {name} client use throttled_http\.{name}\.SyncThrottledTransport"
+    with (
+        lib.Client(transport=edge.SyncThrottledTransport(rate_limit=10)) as sync,
+        pytest.raises(TypeError, match=expected),
+    ):
+        sync.get("http://a.example/")

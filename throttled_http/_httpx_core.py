@@ -244,6 +244,7 @@ class Library:
         "http_error",
         "invalid_url",
         "name",
+        "request",
         "sync_base",
         "sync_default",
         "sync_releasing",
@@ -255,6 +256,7 @@ class Library:
         self, module: ModuleType, invalid_url: NativeError, throttle_timeout: NativeError
     ) -> None:
         self.name: str = module.__name__
+        self.request: type[Any] = module.Request
         self.byte_stream: type[Any] = module.ByteStream  # a body in memory, replayable
         self.async_stream: type[Any] = module.AsyncByteStream
         self.sync_stream: type[Any] = module.SyncByteStream
@@ -278,6 +280,23 @@ class Library:
         if isinstance(exc, InvalidURLError):
             return self.invalid_url(str(exc), request=request)
         return self.throttle_timeout(str(exc), request=request)
+
+    def foreign(self, transport: object, request: object) -> TypeError:
+        """The error for a request of another library: its client needs the other edge.
+
+        httpx and httpx2 clients each check that a response is their own, with an
+        `assert`; this names the transport to use instead.
+        """
+        edge = type(transport)
+        got = type(request)
+        other = got.__module__.partition(".")[0]
+        hint = ""
+        if other in ("httpx", "httpx2"):
+            hint = f": for an {other} client use throttled_http.{other}.{edge.__qualname__}"
+        return TypeError(
+            f"{edge.__module__}.{edge.__qualname__} serves {self.name} clients, "
+            f"got a request of type {other}.{got.__qualname__}{hint}"
+        )
 
     def check_transport(self, transport: object, *, sync: bool) -> Any:
         """The transport to wrap: `transport`, or the library's default when `None`."""
@@ -444,6 +463,8 @@ class ThrottledTransportCore(Generic[Request, Response, AsyncBaseTransport]):
 
     async def handle_async_request(self, request: Request) -> Response:
         """Wait for the request's turn, send it, and tie its slot to the response body."""
+        if not isinstance(request, self._library.request):
+            raise self._library.foreign(self, request)
         if request.extensions.get(BYPASS_EXTENSION):
             return await self._send(request, None)
         cost, target, origin = _route(request)
@@ -519,6 +540,8 @@ class SyncThrottledTransportCore(Generic[Request, Response, BaseTransport]):
 
     def handle_request(self, request: Request) -> Response:
         """Block until the request's turn, send it, and tie its slot to the response body."""
+        if not isinstance(request, self._library.request):
+            raise self._library.foreign(self, request)
         if request.extensions.get(BYPASS_EXTENSION):
             return self._send(request, None)
         cost, target, origin = _route(request)
