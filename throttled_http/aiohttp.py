@@ -57,6 +57,13 @@ headers the server advertises; `FeedbackPolicy(retries=n)` sends a refused reque
 through the throttler, after the delay the server asked for (never one whose body cannot
 be replayed).
 
+**Per request.** `session.get(url, throttled_http_cost=3)` weighs one call (an int, or
+costs per unit such as `{"tokens": 420}`), `throttled_http_key=` charges another key and
+`throttled_http_bypass=True` exempts it, redirects included; for a plain `ClientSession`
+with the middleware, `with request_options(cost=3): ...` says the same.
+`cost=fn(request)` and `reconcile=fn(response, tail)` on the session or the middleware
+weigh every request and state its real cost once its body has been read.
+
 **Mocks.** `aioresponses` replaces `ClientSession._request`, so no middleware runs;
 [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] still charges each
 mocked request (one entry per call, to the host of the URL called; aioresponses follows
@@ -70,13 +77,17 @@ transports use too: the session lends the first hop's entry to its middleware.
 
 aiohttp names used that are not public API, each checked on aiohttp 3.12.0 to 3.14.5:
 `ClientSession._build_url` (the base URL joined, as aiohttp will send the first hop;
-`yarl.URL(url)` is the fallback) and `ClientSession._middlewares` (the middlewares of a
-wrapped session, which a per-request `middlewares=` would otherwise replace).
+`yarl.URL(url)` is the fallback), `ClientSession._middlewares` (the middlewares of a
+wrapped session, which a per-request `middlewares=` would otherwise replace); and, with
+`reconcile=` only, `ClientResponse._body` (a body read before the adapter saw the
+response; checked on aiohttp 3.14.5, read with a fallback to `None`).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 from ._exceptions import InvalidURLError, ThrottlerTimeoutError, missing_extra
@@ -86,6 +97,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing_extra(__name__, "aiohttp", "aiohttp") from exc
 
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._feedback import FeedbackPolicy
@@ -93,18 +105,29 @@ from ._holding import DEFAULT_RELEASE_TIMEOUT, Holds, check_release_timeout
 from ._pipeline import (
     Pipeline,
     Ticket,
+    check_callable,
     check_feedback,
     check_throttle_timeout,
     throttler_from_options,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
+    from collections.abc import (
+        Awaitable,
+        Callable,
+        Coroutine,
+        Generator,
+        Hashable,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
     from types import SimpleNamespace
 
-    from multidict import CIMultiDictProxy
-
+    from ._budgets import CostLike
     from ._hostmap import ThrottlerMap
+    from ._pipeline import BodyTail
     from ._protocols import EntryLike, ThrottlerLike
     from ._rates import Rate
 
@@ -112,14 +135,17 @@ __all__ = [
     "DEFAULT_RELEASE_TIMEOUT",
     "InvalidURL",
     "RequestContextManager",
+    "RequestLike",
     "ThrottleTimeout",
     "ThrottleMiddleware",
     "ThrottledClientSession",
+    "request_options",
     "throttle_middleware",
     "throttle_trace_config",
 ]
 
 _MAX_TARGETS: Final = 1024  # URL strings whose absolute URL a session remembers
+_P: Final = "throttled_http_"  # the prefix of the session's per-call keywords
 
 # 0.1 keywords that 0.2 moved into objects: named in the error, not passed on to aiohttp.
 _MOVED: Final = {
@@ -137,9 +163,11 @@ _MOVED: Final = {
 _Origin = tuple[str, "str | None", "int | None"]
 _R = TypeVar("_R")
 _R_co = TypeVar("_R_co", covariant=True)
+_T = TypeVar("_T")
 
-# The ticket a ThrottledClientSession lends to its middleware for the first hop.
-_LENT: ContextVar[Ticket | None] = ContextVar("throttled_http_lent", default=None)
+# The ticket a ThrottledClientSession lends to its middleware for the first hop, and the
+# cost it was admitted at (so that the middleware need not weigh that hop again).
+_LENT: ContextVar[tuple[Ticket, CostLike] | None] = ContextVar("throttled_http_lent", default=None)
 
 
 class InvalidURL(InvalidURLError, aiohttp.InvalidURL):
@@ -172,16 +200,206 @@ def _native(url: object, exc: InvalidURLError | ThrottlerTimeoutError) -> aiohtt
     return ThrottleTimeout(str(exc))
 
 
+# -- per-request control -----------------------------------------------------------------
+
+
+@final
+class _Options:
+    """A request's own cost, key or bypass: from its keywords or `request_options`."""
+
+    __slots__ = ("bypass", "cost", "key")
+
+    def __init__(self, cost: CostLike | None, key: str | None, bypass: bool) -> None:
+        self.cost = cost
+        self.key = key
+        self.bypass = bypass
+
+    def over(self, outer: _Options | None) -> _Options:
+        """These options, with what they leave unnamed taken from an enclosing scope's."""
+        if outer is None or self.bypass or outer.bypass:
+            return self
+        return _Options(
+            outer.cost if self.cost is None else self.cost,
+            outer.key if self.key is None else self.key,
+            False,
+        )
+
+    def keyed(self, scheme: str) -> str:
+        """What the key stands for, as a URL: a bare host gets the hop's scheme."""
+        key: str = self.key  # type: ignore[assignment]  # only called with a key
+        return key if "://" in key else f"{scheme}://{key}"
+
+
+# The options of the request being sent in this context (request_options, or the keywords
+# of a ThrottledClientSession call), read by the middleware for every hop.
+_OPTIONS: ContextVar[_Options | None] = ContextVar("throttled_http_options", default=None)
+
+
+def _options(cost: object, key: object, bypass: object, prefix: str) -> _Options | None:
+    """Checked per-request options (`None` when none is named); the throttler checks cost."""
+    if cost is None and key is None and bypass is False:
+        return None
+    if bypass is not True and bypass is not False:
+        raise TypeError(f"{prefix}bypass must be True or False, got {bypass!r}")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise TypeError(
+            f"{prefix}key must be a URL or a host name such as 'api.example.com', got {key!r}"
+        )
+    if bypass and (cost is not None or key is not None):
+        unused = f"{prefix}cost" if cost is not None else f"{prefix}key"
+        raise TypeError(
+            f"{prefix}bypass=True sends the request unthrottled, so {unused}= would go "
+            f"unused: drop one of them"
+        )
+    return _Options(cost, key, bypass)  # type: ignore[arg-type]  # cost: the throttler's
+
+
+def request_options(
+    *, cost: CostLike | None = None, key: str | None = None, bypass: bool = False
+) -> AbstractContextManager[None]:
+    """Weigh, re-key or exempt the requests sent inside a `with` block (any session).
+
+    ```python
+    session = aiohttp.ClientSession(middlewares=[throttle_middleware(hosts)])
+    with request_options(cost=5):
+        async with session.get(url) as response:  # charged 5, and so is every redirect
+            ...
+    with request_options(key="api.example.com"):  # charged to that host's limit
+        await session.post(upload_url, data=blob)
+    with request_options(bypass=True):  # not throttled at all
+        await session.get(health_url)
+    ```
+
+    The way to set per-request options for a `ClientSession` built with
+    [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware] (or
+    [`throttle_trace_config`][throttled_http.aiohttp.throttle_trace_config]): aiohttp lets
+    a caller attach nothing to one request that a middleware can read (its
+    `trace_request_ctx` reaches trace configs only), and a header would reach the server.
+    The options live in a context variable, read by the middleware for each hop the
+    block sends: the first, every redirect (charged the same cost, to the same key) and
+    aiohttp's own resend. They apply to the requests the block awaits, and to tasks it
+    starts (`asyncio.gather`, `create_task`), which copy the context; not to requests
+    other tasks send meanwhile. A
+    [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] honours
+    them too; its `throttled_http_cost=`, `throttled_http_key=` and
+    `throttled_http_bypass=` keywords say the same for one call.
+
+    Blocks nest: an inner block's options replace the outer ones it names and keep the
+    others; `bypass=True` exempts its requests whatever the outer block said, and an inner
+    `cost=` or `key=` throttles them again inside an outer `bypass=True`.
+
+    Args:
+        cost: each hop's cost: an int >= 1, or costs per unit (`{"tokens": 420}`) for a
+            throttler built with `budgets=`; checked by the throttler when it admits the
+            hop. `None`: the client's `cost` callable decides, else 1.
+        key: charge another key's limit: a URL, or a host name (which gets each hop's
+            scheme). Ignored with a single shared throttler, which has one limit.
+        bypass: `True` sends the requests without throttling them.
+
+    Raises:
+        TypeError: for a key that is not a non-empty string, a bypass that is not a bool,
+            or `bypass=True` beside `cost` or `key` (which it would leave unused).
+    """
+    return _scope(_options(cost, key, bypass, ""))
+
+
+@contextmanager
+def _scope(options: _Options | None) -> Iterator[None]:
+    current = _OPTIONS.get()
+    token = _OPTIONS.set(current if options is None else options.over(current))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+class RequestLike(Protocol):
+    """What a `cost` callable reads of a request: its method, URL, headers and body.
+
+    The middleware passes each hop's `aiohttp.ClientRequest`, which has these and more. A
+    [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] weighs the
+    first hop of a call before aiohttp builds that request (so that the wait stays outside
+    `ClientTimeout`), and passes a stand-in with exactly these four attributes, as aiohttp
+    will send them: the method in upper case, the absolute URL with `params=`, the
+    session's default headers updated with the call's, and the body as the payload aiohttp
+    makes of `json=` or of an in-memory `data=` (bytes, str, a `Payload`), else `b""` (a
+    form, a file or a stream are not read ahead). Later hops (redirects) pass their
+    `ClientRequest`. A callable that reads only these four serves both.
+    """
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def url(self) -> URL: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def body(self) -> aiohttp.Payload | bytes: ...
+
+
+@final
+class _FirstHop:
+    """A session call's first hop, for its `cost` callable: see `RequestLike`."""
+
+    __slots__ = ("_body", "_headers", "_kwargs", "_session", "method", "url")
+
+    def __init__(
+        self, session: aiohttp.ClientSession, method: str, url: URL, kwargs: dict[str, Any]
+    ) -> None:
+        self._session = session
+        self.method = method.upper()
+        params = kwargs.get("params")
+        self.url = url.extend_query(params) if params else url
+        self._kwargs = kwargs
+        self._headers: CIMultiDictProxy[str] | None = None
+        self._body: aiohttp.Payload | bytes | None = None
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        headers = self._headers
+        if headers is None:
+            merged = CIMultiDict(self._session.headers)
+            given = self._kwargs.get("headers")
+            if given:
+                merged.update(given)
+            headers = self._headers = CIMultiDictProxy(merged)
+        return headers
+
+    @property
+    def body(self) -> aiohttp.Payload | bytes:
+        body = self._body
+        if body is None:
+            kwargs = self._kwargs
+            value = kwargs.get("json")
+            data = kwargs.get("data")
+            if value is not None:
+                body = aiohttp.JsonPayload(value, dumps=self._session.json_serialize)
+            elif isinstance(data, aiohttp.Payload):
+                body = data
+            elif isinstance(data, (bytes, bytearray, memoryview)):
+                body = aiohttp.BytesPayload(data)
+            elif isinstance(data, str):
+                body = aiohttp.StringPayload(data)
+            else:
+                body = b""
+            self._body = body
+        return body
+
+    def __repr__(self) -> str:
+        return f"<first hop {self.method} {self.url}>"
+
+
 # -- reading aiohttp requests and responses for the pipeline -----------------------------
 
 
 class _Exchange:
     """What the pipeline reads of an aiohttp hop (the middleware's `ClientRequest`)."""
 
-    __slots__ = ("holds",)
+    __slots__ = ("holds", "reconciling")
 
-    def __init__(self, holds: Holds) -> None:
+    def __init__(self, holds: Holds, reconciling: Pipeline | None) -> None:
         self.holds = holds
+        self.reconciling = reconciling  # the pipeline, when it has a reconcile callable
 
     def status(self, response: aiohttp.ClientResponse) -> int:
         return response.status
@@ -198,25 +416,136 @@ class _Exchange:
     def hold(
         self, response: aiohttp.ClientResponse, entry: EntryLike, key: str
     ) -> aiohttp.ClientResponse:
-        """Close `entry` when `response`'s connection is released."""
+        """Close `entry` when `response`'s connection is released; follow its body."""
         connection = response.connection
-        if connection is None or response.closed or response.status == 101:
+        status = response.status
+        if connection is None or response.closed or status == 101:
             entry.close()
         else:
             connection.add_callback(self.holds.hold(entry, key).release)
+        reconciling = self.reconciling
+        if reconciling is not None and status != 101:
+            tail = reconciling.body_tail(response, entry)
+            if tail is not None:
+                _follow(response, tail)
         return response
+
+
+def _follow(response: aiohttp.ClientResponse, tail: BodyTail) -> None:
+    """Feed `response`'s body to `tail` as it is read; `done()` once it is complete."""
+    body: bytes | None = getattr(response, "_body", None)
+    content = response.content
+    if body is None:
+        if not content.at_eof():
+            response.content = _TailReader(content, tail)  # type: ignore[assignment]
+            return
+    else:
+        tail.feed(body)  # read already (a mock that sets the body)
+    try:
+        tail.done()  # an empty body, or one read already: complete now
+    except BaseException:
+        response.close()
+        raise
+
+
+@final
+class _Reads(Generic[_T]):
+    """An async iterator over a read's results, until it returns `end`."""
+
+    __slots__ = ("_end", "_read")
+
+    def __init__(self, read: Callable[[], Awaitable[_T]], end: _T) -> None:
+        self._read = read
+        self._end = end
+
+    def __aiter__(self) -> _Reads[_T]:
+        return self
+
+    async def __anext__(self) -> _T:
+        value = await self._read()
+        if value == self._end:
+            raise StopAsyncIteration
+        return value
+
+
+@final
+class _TailReader:
+    """`response.content` for a client with `reconcile=`: the `StreamReader`, its tail kept.
+
+    Each read returns what aiohttp's reader gave, fed to the `BodyTail` first; the read
+    that leaves the reader at its end (EOF, nothing buffered) calls `done()`. A body
+    released, closed or broken half-way never gets there. Every other attribute is the
+    reader's own.
+    """
+
+    __slots__ = ("_reader", "_tail")
+
+    def __init__(self, reader: aiohttp.StreamReader, tail: BodyTail) -> None:
+        self._reader = reader
+        self._tail: BodyTail | None = tail
+
+    def _seen(self, data: bytes) -> bytes:
+        tail = self._tail
+        if tail is not None:
+            tail.feed(data)
+            if self._reader.at_eof():
+                self._tail = None
+                tail.done()
+        return data
+
+    async def read(self, n: int = -1) -> bytes:
+        return self._seen(await self._reader.read(n))
+
+    async def readany(self) -> bytes:
+        return self._seen(await self._reader.readany())
+
+    async def readchunk(self) -> tuple[bytes, bool]:
+        data, end_of_chunk = await self._reader.readchunk()
+        self._seen(data)
+        return data, end_of_chunk
+
+    async def readline(self, *args: Any, **kwargs: Any) -> bytes:
+        return self._seen(await self._reader.readline(*args, **kwargs))
+
+    async def readuntil(self, *args: Any, **kwargs: Any) -> bytes:
+        return self._seen(await self._reader.readuntil(*args, **kwargs))
+
+    async def readexactly(self, n: int) -> bytes:
+        return self._seen(await self._reader.readexactly(n))
+
+    def read_nowait(self, n: int = -1) -> bytes:
+        return self._seen(self._reader.read_nowait(n))
+
+    def __aiter__(self) -> _Reads[bytes]:
+        return _Reads(self.readline, b"")
+
+    def iter_chunked(self, n: int) -> _Reads[bytes]:
+        return _Reads(partial(self.read, n), b"")
+
+    def iter_any(self) -> _Reads[bytes]:
+        return _Reads(self.readany, b"")
+
+    def iter_chunks(self) -> _Reads[tuple[bytes, bool]]:
+        return _Reads(self.readchunk, (b"", False))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def __repr__(self) -> str:
+        return repr(self._reader)
 
 
 @final
 class _Call:
     """One call of a session request method: what the session's own journey reads."""
 
-    __slots__ = ("kwargs", "method", "url")
+    __slots__ = ("cost", "kwargs", "method", "url")
 
-    def __init__(self, method: str, url: Any, kwargs: dict[str, Any]) -> None:
+    def __init__(self, method: str, url: Any, kwargs: dict[str, Any], cost: CostLike) -> None:
         self.method = method
         self.url = url
         self.kwargs = kwargs
+        self.cost = cost
 
 
 @final
@@ -248,7 +577,8 @@ class ThrottleMiddleware:
     aiohttp calls it once per hop: the first request, each redirect, and its own resend of
     an idempotent request whose keep-alive connection dropped. Each call waits for an entry
     of the hop's throttler, settles it when the response headers arrive and closes it when
-    the response is released.
+    the response is released. It reads the options of
+    [`request_options`][throttled_http.aiohttp.request_options] for every hop.
     """
 
     __slots__ = ("_exchange", "_pipeline")
@@ -260,15 +590,21 @@ class ThrottleMiddleware:
         feedback: FeedbackPolicy | None = None,
         release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
         throttle_timeout: float | None = None,
+        cost: Callable[[aiohttp.ClientRequest], CostLike] | None = None,
+        reconcile: Callable[[aiohttp.ClientResponse, bytes], Mapping[str, int] | None]
+        | None = None,
     ) -> None:
         holds = Holds(check_release_timeout(release_timeout))
+        reconcile = check_callable("reconcile", reconcile)
         self._pipeline: Pipeline = Pipeline(
             throttler_from_options(throttler, None, None),
             check_feedback(feedback),
             holds,
             check_throttle_timeout(throttle_timeout),
+            check_callable("cost", cost),
+            reconcile,
         )
-        self._exchange = _Exchange(holds)
+        self._exchange = _Exchange(holds, None if reconcile is None else self._pipeline)
 
     @property
     def throttler(self) -> ThrottlerLike | ThrottlerMap:
@@ -286,15 +622,24 @@ class ThrottleMiddleware:
         handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
     ) -> aiohttp.ClientResponse:
         url = request.url
+        options = _OPTIONS.get()
+        cost: CostLike | None = None
+        target: object = url
+        origin: Hashable | None = (url.scheme, url.raw_host, url.port)  # the map remembers it
+        if options is not None:
+            if options.bypass:
+                return await handler(request)
+            cost = options.cost
+            if options.key is not None:
+                target, origin = options.keyed(url.scheme), None
         pipeline = self._pipeline
-        steps = pipeline.steps(
-            self._exchange,
-            request,
-            url,
-            (url.scheme, url.raw_host, url.port),  # the map remembers the origin's key
-            1,
-            ticket=_LENT.get(),
-        )
+        lent = _LENT.get()
+        ticket = None
+        if lent is not None:
+            ticket = lent[0]
+            if cost is None and ticket.pipeline is pipeline and not ticket.claimed:
+                cost = lent[1]  # what the session weighed this hop at
+        steps = pipeline.steps(self._exchange, request, target, origin, cost, ticket=ticket)
 
         def send(request: aiohttp.ClientRequest, ticket: Ticket | None) -> Any:
             return handler(request)
@@ -316,6 +661,8 @@ def throttle_middleware(
     feedback: FeedbackPolicy | None = None,
     release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
     throttle_timeout: float | None = None,
+    cost: Callable[[aiohttp.ClientRequest], CostLike] | None = None,
+    reconcile: Callable[[aiohttp.ClientResponse, bytes], Mapping[str, int] | None] | None = None,
 ) -> ThrottleMiddleware:
     """A client middleware charging every hop to `throttler` (aiohttp >= 3.12).
 
@@ -330,6 +677,33 @@ def throttle_middleware(
     aiohttp's own retry of an idempotent request included. Its wait for the throttler runs
     inside aiohttp's `ClientTimeout.total` for the request.
 
+    **Per request.** A plain `ClientSession` takes no keyword of ours, so the options of
+    one request go in a block around it, which the middleware reads for each of its hops
+    (see [`request_options`][throttled_http.aiohttp.request_options]):
+
+    ```python
+    with request_options(cost={"tokens": 420}):  # or key="api.example.com", bypass=True
+        async with session.post(url, json=body) as response:
+            ...
+    ```
+
+    **Costs and reconciliation.** `cost=fn` weighs every hop that names no cost of its
+    own: it is called with the hop's `aiohttp.ClientRequest` (`method`, `url`, `headers`,
+    `body`...) once per hop, before the hop waits, and returns an int >= 1 or costs per
+    unit such as `{"tokens": 420}` (for a throttler built with `budgets=`). `reconcile=fn`
+    states what a request really cost once its body has been read: it is called with the
+    `aiohttp.ClientResponse` and the last `RECONCILE_TAIL_BYTES` (64 KiB) of the body
+    as bytes, once, when a read (`read()`, `json()`, `text()`, or the end of iterating
+    `response.content`) reaches the end of the body; at once for an empty body. It returns
+    the real costs of some units (`{"tokens": 87}`, from a JSON body's `usage` say) or
+    `None`, and the hop's entry is reconciled with them
+    ([`Entry.reconcile`][throttled_http.Entry.reconcile]). A body released, closed or
+    broken before its end is not reconciled: what was charged stands. With `reconcile=`,
+    `response.content` is a thin wrapper over aiohttp's `StreamReader` with the same
+    methods, which keeps the body's tail as it is read; without it nothing changes. An
+    error either callable raises propagates to the caller (from the request, or from the
+    read that ended the body).
+
     Args:
         throttler: a [`Throttler`][throttled_http.Throttler] (or any
             [`ThrottlerLike`][throttled_http.ThrottlerLike]) for one shared limit, or a
@@ -340,18 +714,24 @@ def throttle_middleware(
             gives its concurrency slot back (finite, > 0; `None`: never).
         throttle_timeout: seconds a hop may wait for the throttler at most, then
             [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (`None`: no limit).
+        cost: `fn(request) -> int | Mapping[str, int]`, the cost of a hop that names none
+            (`None`: 1).
+        reconcile: `fn(response, tail: bytes) -> Mapping[str, int] | None`, the real costs
+            of a request once its body has been read (`None`: none).
 
     Raises:
         TypeError, ValueError: on an invalid argument, naming it.
 
     Changed in 0.2: the first parameter is `throttler` (was `limiter`);
-    `hold_timeout` is `release_timeout`.
+    `hold_timeout` is `release_timeout`. Added in 0.2: `cost` and `reconcile`.
     """
     return ThrottleMiddleware(
         throttler,
         feedback=feedback,
         release_timeout=release_timeout,
         throttle_timeout=throttle_timeout,
+        cost=cost,
+        reconcile=reconcile,
     )
 
 
@@ -374,7 +754,9 @@ def throttle_trace_config(
 
     It waits in `on_request_start` (for the first hop) and `on_request_redirect` (for
     the next hop, charged to the host the redirect goes to), settles an entry when its
-    response headers arrive, and closes it when the response is released.
+    response headers arrive, and closes it when the response is released. It reads the
+    cost, key and bypass of [`request_options`][throttled_http.aiohttp.request_options]
+    for every hop; it takes no `cost` or `reconcile` callable.
 
     What it misses: aiohttp's internal resend of an idempotent request whose keep-alive
     connection dropped sends no signal, so the resend rides on its predecessor's entry and a
@@ -398,12 +780,22 @@ def throttle_trace_config(
         holds,
         check_throttle_timeout(throttle_timeout),
     )
-    exchange = _Exchange(holds)
+    exchange = _Exchange(holds, None)
 
     async def admit(ctx: SimpleNamespace, url: URL) -> None:
         ctx.throttled_http_entry = None
+        options = _OPTIONS.get()
+        target: object = url
+        cost: CostLike = 1
+        if options is not None:
+            if options.bypass:
+                return
+            if options.cost is not None:
+                cost = options.cost
+            if options.key is not None:
+                target = options.keyed(url.scheme)
         try:
-            admitted = await pipeline.admit(url)
+            admitted = await pipeline.admit(target, None, cost)
         except (InvalidURLError, ThrottlerTimeoutError) as exc:
             raise _native(url, exc) from exc
         if admitted is not None:
@@ -536,6 +928,33 @@ class ThrottledClientSession:
     `rate_limit` of this session's requests (redirect hops and retries included), and
     waiting for the first hop does not count against `ClientTimeout`.
 
+    **Per request**, every request method (and `ws_connect`) takes three keywords of ours,
+    removed before aiohttp sees the others; each applies to every hop of the call
+    (redirects, retries, aiohttp's resend), as the httpx extensions of the same names do:
+
+    ```python
+    await session.get(url, throttled_http_cost=3)  # weigh this request 3
+    await session.post(url, json=body, throttled_http_cost={"tokens": 420})  # per unit
+    await session.get(url, throttled_http_key="api.example.com")  # charge another key
+    await session.get(url, throttled_http_bypass=True)  # do not throttle it
+    ```
+
+    `throttled_http_cost` is an int >= 1, or costs per unit for a throttler built with
+    `budgets=` (checked by the throttler when it admits the hop; `None`: the `cost`
+    callable decides, else 1). `throttled_http_key` is a URL or a host name (which gets
+    the hop's scheme), ignored with a single shared throttler. `throttled_http_bypass=True`
+    beside either of the others is a `TypeError`. Requests sent inside
+    [`request_options`][throttled_http.aiohttp.request_options] get its options, which a
+    call's own keywords override.
+
+    **Costs and reconciliation** as for
+    [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware], with one
+    difference: the session weighs a call's first hop before aiohttp builds its
+    `ClientRequest` (the wait stays outside `ClientTimeout`), so `cost=fn` gets a stand-in
+    with the same `method`, `url`, `headers` and `body` for it (see
+    [`RequestLike`][throttled_http.aiohttp.RequestLike]), and the `ClientRequest` of every
+    later hop. Mocked requests (aioresponses) are weighed and reconciled too.
+
     Create it inside a coroutine, as a `ClientSession`.
 
     Args:
@@ -559,6 +978,10 @@ class ThrottledClientSession:
             gives its concurrency slot back (`None`: never).
         throttle_timeout: seconds a hop may wait for the throttler at most, then
             [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (`None`: no limit).
+        cost: `fn(request) -> int | Mapping[str, int]`, the cost of a request that names
+            none (`None`: 1); `request` is a [`RequestLike`][throttled_http.aiohttp.RequestLike].
+        reconcile: `fn(response, tail: bytes) -> Mapping[str, int] | None`, the real costs
+            of a request once its body has been read to the end (`None`: none).
         client_session_kwargs: passed to `aiohttp.ClientSession` (`headers`,
             `timeout`, `connector`, `middlewares`, `trace_configs`...).
 
@@ -569,6 +992,8 @@ class ThrottledClientSession:
     and the feedback options to `feedback=`; `hold_timeout` is `release_timeout`; the
     `limiter` property is
     [`throttler`][throttled_http.aiohttp.ThrottledClientSession.throttler].
+
+    Added in 0.2: `cost`, `reconcile` and the `throttled_http_*` keywords.
     """
 
     __slots__ = (
@@ -593,6 +1018,9 @@ class ThrottledClientSession:
         close_session: bool = False,
         release_timeout: float | None = DEFAULT_RELEASE_TIMEOUT,
         throttle_timeout: float | None = None,
+        cost: Callable[[RequestLike], CostLike] | None = None,
+        reconcile: Callable[[aiohttp.ClientResponse, bytes], Mapping[str, int] | None]
+        | None = None,
         **client_session_kwargs: Any,
     ) -> None:
         for name in client_session_kwargs.keys() & _MOVED.keys():
@@ -605,6 +1033,8 @@ class ThrottledClientSession:
             feedback=check_feedback(feedback) or FeedbackPolicy(),
             release_timeout=release_timeout,
             throttle_timeout=throttle_timeout,
+            cost=cost,
+            reconcile=reconcile,
         )
         middlewares: Sequence[Any]
         if session is None:
@@ -635,7 +1065,10 @@ class ThrottledClientSession:
         # The session's own journey shares the middleware's pipeline: the middleware
         # claims what the session lends it.
         self._pipeline = middleware._pipeline
-        self._exchange = _CallExchange(self._pipeline.holds)  # type: ignore[arg-type]
+        self._exchange = _CallExchange(
+            self._pipeline.holds,  # type: ignore[arg-type]  # an asyncio pipeline's
+            middleware._exchange.reconciling,
+        )
         self._middlewares = (*middlewares, middleware)
         self._per_request = per_request
         # URL string -> (the URL aiohttp builds from it, its origin): the session's base
@@ -687,102 +1120,236 @@ class ThrottledClientSession:
     # -- requests --------------------------------------------------------------------
 
     def request(
-        self, method: str, url: Any, **kwargs: Any
+        self,
+        method: str,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
     ) -> RequestContextManager[aiohttp.ClientResponse]:
-        """Send `method` to `url` through the throttler; as `ClientSession.request`."""
-        return _RequestContext(self._request(method, url, kwargs))
+        """Send `method` to `url` through the throttler; as `ClientSession.request`.
 
-    def get(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+        The `throttled_http_*` keywords are this call's own options (every request method
+        takes them), never passed to aiohttp: see the class documentation.
+        """
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request(method, url, kwargs, explicit))
+
+    def get(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`GET`, as `ClientSession.get`."""
-        return _RequestContext(self._request("GET", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("GET", url, kwargs, explicit))
 
-    def options(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+    def options(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`OPTIONS`, as `ClientSession.options`."""
-        return _RequestContext(self._request("OPTIONS", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("OPTIONS", url, kwargs, explicit))
 
-    def head(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+    def head(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`HEAD` (no redirects unless `allow_redirects=True`), as `ClientSession.head`."""
         kwargs.setdefault("allow_redirects", False)
-        return _RequestContext(self._request("HEAD", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("HEAD", url, kwargs, explicit))
 
-    def post(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+    def post(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`POST`, as `ClientSession.post`."""
-        return _RequestContext(self._request("POST", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("POST", url, kwargs, explicit))
 
-    def put(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+    def put(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`PUT`, as `ClientSession.put`."""
-        return _RequestContext(self._request("PUT", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("PUT", url, kwargs, explicit))
 
-    def patch(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+    def patch(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`PATCH`, as `ClientSession.patch`."""
-        return _RequestContext(self._request("PATCH", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("PATCH", url, kwargs, explicit))
 
-    def delete(self, url: Any, **kwargs: Any) -> RequestContextManager[aiohttp.ClientResponse]:
+    def delete(
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
+    ) -> RequestContextManager[aiohttp.ClientResponse]:
         """`DELETE`, as `ClientSession.delete`."""
-        return _RequestContext(self._request("DELETE", url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._request("DELETE", url, kwargs, explicit))
 
     def ws_connect(
-        self, url: Any, **kwargs: Any
+        self,
+        url: Any,
+        *,
+        throttled_http_cost: CostLike | None = None,
+        throttled_http_key: str | None = None,
+        throttled_http_bypass: bool = False,
+        **kwargs: Any,
     ) -> RequestContextManager[aiohttp.ClientWebSocketResponse]:
         """Open a websocket, as `ClientSession.ws_connect`; the handshake is throttled.
 
         The handshake's slot is given back once the connection is upgraded.
         """
-        return _RequestContext(self._ws_connect(url, kwargs))
+        explicit = _options(throttled_http_cost, throttled_http_key, throttled_http_bypass, _P)
+        return _RequestContext(self._ws_connect(url, kwargs, explicit))
 
-    async def _ws_connect(self, url: Any, kwargs: dict[str, Any]) -> Any:
-        hop = self._first_hop(url)
+    async def _ws_connect(self, url: Any, kwargs: dict[str, Any], explicit: _Options | None) -> Any:
+        options = _OPTIONS.get()
+        scope = None
+        if explicit is not None:
+            options = explicit.over(options)
+            scope = _OPTIONS.set(options)
         try:
-            ticket = None if hop is None else await self._pipeline.lend(*hop)
-        except (InvalidURLError, ThrottlerTimeoutError) as exc:
-            raise _native(url, exc) from exc
-        token = _LENT.set(ticket)
-        try:
-            return await self._session.ws_connect(url, **kwargs)
+            hop = self._first_hop(url)
+            ticket = None
+            cost: CostLike = 1
+            if hop is not None and (options is None or not options.bypass):
+                target, origin, cost = self._route(
+                    hop, options, kwargs.get("method", "GET"), kwargs
+                )
+                try:
+                    ticket = await self._pipeline.lend(target, origin, cost)
+                except (InvalidURLError, ThrottlerTimeoutError) as exc:
+                    raise _native(url, exc) from exc
+            token = _LENT.set(None if ticket is None else (ticket, cost))
+            try:
+                return await self._session.ws_connect(url, **kwargs)
+            finally:
+                _LENT.reset(token)
+                if ticket is not None and not ticket.claimed:
+                    ticket.entry.close()  # the wrapped session runs no middleware of ours
         finally:
-            _LENT.reset(token)
-            if ticket is not None and not ticket.claimed:
-                ticket.entry.close()  # the wrapped session runs no middleware of ours
+            if scope is not None:
+                _OPTIONS.reset(scope)
 
     async def _request(
-        self, method: str, url: Any, kwargs: dict[str, Any]
+        self, method: str, url: Any, kwargs: dict[str, Any], explicit: _Options | None
     ) -> aiohttp.ClientResponse:
         middlewares = kwargs.get("middlewares")
         if middlewares is not None or self._per_request:
             kwargs["middlewares"] = self._with_ours(middlewares)
-        hop = self._first_hop(url)
-        session = self._session
-        if hop is None:  # aiohttp will refuse the URL (or the session is closed): let it
-            return await session.request(method, url, **kwargs)
-        pipeline = self._pipeline
-        # The session waits for the first hop's entry itself, outside aiohttp's
-        # ClientTimeout, and lends it to its middleware, which runs the hop's journey.
+        options = _OPTIONS.get()
+        scope = None
+        if explicit is not None:  # the middleware reads them for every hop of this call
+            options = explicit.over(options)
+            scope = _OPTIONS.set(options)
         try:
-            ticket = await pipeline.lend(*hop)
-        except (InvalidURLError, ThrottlerTimeoutError) as exc:
-            raise _native(url, exc) from exc
-        if ticket is None:  # no limit for this host
-            return await session.request(method, url, **kwargs)
-        token = _LENT.set(ticket)
-        try:
-            response = await session.request(method, url, **kwargs)
-        except BaseException:
-            if not ticket.claimed:
-                ticket.entry.close()
-            raise
+            hop = self._first_hop(url)
+            session = self._session
+            if hop is None or (options is not None and options.bypass):
+                # aiohttp will refuse the URL (or the session is closed), or not throttled
+                return await session.request(method, url, **kwargs)
+            pipeline = self._pipeline
+            target: object
+            origin: Hashable | None
+            cost: CostLike
+            if options is None and pipeline.cost_of is None:
+                (target, origin), cost = hop, 1
+            else:
+                target, origin, cost = self._route(hop, options, method, kwargs)
+            # The session waits for the first hop's entry itself, outside aiohttp's
+            # ClientTimeout, and lends it to its middleware, which runs the hop's journey.
+            try:
+                ticket = await pipeline.lend(target, origin, cost)
+            except (InvalidURLError, ThrottlerTimeoutError) as exc:
+                raise _native(url, exc) from exc
+            if ticket is None:  # no limit for this host
+                return await session.request(method, url, **kwargs)
+            token = _LENT.set((ticket, cost))
+            try:
+                response = await session.request(method, url, **kwargs)
+            except BaseException:
+                if not ticket.claimed:
+                    ticket.entry.close()
+                raise
+            finally:
+                _LENT.reset(token)
+            if ticket.claimed:
+                return response
+            # No middleware ran: a mock (aioresponses) replaced aiohttp's send. The rest of
+            # the journey (settle, feedback, hold, retry) is this session's.
+            call = _Call(method, url, kwargs, cost)
+            sent = (ticket.key, ticket.throttler, ticket.entry, response)
+            steps = pipeline.steps(self._exchange, call, target, origin, cost, lend=True, sent=sent)
+            return await pipeline.run(steps, call, self._send, _release)
         finally:
-            _LENT.reset(token)
-        if ticket.claimed:
-            return response
-        # No middleware ran: a mock (aioresponses) replaced aiohttp's send. The rest of
-        # the journey (settle, feedback, hold, retry) is this session's.
-        call = _Call(method, url, kwargs)
-        sent = (ticket.key, ticket.throttler, ticket.entry, response)
-        steps = pipeline.steps(self._exchange, call, hop[0], hop[1], 1, lend=True, sent=sent)
-        return await pipeline.run(steps, call, self._send, _release)
+            if scope is not None:
+                _OPTIONS.reset(scope)
+
+    def _route(
+        self,
+        hop: tuple[URL, _Origin],
+        options: _Options | None,
+        method: str,
+        kwargs: dict[str, Any],
+    ) -> tuple[object, Hashable | None, CostLike]:
+        """What a call's first hop is charged to (its throttler's target, origin) and its cost."""
+        target: object = hop[0]
+        origin: Hashable | None = hop[1]
+        cost = None
+        if options is not None:
+            cost = options.cost
+            if options.key is not None:
+                target, origin = options.keyed(hop[0].scheme), None
+        if cost is None:
+            weigh = self._pipeline.cost_of
+            cost = 1 if weigh is None else weigh(_FirstHop(self._session, method, hop[0], kwargs))
+        return target, origin, cost
 
     async def _send(self, call: _Call, ticket: Ticket | None) -> aiohttp.ClientResponse:
-        token = _LENT.set(ticket)
+        token = _LENT.set(None if ticket is None else (ticket, call.cost))
         try:
             return await self._session.request(call.method, call.url, **call.kwargs)
         finally:
