@@ -170,7 +170,7 @@ def test_reference_documents_every_public_name(package: Any, site: Path) -> None
     page = (site / "reference" / "index.html").read_text(encoding="utf-8")
     anchors = set(ANCHOR.findall(page))
     missing = []
-    for module in ("", "aiohttp", "httpx", "redis", "otel", "testing"):
+    for module in ("", "aiohttp", "httpx", "httpx2", "redis", "otel", "testing"):
         obj = package[module] if module else package
         prefix = "throttled_http" + (f".{module}" if module else "")
         for name in obj.exports or ():
