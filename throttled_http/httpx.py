@@ -166,9 +166,17 @@ class ThrottledTransport(
             gives back its slot, a finite number > 0 (default 300); `None` keeps the
             slot until the response is closed or the transport is.
         throttle_timeout: seconds a hop may wait for its turn at most, then
-            [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] (a
-            `TimeoutError`) is raised and nothing is sent (`None`: wait as long as it
-            takes).
+            [`ThrottleTimeout`][throttled_http.httpx.ThrottleTimeout] (an
+            `httpx.TimeoutException` and a `ThrottlerTimeoutError`) is raised and nothing
+            is sent (`None`: wait as long as it takes).
+        cost: a function of the request giving its cost: an int, or costs per unit
+            (`{"tokens": 420}`) for a throttler with `budgets` (`None`: 1; a
+            `throttled_http_cost` extension takes precedence). See
+            [LLM APIs](../llm.md) for presets.
+        reconcile: a function of the response and the end of its body (its last 64 KiB,
+            as bytes) giving what the request really cost per unit, or `None`; asked once
+            the body has been read to its end, and the entry reconciled with it
+            ([`Entry.reconcile`][throttled_http.Entry.reconcile]).
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
@@ -218,8 +226,10 @@ class SyncThrottledTransport(
         feedback: a [`FeedbackPolicy`][throttled_http.FeedbackPolicy] (default `FeedbackPolicy()`).
         release_timeout: as for [`ThrottledTransport`][throttled_http.httpx.ThrottledTransport].
         throttle_timeout: seconds a request may wait for its turn at most, then
-            [`ThrottlerTimeoutError`][throttled_http.ThrottlerTimeoutError] is raised and
+            [`ThrottleTimeout`][throttled_http.httpx.ThrottleTimeout] is raised and
             nothing is sent.
+        cost: as for [`ThrottledTransport`][throttled_http.httpx.ThrottledTransport].
+        reconcile: as for [`ThrottledTransport`][throttled_http.httpx.ThrottledTransport].
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
