@@ -544,7 +544,7 @@ class Throttler(_AsyncQueue):
             `budgets={"tokens": "30000/min"}`. An entry's cost may then be a mapping,
             `{"tokens": 420}` (its `"requests"` default to 1), and it is admitted only
             when its requests and every unit it names have room, in the same FIFO queue
-            with one wait. See [Budgets in several units](../throttler.md#budgets-in-several-units).
+            with one wait. See [Budgets in several units](throttler.md#budgets-in-several-units).
         bucket: `True` makes every limit (requests and budgets) a token bucket of
             capacity `limit` refilling continuously at `limit / period` per second,
             with no sliding window on top: exactly the provider's bucket, for providers

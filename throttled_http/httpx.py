@@ -172,7 +172,7 @@ class ThrottledTransport(
         cost: a function of the request giving its cost: an int, or costs per unit
             (`{"tokens": 420}`) for a throttler with `budgets` (`None`: 1; a
             `throttled_http_cost` extension takes precedence). See
-            [LLM APIs](../llm.md) for presets.
+            [LLM APIs](llm.md) for presets.
         reconcile: a function of the response and the end of its body (its last 64 KiB,
             as bytes) giving what the request really cost per unit, or `None`; asked once
             the body has been read to its end, and the entry reconciled with it
