@@ -85,9 +85,6 @@ response; checked on aiohttp 3.14.5, read with a fallback to `None`).
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
-from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, final
 
 from ._exceptions import InvalidURLError, ThrottlerTimeoutError, missing_extra
@@ -110,6 +107,12 @@ from ._pipeline import (
     check_throttle_timeout,
     throttler_from_options,
 )
+from ._request_options import LENT as _LENT
+from ._request_options import OPTIONS as _OPTIONS
+from ._request_options import Options as _Options
+from ._request_options import checked_options as _options
+from ._request_options import request_options as request_options
+from ._tail_reader import TailReader as _TailReader
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -119,7 +122,6 @@ if TYPE_CHECKING:
         Generator,
         Hashable,
         Iterable,
-        Iterator,
         Mapping,
         Sequence,
     )
@@ -163,11 +165,6 @@ _MOVED: Final = {
 _Origin = tuple[str, "str | None", "int | None"]
 _R = TypeVar("_R")
 _R_co = TypeVar("_R_co", covariant=True)
-_T = TypeVar("_T")
-
-# The ticket a ThrottledClientSession lends to its middleware for the first hop, and the
-# cost it was admitted at (so that the middleware need not weigh that hop again).
-_LENT: ContextVar[tuple[Ticket, CostLike] | None] = ContextVar("throttled_http_lent", default=None)
 
 
 class InvalidURL(InvalidURLError, aiohttp.InvalidURL):
@@ -202,115 +199,9 @@ def _native(url: object, exc: InvalidURLError | ThrottlerTimeoutError) -> aiohtt
 
 # -- per-request control -----------------------------------------------------------------
 
-
-@final
-class _Options:
-    """A request's own cost, key or bypass: from its keywords or `request_options`."""
-
-    __slots__ = ("bypass", "cost", "key")
-
-    def __init__(self, cost: CostLike | None, key: str | None, bypass: bool) -> None:
-        self.cost = cost
-        self.key = key
-        self.bypass = bypass
-
-    def over(self, outer: _Options | None) -> _Options:
-        """These options, with what they leave unnamed taken from an enclosing scope's."""
-        if outer is None or self.bypass or outer.bypass:
-            return self
-        return _Options(
-            outer.cost if self.cost is None else self.cost,
-            outer.key if self.key is None else self.key,
-            False,
-        )
-
-    def keyed(self, scheme: str) -> str:
-        """What the key stands for, as a URL: a bare host gets the hop's scheme."""
-        key: str = self.key  # type: ignore[assignment]  # only called with a key
-        return key if "://" in key else f"{scheme}://{key}"
-
-
-# The options of the request being sent in this context (request_options, or the keywords
-# of a ThrottledClientSession call), read by the middleware for every hop.
-_OPTIONS: ContextVar[_Options | None] = ContextVar("throttled_http_options", default=None)
-
-
-def _options(cost: object, key: object, bypass: object, prefix: str) -> _Options | None:
-    """Checked per-request options (`None` when none is named); the throttler checks cost."""
-    if cost is None and key is None and bypass is False:
-        return None
-    if bypass is not True and bypass is not False:
-        raise TypeError(f"{prefix}bypass must be True or False, got {bypass!r}")
-    if key is not None and (not isinstance(key, str) or not key):
-        raise TypeError(
-            f"{prefix}key must be a URL or a host name such as 'api.example.com', got {key!r}"
-        )
-    if bypass and (cost is not None or key is not None):
-        unused = f"{prefix}cost" if cost is not None else f"{prefix}key"
-        raise TypeError(
-            f"{prefix}bypass=True sends the request unthrottled, so {unused}= would go "
-            f"unused: drop one of them"
-        )
-    return _Options(cost, key, bypass)  # type: ignore[arg-type]  # cost: the throttler's
-
-
-def request_options(
-    *, cost: CostLike | None = None, key: str | None = None, bypass: bool = False
-) -> AbstractContextManager[None]:
-    """Weigh, re-key or exempt the requests sent inside a `with` block (any session).
-
-    ```python
-    session = aiohttp.ClientSession(middlewares=[throttle_middleware(hosts)])
-    with request_options(cost=5):
-        async with session.get(url) as response:  # charged 5, and so is every redirect
-            ...
-    with request_options(key="api.example.com"):  # charged to that host's limit
-        await session.post(upload_url, data=blob)
-    with request_options(bypass=True):  # not throttled at all
-        await session.get(health_url)
-    ```
-
-    The way to set per-request options for a `ClientSession` built with
-    [`throttle_middleware`][throttled_http.aiohttp.throttle_middleware] (or
-    [`throttle_trace_config`][throttled_http.aiohttp.throttle_trace_config]): aiohttp lets
-    a caller attach nothing to one request that a middleware can read (its
-    `trace_request_ctx` reaches trace configs only), and a header would reach the server.
-    The options live in a context variable, read by the middleware for each hop the
-    block sends: the first, every redirect (charged the same cost, to the same key) and
-    aiohttp's own resend. They apply to the requests the block awaits, and to tasks it
-    starts (`asyncio.gather`, `create_task`), which copy the context; not to requests
-    other tasks send meanwhile. A
-    [`ThrottledClientSession`][throttled_http.aiohttp.ThrottledClientSession] honours
-    them too; its `throttled_http_cost=`, `throttled_http_key=` and
-    `throttled_http_bypass=` keywords say the same for one call.
-
-    Blocks nest: an inner block's options replace the outer ones it names and keep the
-    others; `bypass=True` exempts its requests whatever the outer block said, and an inner
-    `cost=` or `key=` throttles them again inside an outer `bypass=True`.
-
-    Args:
-        cost: each hop's cost: an int >= 1, or costs per unit (`{"tokens": 420}`) for a
-            throttler built with `budgets=`; checked by the throttler when it admits the
-            hop. `None`: the client's `cost` callable decides, else 1.
-        key: charge another key's limit: a URL, or a host name (which gets each hop's
-            scheme). Ignored with a single shared throttler, which has one limit.
-        bypass: `True` sends the requests without throttling them.
-
-    Raises:
-        TypeError: for a key that is not a non-empty string, a bypass that is not a bool,
-            or `bypass=True` beside `cost` or `key` (which it would leave unused).
-    """
-    return _scope(_options(cost, key, bypass, ""))
-
-
-@contextmanager
-def _scope(options: _Options | None) -> Iterator[None]:
-    current = _OPTIONS.get()
-    token = _OPTIONS.set(current if options is None else options.over(current))
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
+# request_options, its options value and context variable live in the client-agnostic
+# _request_options; the public name is this module's.
+request_options.__module__ = __name__
 
 
 class RequestLike(Protocol):
@@ -446,93 +337,6 @@ def _follow(response: aiohttp.ClientResponse, tail: BodyTail) -> None:
     except BaseException:
         response.close()
         raise
-
-
-@final
-class _Reads(Generic[_T]):
-    """An async iterator over a read's results, until it returns `end`."""
-
-    __slots__ = ("_end", "_read")
-
-    def __init__(self, read: Callable[[], Awaitable[_T]], end: _T) -> None:
-        self._read = read
-        self._end = end
-
-    def __aiter__(self) -> _Reads[_T]:
-        return self
-
-    async def __anext__(self) -> _T:
-        value = await self._read()
-        if value == self._end:
-            raise StopAsyncIteration
-        return value
-
-
-@final
-class _TailReader:
-    """`response.content` for a client with `reconcile=`: the `StreamReader`, its tail kept.
-
-    Each read returns what aiohttp's reader gave, fed to the `BodyTail` first; the read
-    that leaves the reader at its end (EOF, nothing buffered) calls `done()`. A body
-    released, closed or broken half-way never gets there. Every other attribute is the
-    reader's own.
-    """
-
-    __slots__ = ("_reader", "_tail")
-
-    def __init__(self, reader: aiohttp.StreamReader, tail: BodyTail) -> None:
-        self._reader = reader
-        self._tail: BodyTail | None = tail
-
-    def _seen(self, data: bytes) -> bytes:
-        tail = self._tail
-        if tail is not None:
-            tail.feed(data)
-            if self._reader.at_eof():
-                self._tail = None
-                tail.done()
-        return data
-
-    async def read(self, n: int = -1) -> bytes:
-        return self._seen(await self._reader.read(n))
-
-    async def readany(self) -> bytes:
-        return self._seen(await self._reader.readany())
-
-    async def readchunk(self) -> tuple[bytes, bool]:
-        data, end_of_chunk = await self._reader.readchunk()
-        self._seen(data)
-        return data, end_of_chunk
-
-    async def readline(self, *args: Any, **kwargs: Any) -> bytes:
-        return self._seen(await self._reader.readline(*args, **kwargs))
-
-    async def readuntil(self, *args: Any, **kwargs: Any) -> bytes:
-        return self._seen(await self._reader.readuntil(*args, **kwargs))
-
-    async def readexactly(self, n: int) -> bytes:
-        return self._seen(await self._reader.readexactly(n))
-
-    def read_nowait(self, n: int = -1) -> bytes:
-        return self._seen(self._reader.read_nowait(n))
-
-    def __aiter__(self) -> _Reads[bytes]:
-        return _Reads(self.readline, b"")
-
-    def iter_chunked(self, n: int) -> _Reads[bytes]:
-        return _Reads(partial(self.read, n), b"")
-
-    def iter_any(self) -> _Reads[bytes]:
-        return _Reads(self.readany, b"")
-
-    def iter_chunks(self) -> _Reads[tuple[bytes, bool]]:
-        return _Reads(self.readchunk, (b"", False))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
-
-    def __repr__(self) -> str:
-        return repr(self._reader)
 
 
 @final
@@ -1071,9 +875,7 @@ class ThrottledClientSession:
         )
         self._middlewares = (*middlewares, middleware)
         self._per_request = per_request
-        # URL string -> (the URL aiohttp builds from it, its origin): the session's base
-        # URL never changes, so neither does the answer.
-        self._targets: dict[str, tuple[URL, _Origin]] = {}
+        self._targets = _Targets(session)
 
     # -- properties ------------------------------------------------------------------
 
@@ -1252,12 +1054,13 @@ class ThrottledClientSession:
             options = explicit.over(options)
             scope = _OPTIONS.set(options)
         try:
-            hop = self._first_hop(url)
+            hop = self._targets.first_hop(url)
             ticket = None
             cost: CostLike = 1
             if hop is not None and (options is None or not options.bypass):
-                target, origin, cost = self._route(
-                    hop, options, kwargs.get("method", "GET"), kwargs
+                method = kwargs.get("method", "GET")
+                target, origin, cost = _route(
+                    self._pipeline, self._session, hop, options, method, kwargs
                 )
                 try:
                     ticket = await self._pipeline.lend(target, origin, cost)
@@ -1279,14 +1082,14 @@ class ThrottledClientSession:
     ) -> aiohttp.ClientResponse:
         middlewares = kwargs.get("middlewares")
         if middlewares is not None or self._per_request:
-            kwargs["middlewares"] = self._with_ours(middlewares)
+            kwargs["middlewares"] = _with_ours(self._middlewares, middlewares)
         options = _OPTIONS.get()
         scope = None
         if explicit is not None:  # the middleware reads them for every hop of this call
             options = explicit.over(options)
             scope = _OPTIONS.set(options)
         try:
-            hop = self._first_hop(url)
+            hop = self._targets.first_hop(url)
             session = self._session
             if hop is None or (options is not None and options.bypass):
                 # aiohttp will refuse the URL (or the session is closed), or not throttled
@@ -1298,7 +1101,7 @@ class ThrottledClientSession:
             if options is None and pipeline.cost_of is None:
                 (target, origin), cost = hop, 1
             else:
-                target, origin, cost = self._route(hop, options, method, kwargs)
+                target, origin, cost = _route(pipeline, session, hop, options, method, kwargs)
             # The session waits for the first hop's entry itself, outside aiohttp's
             # ClientTimeout, and lends it to its middleware, which runs the hop's journey.
             try:
@@ -1328,56 +1131,12 @@ class ThrottledClientSession:
             if scope is not None:
                 _OPTIONS.reset(scope)
 
-    def _route(
-        self,
-        hop: tuple[URL, _Origin],
-        options: _Options | None,
-        method: str,
-        kwargs: dict[str, Any],
-    ) -> tuple[object, Hashable | None, CostLike]:
-        """What a call's first hop is charged to (its throttler's target, origin) and its cost."""
-        target: object = hop[0]
-        origin: Hashable | None = hop[1]
-        cost = None
-        if options is not None:
-            cost = options.cost
-            if options.key is not None:
-                target, origin = options.keyed(hop[0].scheme), None
-        if cost is None:
-            weigh = self._pipeline.cost_of
-            cost = 1 if weigh is None else weigh(_FirstHop(self._session, method, hop[0], kwargs))
-        return target, origin, cost
-
     async def _send(self, call: _Call, ticket: Ticket | None) -> aiohttp.ClientResponse:
         token = _LENT.set(None if ticket is None else (ticket, call.cost))
         try:
             return await self._session.request(call.method, call.url, **call.kwargs)
         finally:
             _LENT.reset(token)
-
-    def _first_hop(self, url: Any) -> tuple[URL, _Origin] | None:
-        """Where the first hop goes; `None` when aiohttp will refuse the URL."""
-        session = self._session
-        if session.closed:
-            return None
-        targets = self._targets
-        known = targets.get(url) if url.__class__ is str else None
-        if known is None:
-            target = _absolute_url(session, url)
-            if target is None:
-                return None
-            known = (target, (target.scheme, target.raw_host, target.port))
-            if url.__class__ is str:
-                if len(targets) >= _MAX_TARGETS:
-                    targets.clear()
-                targets[url] = known
-        return known
-
-    def _with_ours(self, middlewares: Iterable[Any] | None) -> tuple[Any, ...]:
-        if middlewares is None:
-            return self._middlewares
-        theirs = tuple(middlewares)
-        return theirs if self._middleware in theirs else (*theirs, self._middleware)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -1398,6 +1157,69 @@ class ThrottledClientSession:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+@final
+class _Targets:
+    """Where a session's calls go: each URL string's absolute URL and origin, remembered.
+
+    The session's base URL never changes, so neither does the answer for a URL string.
+    """
+
+    __slots__ = ("_known", "_session")
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+        self._known: dict[str, tuple[URL, _Origin]] = {}
+
+    def first_hop(self, url: Any) -> tuple[URL, _Origin] | None:
+        """Where the first hop goes; `None` when aiohttp will refuse the URL."""
+        session = self._session
+        if session.closed:
+            return None
+        targets = self._known
+        known = targets.get(url) if url.__class__ is str else None
+        if known is None:
+            target = _absolute_url(session, url)
+            if target is None:
+                return None
+            known = (target, (target.scheme, target.raw_host, target.port))
+            if url.__class__ is str:
+                if len(targets) >= _MAX_TARGETS:
+                    targets.clear()
+                targets[url] = known
+        return known
+
+
+def _route(
+    pipeline: Pipeline,
+    session: aiohttp.ClientSession,
+    hop: tuple[URL, _Origin],
+    options: _Options | None,
+    method: str,
+    kwargs: dict[str, Any],
+) -> tuple[object, Hashable | None, CostLike]:
+    """What a call's first hop is charged to (its throttler's target, origin) and its cost."""
+    target: object = hop[0]
+    origin: Hashable | None = hop[1]
+    cost = None
+    if options is not None:
+        cost = options.cost
+        if options.key is not None:
+            target, origin = options.keyed(hop[0].scheme), None
+    if cost is None:
+        weigh = pipeline.cost_of
+        cost = 1 if weigh is None else weigh(_FirstHop(session, method, hop[0], kwargs))
+    return target, origin, cost
+
+
+def _with_ours(ours: tuple[Any, ...], middlewares: Iterable[Any] | None) -> tuple[Any, ...]:
+    """A call's `middlewares=`, with ours (the last of `ours`) innermost; `ours` if none."""
+    if middlewares is None:
+        return ours
+    theirs = tuple(middlewares)
+    middleware = ours[-1]
+    return theirs if middleware in theirs else (*theirs, middleware)
 
 
 def _absolute_url(session: aiohttp.ClientSession, url: Any) -> URL | None:
