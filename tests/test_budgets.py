@@ -432,3 +432,59 @@ def test_property_a_saturated_bucket_admits_its_capacity_plus_its_refill(
         assert allowed - cost <= spent <= allowed
 
     run_virtual(main)
+
+
+# -- regressions -------------------------------------------------------------------------
+
+
+async def test_set_rates_in_bucket_mode_loosens_nothing_already_used() -> None:
+    throttler = Throttler.from_rates("10/s", "20/min", bucket=True)
+    for _ in range(20):
+        await throttler.acquire()
+    started = now()
+    throttler.set_rates("10/s", "20/min")  # the same rates: the 20/min bucket stays empty
+    assert not throttler.try_acquire()
+    await throttler.acquire()
+    # 20 taken in the first second, when 1/3 had refilled: 2/3 more of one takes 2 s.
+    assert now() - started == pytest.approx(2.0, abs=0.01)
+
+
+async def test_set_rates_on_a_fresh_bucket_refills_at_the_new_rate() -> None:
+    throttler = Throttler(10, 1.0, bucket=True)
+    throttler.set_rates("100/s")
+    await asyncio.wait_for(throttler.acquire(50), timeout=1.0)
+    await asyncio.sleep(2.0)
+    assert throttler.is_idle()
+
+
+async def test_set_rates_in_bucket_mode_takes_no_burst() -> None:
+    throttler = Throttler(10, 1.0, bucket=True)
+    with pytest.raises(TypeError, match="bucket mode takes no burst"):
+        throttler.set_rates("10/s", burst=2)
+
+
+async def test_a_late_debit_survives_a_later_credit() -> None:
+    throttler = Throttler(10, 100.0, budgets={"tokens": "100/100s"}, bucket=True)
+    old = await throttler.open_entry({"tokens": 10})
+    old.settle()
+    await asyncio.sleep(150)  # its charge has aged out of the bucket's memory
+    recent = await throttler.open_entry({"tokens": 10})
+    recent.settle()
+    old.reconcile({"tokens": 60})  # a debit of 50, charged now
+    recent.reconcile({"tokens": 9})  # a credit of 1 must not undo it
+    assert throttler.statistics().budgets_in_use == {"tokens": pytest.approx(59.0)}
+    old.close()
+    recent.close()
+
+
+def test_a_sync_reconcile_racing_a_settle_counts_once() -> None:
+    throttler = SyncThrottler(1000, 1.0, budgets={"tokens": "100000/s"})
+    for _ in range(200):
+        entry = throttler.open_entry()
+        racer = threading.Thread(target=entry.settle)
+        racer.start()
+        entry.reconcile({"tokens": 7})
+        racer.join()
+        entry.close()
+    assert throttler.statistics().open == 0
+    assert throttler.statistics().budgets_in_use == {"tokens": pytest.approx(1400.0)}

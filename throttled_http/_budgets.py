@@ -217,10 +217,10 @@ class _Bucket(_Book):
             record.cost += delta
             self._replay()
         elif delta > 0:
-            # Too old to replay: a debit is taken from the level now, which can only be
-            # stricter than replaying it; a credit is dropped (refilled by now anyway).
-            self.anchor_level -= delta
-            self.level -= delta
+            # Too old to replay: a debit is charged now, as a stamp of its own (stricter
+            # than replaying it, and kept by later replays); a credit is dropped (refilled
+            # by now anyway).
+            self.stamp(now, delta)
 
     def _replay(self) -> None:
         level, at = self.anchor_level, self.anchor_at
@@ -430,17 +430,26 @@ class Budgets:
             f"actual names a unit this throttler has no budget for: {name!r} (its units: {known})"
         )
 
-    def retune_requests(self, rates: Sequence[Rate]) -> None:
-        """Bucket mode's `set_rates`: new capacities and refill rates, levels kept (capped)."""
-        old = self.requests
+    def retune_requests(self, now: float, rates: Sequence[Rate]) -> None:
+        """Bucket mode's `set_rates`: new capacities and refill rates, nothing loosened now.
+
+        Each new bucket starts no fuller than an old bucket of the same period (or, with
+        none, than every old one), and as short of full as the old one was: what was
+        used stays used, so tightening takes effect at once. It then refills at its own
+        rate.
+        """
+        old = [b for b in self.requests if isinstance(b, _Bucket)]
         new: list[_Book] = []
         for rate in rates:
             bucket = _Bucket(rate)
-            if old:
-                first = old[0]
-                assert isinstance(first, _Bucket)
-                bucket.level = min(float(rate.limit), first.level)
-                bucket.level_at = first.level_at
+            alike = [b for b in old if b.period == rate.period] or old
+            if alike:
+                levels = [b.level_now(now) for b in alike]
+                used = max(b.limit - level for b, level in zip(alike, levels, strict=True))
+                level = min(float(rate.limit) - used, *levels)
+                if level < rate.limit:
+                    bucket.level = bucket.anchor_level = level
+                    bucket.level_at = bucket.anchor_at = now
             new.append(bucket)
         self.requests = tuple(new)
 

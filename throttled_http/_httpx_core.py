@@ -351,8 +351,10 @@ class _AsyncExchange(_Exchange):
         library = self.library
         tail = None if self.pipeline.reconcile is None else self.pipeline.body_tail(response, entry)
         if isinstance(stream, library.byte_stream) or not isinstance(stream, library.async_stream):
-            _read_whole(tail, stream)
-            entry.close()  # the body is in memory already: nothing more to wait for
+            try:
+                _read_whole(tail, stream)
+            finally:
+                entry.close()  # the body is in memory already: nothing more to wait for
         else:
             response.stream = library.async_releasing(stream, self.holds.hold(entry, key), tail)
         return response
@@ -367,8 +369,10 @@ class _SyncExchange(_Exchange):
         library = self.library
         tail = None if self.pipeline.reconcile is None else self.pipeline.body_tail(response, entry)
         if isinstance(stream, library.byte_stream) or not isinstance(stream, library.sync_stream):
-            _read_whole(tail, stream)
-            entry.close()
+            try:
+                _read_whole(tail, stream)
+            finally:
+                entry.close()
         else:
             response.stream = library.sync_releasing(stream, self.holds.hold(entry, key), tail)
         return response

@@ -307,7 +307,12 @@ class Ledger:
         as strict (as long and no larger), which makes it redundant.
         """
         if self._budgets is not None and self._budgets.bucket:
-            self._budgets.retune_requests(rates)
+            if burst is not None:
+                raise TypeError(
+                    "a throttler in bucket mode takes no burst: a token bucket's burst is its "
+                    "capacity, the limit itself"
+                )
+            self._budgets.retune_requests(now, rates)
             self.rates = tuple(rates)
             self.generation += 1
             self._refresh_single()

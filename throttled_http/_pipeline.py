@@ -132,7 +132,13 @@ class BodyTail:
         self._chunks = []
         actual = fn(self._response, tail)
         if actual:
-            self._entry.reconcile(actual)  # type: ignore[attr-defined]
+            reconcile = getattr(self._entry, "reconcile", None)
+            if reconcile is None:
+                raise TypeError(
+                    f"reconcile= needs entries that can be reconciled; {self._entry!r} cannot "
+                    "(a RedisThrottler charges requests only): pass an in-process Throttler"
+                )
+            reconcile(actual)
 
 
 class Exchange(Protocol[_Req, _Resp]):
@@ -345,6 +351,10 @@ class Pipeline:
                 yield (_DONE, exchange.hold(response, entry, key))
             try:
                 yield (_DISCARD, response)
+                if self.reconcile is not None:
+                    # A refused attempt, sent again: what did it cost? (Its body is gone:
+                    # the callable sees an empty tail, and the response's status.)
+                    BodyTail(self.reconcile, response, entry).done()
             finally:
                 entry.close()
             yield (_SLEEP, wait)

@@ -249,8 +249,12 @@ class SyncThrottler(_LedgerFront):
     # -- introspection ---------------------------------------------------------------
 
     def has_capacity(self, cost: CostLike = 1) -> bool:
-        """Whether an entry of `cost` would be admitted now without waiting."""
-        charge = self._check_cost(cost)
+        """Whether an entry of `cost` would be admitted now without waiting (`False` for
+        one that could never be)."""
+        try:
+            charge = self._check_cost(cost)
+        except ValueError:
+            return False
         with self._lock:
             now = time.monotonic()
             return not self._waiters and self._ledger.earliest(now, charge) <= now
@@ -326,13 +330,6 @@ class SyncThrottler(_LedgerFront):
         if self._waiters:
             self._waiters[0].cond.notify()
 
-    def _settle_entry(self, entry: SyncEntry) -> None:
-        with self._lock:
-            charge = entry._charge
-            cost = entry.cost if charge is None else charge
-            self._ledger.settle(time.monotonic(), cost, entry._generation)
-            self._notify_head()
-
     def _close_entry(self) -> None:
         with self._lock:
             self._ledger.release()
@@ -358,11 +355,18 @@ class SyncEntry(_EntryState):
 
     def settle(self) -> None:
         """Stamp the entry now: it counts in windows until `period` seconds from now."""
-        with self._guard:
-            if self._state != _OPEN:
-                return
-            self._state = _SETTLED
-        self._throttler._settle_entry(self)
+        throttler = self._throttler
+        # Under the throttler's lock, so that a reconcile() never sees the entry settled
+        # before the ledger does.
+        with throttler._lock:
+            with self._guard:
+                if self._state != _OPEN:
+                    return
+                self._state = _SETTLED
+            charge = self._charge
+            cost = self.cost if charge is None else charge
+            throttler._ledger.settle(time.monotonic(), cost, self._generation)
+            throttler._notify_head()
 
     def reconcile(self, actual: Mapping[str, int]) -> None:
         """State what the entry really cost in some of its units; see

@@ -820,8 +820,12 @@ class Throttler(_AsyncQueue):
     # -- introspection ---------------------------------------------------------------
 
     def has_capacity(self, cost: CostLike = 1) -> bool:
-        """Whether an entry of `cost` would be admitted now without waiting."""
-        charge = self._check_cost(cost)
+        """Whether an entry of `cost` would be admitted now without waiting (`False` for
+        one that could never be)."""
+        try:
+            charge = self._check_cost(cost)
+        except ValueError:
+            return False
         now = self._now()
         return not self._waiters and self._ledger.earliest(now, charge) <= now
 

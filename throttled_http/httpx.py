@@ -176,7 +176,8 @@ class ThrottledTransport(
         reconcile: a function of the response and the end of its body (its last 64 KiB,
             as bytes) giving what the request really cost per unit, or `None`; asked once
             the body has been read to its end, and the entry reconciled with it
-            ([`Entry.reconcile`][throttled_http.Entry.reconcile]).
+            ([`Entry.reconcile`][throttled_http.Entry.reconcile]); also asked, with an
+            empty tail, for a refused response that is sent again.
 
     Raises:
         TypeError, ValueError: at construction, naming the argument.
