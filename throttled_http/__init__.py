@@ -21,6 +21,7 @@ from ._exceptions import (
     ThrottlerTimeoutError,
 )
 from ._feedback import FeedbackPolicy, FeedbackStatistics, KeyFeedbackStatistics
+from ._front import ThrottlerStatistics
 from ._headers import Budget, Feedback, may_carry_feedback, parse_feedback
 from ._hostmap import (
     KeyStatistics,
@@ -33,7 +34,7 @@ from ._keys import host_key
 from ._protocols import EntryLike, SyncThrottlerLike, ThrottlerLike
 from ._rates import Rate, parse_rates
 from ._sync import SyncThrottler
-from ._throttler import Entry, Throttler, ThrottlerStatistics
+from ._throttler import Entry, Throttler
 from ._version import __version__
 
 if TYPE_CHECKING:  # the lazily imported names below, for type checkers

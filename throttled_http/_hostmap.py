@@ -30,11 +30,12 @@ from typing import (
     runtime_checkable,
 )
 
+from ._front import ThrottlerStatistics
 from ._keys import domain_key, is_standalone, parse_override_key, split_url
 from ._protocols import SyncThrottlerLike, ThrottlerLike
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._sync import SyncThrottler
-from ._throttler import Throttler, ThrottlerStatistics
+from ._throttler import Throttler
 from ._validate import int_in_range, non_negative_float, positive_int
 
 if TYPE_CHECKING:

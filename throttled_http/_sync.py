@@ -17,9 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ThrottlerTimeoutError
-from ._ledger import INF
-from ._rates import Rate, RatesLike, parse_rates, resolve_rates
-from ._throttler import (
+from ._front import (
     ThrottlerStatistics,
     _check_burst,
     _cost_message,
@@ -27,6 +25,8 @@ from ._throttler import (
     _LedgerFront,
     _requests,
 )
+from ._ledger import INF
+from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._validate import non_negative_float
 
 if TYPE_CHECKING:

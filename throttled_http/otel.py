@@ -51,8 +51,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise missing_extra(__name__, "opentelemetry-api", "otel") from exc
 
 from ._feedback import FeedbackPolicy
+from ._front import ThrottlerStatistics
 from ._hostmap import BaseThrottlerMap
-from ._throttler import ThrottlerStatistics
 from ._version import __version__
 
 if TYPE_CHECKING:

@@ -69,12 +69,12 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-extras tes
     raise missing_extra(__name__, "redis-py", "redis") from _exc
 
 from ._exceptions import ThrottlerBackendError
+from ._front import ThrottlerStatistics, _check_burst, _EntryState
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._redis_failover import Failover, check_on_error
 from ._redis_queue import ALLOW, LOCAL, REDIS, LocalQueue
 from ._redis_wire import OPEN, RESUME, Terms, Wire, check_client, check_key, check_prefix
 from ._redis_wire import escape_key as escape_key
-from ._throttler import ThrottlerStatistics, _check_burst, _EntryState
 from ._validate import int_in_range, non_negative_float, positive_float
 
 if TYPE_CHECKING:
