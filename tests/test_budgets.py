@@ -75,6 +75,21 @@ def test_budgets_are_checked_at_construction() -> None:
         Throttler(10, bucket="yes")  # type: ignore[arg-type]
 
 
+def test_the_repr_shows_bucket_mode_and_budgets() -> None:
+    throttler = Throttler(60, 60.0, budgets={"tokens": "30000/min; 1000000/day"}, bucket=True)
+    assert "60/min bucket tokens=30000/min; 1000000/d " in repr(throttler)
+
+
+async def test_a_typo_in_a_unit_is_answered_with_the_likely_name() -> None:
+    throttler = Throttler(10, budgets={"tokens": "100/s"})
+    with pytest.raises(ValueError, match=r"'token' .*did you mean 'tokens'\?"):
+        await throttler.acquire({"token": 1})
+    entry = await throttler.open_entry({"tokens": 1})
+    with pytest.raises(ValueError, match=r"\(its units: 'requests', 'tokens'\); did you mean"):
+        entry.reconcile({"tokenz": 1})
+    entry.close()
+
+
 def test_the_configuration_reads_back() -> None:
     throttler = Throttler(60, 60.0, budgets={"tokens": "30000/min; 1000000/day"}, bucket=True)
     assert throttler.budgets == {"tokens": (Rate(30000, 60), Rate(1000000, 86400))}

@@ -145,3 +145,12 @@ async def test_an_estimate_above_the_budget_fails_fast() -> None:
     cost = limits["cost"](body(prompt="x" * 400, max_tokens=1))
     with pytest.raises(ValueError, match=r"cost\['tokens'\] must be at most"):
         await limits["throttler"].open_entry(cost)
+
+
+def test_a_preset_for_the_wrong_kind_of_transport_says_so() -> None:
+    from throttled_http.httpx import SyncThrottledTransport, ThrottledTransport
+
+    with pytest.raises(TypeError, match="pass sync=True for a threaded transport"):
+        SyncThrottledTransport(**openai_limits(rpm=1, tpm=10))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="built with sync=True"):
+        ThrottledTransport(**openai_limits(rpm=1, tpm=10, sync=True))  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ client stricter), and a credit for one is dropped (its tokens have refilled anyw
 
 from __future__ import annotations
 
+import difflib
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias, final
@@ -327,11 +328,7 @@ class Budgets:
                 requests = _cost_int(f"cost[{REQUESTS!r}]", value, 1)
                 continue
             if name not in self.books:
-                known = ", ".join(repr(n) for n in (REQUESTS, *self.books))
-                raise ValueError(
-                    f"cost names a unit this throttler has no budget for: {name!r} "
-                    f"(its units: {known}); add it with budgets={{{name!r}: '<limit>/<unit>'}}"
-                )
+                raise ValueError(self._unknown("cost", name))
             amount = _cost_int(f"cost[{name!r}]", value, 0)
             if amount > self.smallest[name]:
                 raise ValueError(
@@ -425,9 +422,20 @@ class Budgets:
             return True
         if name == REQUESTS:
             raise ValueError("actual costs are per unit: a request's count cannot be reconciled")
-        known = ", ".join(repr(n) for n in self.books)
-        raise ValueError(
-            f"actual names a unit this throttler has no budget for: {name!r} (its units: {known})"
+        raise ValueError(self._unknown("actual", str(name)))
+
+    def _unknown(self, what: str, name: str) -> str:
+        """The message for a unit this throttler has no budget for: a typo, or a new unit."""
+        known = ", ".join(repr(n) for n in (REQUESTS, *self.books))
+        close = difflib.get_close_matches(name, list(self.books), n=1)
+        advice = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"add it with budgets={{{name!r}: '<limit>/<unit>'}}"
+        )
+        return (
+            f"{what} names a unit this throttler has no budget for: {name!r} "
+            f"(its units: {known}); {advice}"
         )
 
     def retune_requests(self, now: float, rates: Sequence[Rate]) -> None:

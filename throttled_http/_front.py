@@ -232,6 +232,12 @@ class _LedgerFront:
             extra += f" burst={stats.burst}"
         if stats.max_concurrency is not None:
             extra += f" max_concurrency={stats.max_concurrency}"
+        budgets = self._ledger.budgets
+        if budgets is not None:
+            if budgets.bucket:
+                extra += " bucket"
+            for name, unit_rates in budgets.rates().items():
+                extra += f" {name}={'; '.join(str(r) for r in unit_rates)}"
         return (
             f"<{type(self).__name__} {rates}{extra} in_window={stats.in_window} "
             f"open={stats.open} in_flight={stats.in_flight} waiting={stats.waiting}>"

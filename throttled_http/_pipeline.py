@@ -572,12 +572,24 @@ def throttler_from_options(
         and not inspect.iscoroutinefunction(throttler.open_entry)
     )
     if sync and not blocking:
+        hint = ""
+        if isinstance(throttler, (ThrottlerMap, ThrottlerLike)):
+            hint = (
+                ": this one is for asyncio clients (from a preset such as openai_limits()? "
+                "pass sync=True for a threaded transport)"
+            )
         raise TypeError(
-            f"throttler must be a SyncThrottler or a SyncThrottlerMap, got {throttler!r}"
+            f"throttler must be a SyncThrottler or a SyncThrottlerMap, got {throttler!r}{hint}"
         )
     if not sync and (blocking or not isinstance(throttler, (ThrottlerMap, ThrottlerLike))):
+        hint = ""
+        if blocking:
+            hint = (
+                ": this one is for threaded clients (from a preset built with sync=True? "
+                "drop it for an asyncio transport)"
+            )
         raise TypeError(
             "throttler must be a Throttler, a ThrottlerMap, a RedisThrottler or another "
-            f"ThrottlerLike, got {throttler!r}"
+            f"ThrottlerLike, got {throttler!r}{hint}"
         )
     return throttler
