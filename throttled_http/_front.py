@@ -41,7 +41,8 @@ class ThrottlerStatistics:
         burst: smooth-mode burst, or `None`.
         max_concurrency: the concurrency cap, or `None`.
         waiting: tasks queued for an entry.
-        in_window: cost counted in the first rate's window now, open entries included.
+        in_window: cost counted in the first rate's window now, open entries included
+            (in bucket mode: what the first bucket lacks of full, rounded up).
         open: cost admitted and not yet settled (woken tasks, requests awaiting headers).
         in_flight: slots held: entered and not yet released.
         wait_time: seconds a new entry of cost 1 would wait now if nobody were queued
