@@ -304,18 +304,11 @@ class Budgets:
         self.open: dict[str, int] = dict.fromkeys(self.books, 0)
         self.smallest = {name: min(b.limit for b in books) for name, books in self.books.items()}
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.books)
-
     def rates(self) -> dict[str, tuple[Rate, ...]]:
         return {
             name: tuple(Rate(b.limit, b.period) for b in books)
             for name, books in self.books.items()
         }
-
-    def smallest_requests(self) -> int:
-        return min(b.limit for b in self.requests)
 
     # -- costs -----------------------------------------------------------------------
 
@@ -359,9 +352,8 @@ class Budgets:
         return at
 
     def fits(self, cost: int | Charge) -> bool:
-        requests = cost if isinstance(cost, int) else cost.requests
-        if self.requests and requests > self.smallest_requests():
-            return False
+        """Whether every unit's charge is within its smallest limit (the ledger checks the
+        requests against the rates, whether windows or buckets)."""
         return isinstance(cost, int) or all(
             amount <= self.smallest[name] for name, amount in cost.units.items()
         )
