@@ -33,11 +33,17 @@ restarted empty 1 s later, or flushed (``FLUSHALL``). The table gives the longes
 without any arrival at the HTTP server from the fault on, and the most arrivals in any
 0.5 s window, at the whole fleet and at any one process.
 
+**Polling** (``--polling``): 8 processes of 10 tasks each share one key at 20 per 0.5 s
+for 4 s through latency-proof entries whose responses take 200 ms (``async with
+throttler.entry(): await asyncio.sleep(0.2)``). Each worker counts its admit calls and
+those that admitted nothing (wasted: the head asked again before anything could free).
+
 Run::
 
     python benchmarks/bench_redis.py            # needs redis-server on PATH
     python benchmarks/bench_redis.py --url redis://127.0.0.1:6379   # counts are then shared
     python benchmarks/bench_redis.py --faults   # only the fault runs (about a minute)
+    python benchmarks/bench_redis.py --polling  # admit calls per admission (about 10 s)
 """
 
 from __future__ import annotations
@@ -57,9 +63,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from throttled_http.redis import RedisThrottler
 
@@ -130,6 +133,10 @@ async def _ours_unbound(url: str, count: int) -> float:
 
 
 async def _limits_unbound(url: str, count: int) -> float:
+    from limits import RateLimitItemPerSecond  # the bench extra; only the default run
+    from limits.aio.storage import RedisStorage
+    from limits.aio.strategies import MovingWindowRateLimiter
+
     storage = RedisStorage(url.replace("redis://", "async+redis://"), implementation="redispy")
     limiter = MovingWindowRateLimiter(storage)
     item = RateLimitItemPerSecond(10_000_000)
@@ -169,6 +176,10 @@ async def _ours_bound(url: str, limit: int, duration: float) -> list[float]:
 
 
 async def _limits_bound(url: str, limit: int, duration: float) -> list[float]:
+    from limits import RateLimitItemPerSecond  # the bench extra; only the default run
+    from limits.aio.storage import RedisStorage
+    from limits.aio.strategies import MovingWindowRateLimiter
+
     storage = RedisStorage(url.replace("redis://", "async+redis://"), implementation="redispy")
     limiter = MovingWindowRateLimiter(storage)
     item = RateLimitItemPerSecond(limit)
@@ -353,6 +364,76 @@ async def _faults() -> None:
             print(f"{what:<34}{on_error:<10}{gap:>11.2f}s{fleet:>14}{one:>13}")
 
 
+_POLL_WORKER = """
+import asyncio, json, sys, time
+from throttled_http._redis_wire import Wire
+from throttled_http.redis import RedisThrottler
+
+url, key, start, duration, tasks = sys.argv[1:]
+
+async def main():
+    throttler = RedisThrottler(20, 0.5, redis=url, key=key)
+    counts = {"calls": 0, "wasted": 0}
+    admit = Wire.admit  # counted here only: a benchmark may look inside
+    async def counted(wire, batch, call):
+        reply = await admit(wire, batch, call)
+        counts["calls"] += 1
+        counts["wasted"] += reply.admitted == 0
+        return reply
+    Wire.admit = counted
+    await asyncio.sleep(max(0.0, float(start) - time.time()))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + float(duration)
+    async def worker():
+        while loop.time() < end:
+            try:
+                async with throttler.entry(timeout=max(0.0, end - loop.time())):
+                    await asyncio.sleep(0.2)
+            except TimeoutError:
+                return
+    await asyncio.gather(*(worker() for _ in range(int(tasks))))
+    counts["admitted"] = throttler.redis_statistics().admitted
+    await throttler.aclose()
+    print(json.dumps(counts))
+
+asyncio.run(main())
+"""
+
+
+async def _polling() -> None:
+    import json
+
+    proc, url = _start_server()
+    try:
+        processes, duration = 8, 4.0
+        start = time.time() + 2.0
+        key = uuid.uuid4().hex
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _POLL_WORKER,
+                url,
+                key,
+                repr(start),
+                repr(duration),
+                "10",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(processes)
+        ]
+        outs = [json.loads((await w.communicate())[0]) for w in workers]
+    finally:
+        proc.kill()
+        proc.wait()
+    calls = sum(o["calls"] for o in outs)
+    wasted = sum(o["wasted"] for o in outs)
+    admitted = sum(o["admitted"] for o in outs)
+    print(f"polling: {processes} processes x 10 tasks, 20 per 0.5 s, 200 ms responses, 4 s")
+    print(f"{'admitted':>10}{'admit calls':>13}{'wasted':>8}{'calls/admission':>17}")
+    print(f"{admitted:>10}{calls:>13}{wasted:>8}{calls / max(1, admitted):>17.3f}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="use this Redis instead of a private redis-server")
@@ -360,9 +441,13 @@ async def main() -> None:
     parser.add_argument("--limit", type=int, default=1000, help="per second, for bound runs")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per bound run")
     parser.add_argument("--faults", action="store_true", help="only the fault runs")
+    parser.add_argument("--polling", action="store_true", help="only the polling run")
     args = parser.parse_args()
     if args.faults:
         await _faults()
+        return
+    if args.polling:
+        await _polling()
         return
     proc = None
     url = args.url

@@ -43,8 +43,9 @@ failures is logged, and so is every settle given up on. A settle still queued wh
 stops (the flusher is cancelled, or never ran) is logged too, with how many were lost: it
 blocks every process sharing the key until ``open_timeout``. An ``acquire()`` stamp is not
 worth a warning: its entry counts as open only until ``min(command_timeout,
-open_timeout)`` after admission. After the flusher has sent a batch it calls ``on_sent``,
-because a settle may free room the local queue waits for.
+open_timeout)`` after admission. After the flusher has sent a batch it calls
+``on_sent(settled, forgot)`` (whether the batch held settles, forgets): a forget frees
+room the local queue may wait for, and in smooth mode a settle may.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class Outbox:
     Args:
         wire: the connection to send them through.
         key: the throttler's key (named in log messages).
-        on_sent: called after each batch is sent (settles may free room).
+        on_sent: called after each batch is sent, with whether it held settles and
+            forgets (which may free room).
     """
 
     __slots__ = (
@@ -118,7 +120,7 @@ class Outbox:
         "_wire",
     )
 
-    def __init__(self, wire: Wire, *, key: str, on_sent: Callable[[], None]) -> None:
+    def __init__(self, wire: Wire, *, key: str, on_sent: Callable[[bool, bool], None]) -> None:
         self._wire = wire
         self._key = key
         self._on_sent = on_sent
@@ -290,7 +292,7 @@ class Outbox:
                         logger.warning("could not share a pause of %r: %s", self._key, exc)
                 self._in_batch = 0
                 self._mark_sent(self._taken)
-                self._on_sent()
+                self._on_sent(bool(settles), bool(forgets))
         finally:
             if self._flusher is me:
                 self._flusher = None

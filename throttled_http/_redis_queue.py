@@ -13,12 +13,17 @@ talks to Redis. One task per event loop, the *pump*, serves the queue:
    member in Redis (a *forget*, sent by the :class:`~throttled_http._redis_outbox.Outbox`).
 3. When the server refused the rest, the pump sleeps until the moment it named (counted
    from half a round trip after sending, when the server decided) plus a little jitter, so
-   that processes do not stampede. Nobody can name that moment for a window full of
-   entries still open in *another* process (requests awaiting their headers): the head
-   then asks again every ``period / rate_limit`` seconds, clamped to 5-250 ms. A head held
-   back by another process's pause asks again at least every second, so a resume there is
-   noticed. Anything local that may let the head in sooner (a settle, a release, a
-   cancellation, a retune) pokes the pump awake.
+   that processes do not stampede. For a window full of entries still open (requests
+   awaiting their headers, here or in another process) nobody knows that moment, but
+   the server names the soonest it could be: such an entry settles no earlier than now
+   and then counts for a period, so the head sleeps at least one period. Only in smooth
+   mode, when nothing but open entries hold the burst back, may any settle let the head
+   in at once: it then asks again every ``period / rate_limit`` seconds, clamped to
+   5-250 ms. A head held back by another process's pause asks again at least every
+   second, so a resume there is noticed. Anything local that may let the head in sooner
+   pokes the pump awake: a release, a cancellation (its entry is forgotten in Redis, which
+   frees room at once), a resume, a retune, and in that smooth-mode case a settle. A
+   settle otherwise frees nothing sooner than the server said, so it does not.
 
 **Woken waiters.** An admitted waiter counts from admission until its task actually
 resumes: an ``acquire()`` entry is then stamped (a settle, sent in the background), an
@@ -63,7 +68,7 @@ from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
 from ._redis_outbox import Outbox
-from ._redis_wire import BLOCKED_OPEN, BLOCKED_PAUSE, OPEN, TAKE
+from ._redis_wire import BLOCKED_OPEN, BLOCKED_PAUSE, BLOCKED_SETTLE, OPEN, TAKE
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -114,6 +119,8 @@ class Pacer:
         in_window: the first window's cost in Redis at the last round trip.
         wait: seconds the server asked the refused head to wait at the last round trip
             (0 after a whole batch was admitted).
+        settle_frees: whether a settle here may let the refused head in sooner (only
+            open entries hold back its burst, in smooth mode).
     """
 
     __slots__ = (
@@ -123,6 +130,7 @@ class Pacer:
         "_terms",
         "admitted",
         "in_window",
+        "settle_frees",
         "wait",
     )
 
@@ -134,6 +142,7 @@ class Pacer:
         self.admitted = 0
         self.in_window = 0
         self.wait = 0.0
+        self.settle_frees = False
 
     def pause_until(self, until: float) -> None:
         """Admit nothing here before ``until`` (a shorter pause never cuts a longer one)."""
@@ -160,6 +169,7 @@ class Pacer:
         """Learn from an admit reply to ``asked`` entries, decided at about ``decided``."""
         self.in_window = reply.in_window
         self.admitted += reply.admitted
+        self.settle_frees = reply.admitted < asked and reply.blocked == BLOCKED_SETTLE
         if reply.blocked != BLOCKED_PAUSE:
             self._shared_pause_until = -math.inf  # no pause in Redis any more
         if reply.admitted < asked:
@@ -169,7 +179,9 @@ class Pacer:
                 # second so that a resume() elsewhere is noticed.
                 self._shared_pause_until = decided + wait
                 wait = min(wait, _PAUSE_RECHECK)
-            elif reply.blocked == BLOCKED_OPEN:
+            elif reply.blocked in (BLOCKED_OPEN, BLOCKED_SETTLE):
+                # At least a period for a window of open entries (the server's bound); in
+                # smooth mode, a settle anywhere may free the burst: ask now and then.
                 wait = max(wait, self.poll_interval())
             self.wait = wait
             self._retry_at = decided + wait
@@ -182,7 +194,7 @@ class Pacer:
         return max(0.0, self._retry_at - now) + jitter
 
     def poll_interval(self) -> float:
-        """How often to ask when only a settle elsewhere can make room (5-250 ms)."""
+        """How often to ask when any settle may make room at once (5-250 ms)."""
         return min(max(min(r.interval for r in self._terms.rates), 0.005), 0.25)
 
 
@@ -190,8 +202,9 @@ class Pacer:
 class LocalQueue:
     """One process's queue for one Redis key, its pump, its slots and its open entries.
 
-    The queue makes the throttler's :class:`~throttled_http._redis_outbox.Outbox` (whose
-    flusher pokes the pump after each batch: a settle may free room).
+    The queue makes the throttler's :class:`~throttled_http._redis_outbox.Outbox`, whose
+    flusher tells it after each batch what went: a forget frees room (the pump is poked),
+    a settle only when the pacer says so.
 
     Args:
         wire, failover, terms: the throttler's other parts.
@@ -236,7 +249,7 @@ class LocalQueue:
         max_concurrency: int | None,
     ) -> None:
         self._wire = wire
-        self.outbox = Outbox(wire, key=key, on_sent=self.poke)
+        self.outbox = Outbox(wire, key=key, on_sent=self._sent)
         self._failover = failover
         self.pacer = Pacer(terms)
         self._key = key
@@ -623,6 +636,11 @@ class LocalQueue:
                 self._nap = None
             if handle is not None:
                 handle.cancel()
+
+    def _sent(self, settled: bool, forgot: bool) -> None:
+        """The outbox sent a batch: wake the pump if it may free room for the head."""
+        if forgot or (settled and self.pacer.settle_frees):
+            self.poke()
 
     def poke(self) -> None:
         """Wake the pump if it sleeps: something local may let the head in sooner."""

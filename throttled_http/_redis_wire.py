@@ -71,6 +71,7 @@ __all__ = [
     "ADMIT",
     "BLOCKED_OPEN",
     "BLOCKED_PAUSE",
+    "BLOCKED_SETTLE",
     "OPEN",
     "PAUSE",
     "REDIS_PY",
@@ -94,8 +95,9 @@ TAKE: Final = "0"  # admit and stamp now
 OPEN: Final = "1"  # admit open, stamped when settled
 RESUME: Final = "2"  # admit open, stamped when the waiting task resumes
 # Why admit.lua refused the rest of a batch (its "blocked" reply).
-BLOCKED_OPEN: Final = 1  # the head also waits for entries still open
+BLOCKED_OPEN: Final = 1  # the head also waits for entries still open (wait: a lower bound)
 BLOCKED_PAUSE: Final = 2  # a shared pause holds everything
+BLOCKED_SETTLE: Final = 4  # only open entries hold back the burst: any settle may let it in
 
 
 @final
@@ -340,7 +342,7 @@ class AdmitReply(NamedTuple):
 
     admitted: int  # how many of the batch, in order, were admitted
     wait_us: int  # nothing changes for the rest before this many µs
-    blocked: int  # 0, BLOCKED_OPEN or BLOCKED_PAUSE
+    blocked: int  # 0, BLOCKED_OPEN, BLOCKED_PAUSE or BLOCKED_SETTLE
     now_us: int  # the server's time of the decision
     in_window: int  # cost in the first rate's window after the call
 

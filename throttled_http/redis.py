@@ -16,10 +16,12 @@ the in-memory throttler.
 **No polling.** Tasks of one process queue locally, first come first served, and only the
 head of the queue talks to Redis (asking for up to 64 queued entries in one round trip). A
 refused head sleeps until the moment the server says the next entry frees, plus a little
-jitter. The one case where nobody can know that moment is a window full of entries still
-open in *another* process (requests awaiting their headers): the head then asks again
-after ``period / rate_limit`` seconds (clamped to 5-250 ms). Settles in the same process
-wake it at once.
+jitter. For a window full of entries still open (requests awaiting their headers) nobody
+knows that moment, but none of them can leave the window before one period from now (it
+settles no earlier than now, then counts for a period), so the head sleeps that long; a
+settle here does not wake it (it frees nothing sooner), a cancelled entry does. Only in
+smooth mode, when open entries alone hold the burst back, does the head ask again after
+``period / rate_limit`` seconds (clamped to 5-250 ms), and a settle here wakes it.
 
 **Data.** Per key, with the key escaped and wrapped in a ``{...}`` hash tag so that every
 Redis key of one throttler lives in one Redis Cluster slot:

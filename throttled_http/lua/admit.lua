@@ -22,8 +22,10 @@
 -- entries were admitted in order (FIFO: the first refusal stops the batch); when some were
 -- refused, nothing can change for them before `wait_us` (pause, windows, spacing);
 -- blocked = 1 says the head also waits for entries still open (their settling time is
--- unknown), blocked = 2 that a shared pause holds everything until `wait_us` from now,
--- blocked = 3 that the call was fenced off (nobody waits for this answer).
+-- unknown: `wait_us` is the soonest they could make room, at least a period for a window
+-- they fill), blocked = 2 that a shared pause holds everything until `wait_us` from now,
+-- blocked = 3 that the call was fenced off (nobody waits for this answer), blocked = 4
+-- that only open entries hold back the burst (smooth mode): any settle may let it in.
 -- in_window is the cost counted in the first rate's window after this call.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
@@ -52,9 +54,11 @@ local function in_window(i)
   return redis.call('ZCOUNT', stamps, '(' .. num(now - periods[i]), '+inf')
 end
 
--- The earliest time >= now at which `cost` more fits; blocked = an open entry must settle.
+-- The earliest time >= now at which `cost` more fits, and why it is unknown: blocked = 1
+-- when an open entry must settle first (`at` is then a lower bound), 4 when only open
+-- entries hold back the burst (a settle may let `cost` in at once).
 local function earliest(cost)
-  local at, blocked = now, 0
+  local at, blocked, spent = now, 0, false
   for i = 1, nrates do
     local excess = in_window(i) + cost - limits[i]
     if excess > 0 then
@@ -62,7 +66,10 @@ local function earliest(cost)
       local hit = redis.call('ZRANGE', stamps, before + excess - 1, before + excess - 1, 'WITHSCORES')
       local score = tonumber(hit[2])
       if score > now then
+        -- Open: settled no earlier than now, it leaves this window a period after that at
+        -- the soonest (only a forget, a cancelled entry, frees it before).
         blocked = 1
+        if now + periods[i] > at then at = now + periods[i] end
       elseif score + periods[i] > at then
         at = score + periods[i]
       end
@@ -72,12 +79,15 @@ local function earliest(cost)
     local open = redis.call('ZCOUNT', stamps, '(' .. num(now), '+inf')
     local slack = open + cost - math.max(burst, cost)
     if slack > 0 then
-      blocked = 1
+      spent = true
     else
       local tat = tonumber(redis.call('GET', tat_key) or '0')
       local ready = tat + slack * interval
       if ready > at then at = ready end
     end
+  end
+  if spent then
+    if blocked == 0 and at <= now then blocked = 4 else blocked = 1 end
   end
   return at, blocked
 end
@@ -129,7 +139,7 @@ else
     local base = pos + 3 * (k - 1)
     local cost, mode, member = tonumber(ARGV[base + 1]), ARGV[base + 2], ARGV[base + 3]
     local at, b = earliest(cost)
-    if at > now or b == 1 then
+    if at > now or b > 0 then
       wait, blocked = at - now, b
       break
     end
