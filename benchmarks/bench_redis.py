@@ -38,12 +38,18 @@ for 4 s through latency-proof entries whose responses take 200 ms (``async with
 throttler.entry(): await asyncio.sleep(0.2)``). Each worker counts its admit calls and
 those that admitted nothing (wasted: the head asked again before anything could free).
 
+**Leases** (``--leases``): a worker holds the whole limit (10 per 0.5 s) in open entries
+and is killed with ``SIGKILL`` at a random moment of its renewal cycle; a survivor
+measures how long until it has all 10 entries again, with the default ``lease_timeout``
+(5 s) and with 1 s.
+
 Run::
 
     python benchmarks/bench_redis.py            # needs redis-server on PATH
     python benchmarks/bench_redis.py --url redis://127.0.0.1:6379   # counts are then shared
     python benchmarks/bench_redis.py --faults   # only the fault runs (about a minute)
     python benchmarks/bench_redis.py --polling  # admit calls per admission (about 10 s)
+    python benchmarks/bench_redis.py --leases   # a killed worker's entries (about 40 s)
 """
 
 from __future__ import annotations
@@ -434,6 +440,57 @@ async def _polling() -> None:
     print(f"{admitted:>10}{calls:>13}{wasted:>8}{calls / max(1, admitted):>17.3f}")
 
 
+_HOLDER = """
+import asyncio, sys
+from throttled_http.redis import RedisThrottler
+
+url, key, lease = sys.argv[1:]
+
+async def main():
+    throttler = RedisThrottler(10, 0.5, redis=url, key=key, lease_timeout=float(lease))
+    entries = [await throttler.open_entry() for _ in range(10)]  # never settled
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def _leases() -> None:
+    import random
+
+    proc, url = _start_server()
+    print("leases: a worker holding 10 of 10 per 0.5 s open is killed (SIGKILL)")
+    print(f"{'lease_timeout':>14}{'run':>5}{'entries back after':>20}")
+    try:
+        for lease in (5.0, 1.0):
+            for run in range(1, 4):
+                key = uuid.uuid4().hex
+                holder = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-c",
+                    _HOLDER,
+                    url,
+                    key,
+                    repr(lease),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                assert holder.stdout is not None
+                await holder.stdout.readline()
+                await asyncio.sleep(lease + random.random() * lease)
+                holder.kill()
+                await holder.wait()
+                killed = time.monotonic()
+                survivor = RedisThrottler(10, 0.5, redis=url, key=key)
+                await asyncio.gather(*(survivor.acquire() for _ in range(10)))
+                back = time.monotonic() - killed
+                await survivor.aclose()
+                print(f"{lease:>13.1f}s{run:>5}{back:>19.2f}s")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="use this Redis instead of a private redis-server")
@@ -442,7 +499,11 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per bound run")
     parser.add_argument("--faults", action="store_true", help="only the fault runs")
     parser.add_argument("--polling", action="store_true", help="only the polling run")
+    parser.add_argument("--leases", action="store_true", help="only the lease runs")
     args = parser.parse_args()
+    if args.leases:
+        await _leases()
+        return
     if args.faults:
         await _faults()
         return

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from test_redis_faults import PrivateRedis
 
+from throttled_http.redis import RedisThrottler
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -101,3 +103,75 @@ async def test_head_blocked_by_entries_open_elsewhere_does_not_poll(
     # Admit calls plus settle calls, per admission: polling every period / rate_limit
     # (12.5 ms) made 1.0 here; a head that sleeps a period makes about 0.3.
     assert calls / admitted < 0.7, (calls, admitted)
+
+
+HOLDER = """
+import asyncio, sys
+from throttled_http.redis import RedisThrottler
+
+url, key = sys.argv[1:]
+
+async def main():
+    throttler = RedisThrottler(10, 0.5, redis=url, key=key, lease_timeout=1.0)
+    entries = [await throttler.open_entry() for _ in range(10)]  # never settled
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_killed_workers_entries_come_back_within_lease_and_period(
+    private_redis: PrivateRedis,
+) -> None:
+    """A worker that holds the whole limit open renews its leases while alive; killed with
+    SIGKILL, its entries come back within lease_timeout + period, not open_timeout."""
+    key = uuid.uuid4().hex
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, private_redis.url, key, stdout=asyncio.subprocess.PIPE
+    )
+    survivor = RedisThrottler(10, 0.5, redis=private_redis.url, key=key, lease_timeout=1.0)
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
+        await asyncio.sleep(2.0)  # two leases: held only if they were renewed
+        assert not await survivor.try_acquire()
+        proc.kill()
+        await proc.wait()
+        killed = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(survivor.acquire() for _ in range(10))), 30)
+        # Within one lease (1 s) plus one period (0.5 s), with a wide margin for load;
+        # open_timeout (60 s) bounded it before.
+        assert time.monotonic() - killed < 1.5 + 2.0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await survivor.aclose()
+
+
+async def test_renewal_never_moves_a_settled_stamp(private_redis: PrivateRedis) -> None:
+    """Renewals keep an open entry scored in the future and leave a settled one where
+    its settle stamped it."""
+    client = private_redis.client()
+    throttler = RedisThrottler(
+        rates=("10/0.5s", "1000000/60s"), redis=client, key="r", lease_timeout=0.3
+    )
+    assert throttler.lease_timeout == 0.3
+    kept = await throttler.open_entry()
+    settled = await throttler.open_entry()
+    async with throttler.entry():
+        pass  # its settle has reached Redis when the block ends
+    settled.settle()
+    await asyncio.sleep(0.9)  # three leases, nine renewals
+    seconds, micros = await client.time()
+    now = float(seconds) + float(micros) / 1e6
+    rows = await client.zrange(throttler.redis_keys[0], 0, -1, withscores=True)
+    scores = sorted(float(row[1]) / 1e6 for row in rows)
+    assert len(scores) == 3
+    assert scores[1] < now - 0.8  # the two settled stamps did not move
+    assert now < scores[2] <= now + 0.3 + 0.05  # the open one is a lease ahead
+    kept.close()
+    settled.close()
+    await throttler.aclose()
+    await client.aclose()

@@ -11,10 +11,12 @@ far in as few calls as it can:
   lost, see below);
 * **fences**: the ids of admit calls whose answer was lost, so that such a call, if Redis
   runs it late, admits nothing;
+* **renewals**: the leases of this process's latency-proof entries still open, renewed
+  every third of a lease (the local queue hands over the list; a newer one replaces it);
 * **a pause**: the longest pause asked for since the last call, or a resume (``0``).
 
-Settles, forgets and fences travel in one ``settle.lua`` call, the pause in one
-``pause.lua`` call.
+Settles, forgets, fences and renewals travel in one ``settle.lua`` call, which stamps
+before it renews (a renewal never moves a stamp), the pause in one ``pause.lua`` call.
 
 **Lost answers.** An admit call that fails (an error, or no answer within
 ``command_timeout``) may still have run, or may run later: Redis took it in, then stalled,
@@ -37,8 +39,9 @@ flusher is done with that batch (sent, failed or dropped), which is how leaving
 ``async with entry()`` waits for its own settle, and :meth:`Outbox.drain` waits for
 everything queued so far (``aclose()``).
 
-**Losses.** A settle that is never sent keeps its entry open in Redis until
-``open_timeout``: counted longer than needed, never less. The first failure of a run of
+**Losses.** A settle that is never sent keeps its entry open in Redis until its lease
+runs out (see :mod:`~throttled_http._redis_leases`; it is renewed no more once settled
+here): counted longer than needed, never less. The first failure of a run of
 failures is logged, and so is every settle given up on. A settle still queued when the loop
 stops (the flusher is cancelled, or never ran) is logged too, with how many were lost: it
 blocks every process sharing the key until ``open_timeout``. An ``acquire()`` stamp is not
@@ -113,6 +116,7 @@ class Outbox:
         "_nap",
         "_on_sent",
         "_pause",
+        "_renewals",
         "_sent",
         "_sent_fut",
         "_settles",
@@ -129,6 +133,7 @@ class Outbox:
         self._forgets: list[_Item] = []
         self._fences: list[_Fence] = []
         self._pause: float | None = None  # ms to pause (0: resume), not yet sent
+        self._renewals: list[tuple[int, str, int]] | None = None  # leases to renew
         # Batches the flusher has taken, and has finished with (sent, failed or dropped);
         # _sent_fut wakes whoever waits for _sent to grow. _in_batch: costly items in the
         # batch being sent.
@@ -174,6 +179,12 @@ class Outbox:
         if loop is not None:
             self.schedule(loop)
 
+    def renew(self, loop: asyncio.AbstractEventLoop, leases: list[tuple[int, str, int]]) -> None:
+        """Queue the renewal of ``leases``, each ``(cost, member, deadline in server µs)``,
+        replacing any renewal not yet sent."""
+        self._renewals = leases
+        self.schedule(loop)
+
     def pause(self, ms: float) -> None:
         """Queue a shared pause of ``ms`` milliseconds; a shorter one never replaces it.
 
@@ -193,7 +204,13 @@ class Outbox:
     @property
     def pending(self) -> bool:
         """Whether anything is queued and not yet taken by the flusher."""
-        return bool(self._settles or self._forgets or self._fences or self._pause is not None)
+        return bool(
+            self._settles
+            or self._forgets
+            or self._fences
+            or self._renewals
+            or self._pause is not None
+        )
 
     @property
     def busy(self) -> bool:
@@ -272,16 +289,19 @@ class Outbox:
                 forgets, self._forgets = self._forgets, []
                 fences, self._fences = self._fences, []
                 pause, self._pause = self._pause, None
+                renewals, self._renewals = self._renewals or [], None
                 self._taken += 1
                 self._in_batch = _costly(settles) + _costly(forgets)
-                if settles or forgets or fences:
+                if settles or forgets or fences or renewals:
                     try:
                         await wire.settle(
                             [(c, m) for c, m, _, _ in settles],
                             [(c, m) for c, m, _, _ in forgets],
                             [call for call, _ in fences],
+                            renewals,
                         )
                     except ThrottlerBackendError as exc:
+                        self._renew_again(renewals)
                         self._failed(loop.time(), settles, forgets, fences, exc)
                     else:
                         self._failures = 0
@@ -296,6 +316,11 @@ class Outbox:
         finally:
             if self._flusher is me:
                 self._flusher = None
+
+    def _renew_again(self, renewals: list[tuple[int, str, int]]) -> None:
+        """Queue a failed renewal again, unless a newer one came (or we are closing)."""
+        if self._renewals is None and not self._closing:
+            self._renewals = renewals
 
     def _failed(
         self,
@@ -358,9 +383,9 @@ class Outbox:
             if dropped:
                 logger.warning(
                     "%d settle(s) of %r may not have reached Redis (the loop stopped first): "
-                    "those entries stay open there until open_timeout, blocking every "
-                    "process. Leave 'async with entry()' or await aclose() before the loop "
-                    "ends.",
+                    "those entries stay open there until their lease runs out (at most "
+                    "until open_timeout), blocking every process. Leave 'async with "
+                    "entry()' or await aclose() before the loop ends.",
                     dropped,
                     self._key,
                 )

@@ -67,6 +67,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 from ._exceptions import ThrottlerBackendError, ThrottlerTimeoutError
+from ._redis_leases import Leases
 from ._redis_outbox import Outbox
 from ._redis_wire import BLOCKED_OPEN, BLOCKED_PAUSE, BLOCKED_SETTLE, OPEN, TAKE
 
@@ -213,6 +214,7 @@ class LocalQueue:
 
     Attributes (written here only):
         outbox: the settles, forgets and pauses queued for Redis.
+        leases: this process's latency-proof entries open in Redis, renewed while open.
         pacer: when the head may ask next (pauses, the last reply).
         loop: the event loop the queue belongs to, or ``None`` before first use.
         max_concurrency: as given.
@@ -232,6 +234,7 @@ class LocalQueue:
         "_wire",
         "_woken",
         "in_flight",
+        "leases",
         "loop",
         "max_concurrency",
         "open_cost",
@@ -250,6 +253,7 @@ class LocalQueue:
     ) -> None:
         self._wire = wire
         self.outbox = Outbox(wire, key=key, on_sent=self._sent)
+        self.leases = Leases(wire, self.outbox)
         self._failover = failover
         self.pacer = Pacer(terms)
         self._key = key
@@ -359,6 +363,7 @@ class LocalQueue:
         for waiter, kind in woken:
             self._undo(waiter, kind)
         self._wire.remake_client()
+        self.leases.move(self.loop)
         if self.outbox.pending and self.loop is not None:
             self.outbox.schedule(self.loop)
 
@@ -442,6 +447,8 @@ class LocalQueue:
         Returns the outbox ticket that will carry it.
         """
         self.open_cost -= cost
+        if entry:
+            self.leases.drop(member)
         if reservation is not None:
             self._failover.settle(self.now(), reservation)
         return self.outbox.settle(self.running_loop(), cost, member, entry)
@@ -459,7 +466,8 @@ class LocalQueue:
             self.poke()
 
     async def stop(self) -> None:
-        """Cancel the pump and wait for it to end."""
+        """Cancel the pump and wait for it to end; renew no more leases."""
+        self.leases.stop()
         pump = self._pump
         if pump is not None:
             pump.cancel()
@@ -605,6 +613,8 @@ class LocalQueue:
         for waiter in batch[:count]:
             if kind == REDIS and waiter.mode != TAKE:
                 self.open_cost += waiter.cost
+                if waiter.mode == OPEN and self.loop is not None:
+                    self.leases.add(self.loop, waiter.cost, waiter.member, now_us)
             _drop_through(waiters, waiter)
             if waiter.fut.done():
                 self._undo(waiter, kind)  # timed out or cancelled during the round trip
@@ -619,6 +629,7 @@ class LocalQueue:
         if kind == REDIS:
             if waiter.mode != TAKE:
                 self.open_cost -= waiter.cost
+            self.leases.drop(waiter.member)
             if waiter.reservation is not None:
                 self._failover.unreserve(waiter.reservation)
                 waiter.reservation = None

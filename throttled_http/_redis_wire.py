@@ -3,9 +3,10 @@
 Nothing here queues or decides; this is the one place that knows how Redis is spoken to.
 
 **Scripts.** Every atomic operation is one Lua file shipped as package data in
-``throttled_http/lua/``: ``admit.lua`` decides a batch of queued entries, ``settle.lua``
-stamps open entries at the server's time (and forgets entries that never happened, and
-fences off admit calls whose answer was lost) and ``pause.lua`` sets or clears the shared
+``throttled_http/lua/``: ``admit.lua`` decides a batch of queued entries (a latency-proof
+one is admitted open for one lease), ``settle.lua`` stamps open entries at the server's
+time (and forgets entries that never happened, fences off admit calls whose answer was
+lost, and renews the leases of entries still open) and ``pause.lua`` sets or clears the shared
 pause. A script is called by its SHA
 (``EVALSHA``); a server that answers ``NOSCRIPT`` (restarted, failed over, ``SCRIPT FLUSH``)
 gets the source once with ``EVAL``, which caches it again: one extra round trip, once.
@@ -360,7 +361,9 @@ class Wire:
         key: the throttler's key, as given (named in error messages).
         prefix: prepended to every Redis key.
         terms: the limits to send.
-        open_timeout: seconds an unsettled entry counts as open.
+        open_timeout: seconds an unsettled entry counts as open, at most.
+        lease_timeout: seconds a latency-proof entry counts as open past its last
+            renewal (at most ``open_timeout``).
         command_timeout: seconds any one call may take.
 
     Attributes:
@@ -372,7 +375,9 @@ class Wire:
     __slots__ = (
         "_client",
         "_command_timeout",
+        "_hold_us",
         "_key",
+        "_lease",
         "_library",
         "_open_timeout",
         "_owns_client",
@@ -395,6 +400,7 @@ class Wire:
         prefix: str,
         terms: Terms,
         open_timeout: float,
+        lease_timeout: float,
         command_timeout: float,
     ) -> None:
         self._client = client
@@ -406,6 +412,9 @@ class Wire:
         self.keys = (f"{base}:s", f"{base}:t", f"{base}:p", f"{base}:x")
         self._terms = terms
         self._open_timeout = open_timeout
+        self._lease = min(lease_timeout, open_timeout)
+        # A latency-proof entry is admitted open for one lease; its process renews it.
+        self._hold_us = str(round(self._lease * 1e6))
         self._command_timeout = command_timeout
         # An acquire() entry counts as open at most this long, waiting for its task to
         # resume (its stamp is then on its way, bounded by command_timeout).
@@ -417,6 +426,12 @@ class Wire:
     def open_timeout(self) -> float:
         """Seconds an unsettled entry counts as open."""
         return self._open_timeout
+
+    @property
+    def lease(self) -> float:
+        """Seconds a latency-proof entry counts as open past its admission or last
+        renewal (``lease_timeout``, at most ``open_timeout``)."""
+        return self._lease
 
     @property
     def resume_timeout(self) -> float:
@@ -436,7 +451,7 @@ class Wire:
         terms = self._terms
         rates = terms.every(asyncio.get_running_loop().time())
         args = [
-            str(round(self._open_timeout * 1e6)),
+            self._hold_us,
             self._resume_us,
             str(terms.burst or 0),
             repr(terms.interval_us()),
@@ -458,9 +473,12 @@ class Wire:
         settles: Sequence[tuple[int, str]],
         forgets: Sequence[tuple[int, str]],
         fences: Sequence[str],
+        renewals: Sequence[tuple[int, str, int]] = (),
     ) -> None:
-        """Stamp ``settles`` now and forget ``forgets``, each ``(cost, member)``, and fence
-        off the admit calls ``fences`` (by id). Idempotent: safe to send again."""
+        """Stamp ``settles`` now and forget ``forgets``, each ``(cost, member)``, fence
+        off the admit calls ``fences`` (by id), and renew the leases of ``renewals``, each
+        ``(cost, member, deadline in server µs)``, of entries still open. Idempotent: safe
+        to send again."""
         terms = self._terms
         args = [
             str(terms.burst or 0),
@@ -475,6 +493,9 @@ class Wire:
             args += (str(cost), member)
         args.append(str(len(fences)))
         args += fences
+        args += (self._hold_us, str(len(renewals)))
+        for cost, member, deadline in renewals:
+            args += (str(cost), member, str(deadline))
         stamps, tat, _, fence = self.keys
         await self.call(SETTLE, (stamps, tat, fence), args)
 

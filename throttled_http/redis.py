@@ -47,11 +47,16 @@ and a settle sent again, once Redis answers, so a short stall costs about one
 persistence, ``FLUSHALL``), this process never admits past its own record of its entries
 of the last period, in any mode.
 
-**Parts.** A `RedisThrottler` composes four private parts, each a module of its
+**Leases.** An open entry is scored at a lease deadline (``lease_timeout``, 5 s), which
+this process renews while it lives, up to ``open_timeout``: a crashed process's entries
+count as stamped within a lease of its last renewal.
+
+**Parts.** A `RedisThrottler` composes five private parts, each a module of its
 own that starts by teaching it: the *wire* (the Lua scripts, keys, argument encoding,
 error mapping and bounded calls), the *local queue* (this process's FIFO queue and the
-pump that asks Redis for it), the *outbox* (settles, forgets and pauses sent in the
-background, batched) and the *failover* (the shadow ledger of this process's entries and
+pump that asks Redis for it), the *outbox* (settles, forgets, renewals and pauses sent in
+the background, batched), the *leases* (this process's open entries, renewed) and the
+*failover* (the shadow ledger of this process's entries and
 the local fallback). This module holds the public classes only.
 """
 
@@ -147,14 +152,24 @@ class RedisThrottler:
     from admission until it is settled and for ``period`` after the server's time of
     settling, so no window at a remote HTTP server sees more either, whatever the latency.
     An entry not settled within ``open_timeout`` of admission counts from then on as if
-    stamped at that deadline (so a crashed process blocks nothing for long), until it is
-    settled; the guarantee at a remote server therefore needs each request to *reach* the
-    server within ``open_timeout`` of admission (its response may take longer).
+    stamped at that deadline, until it is settled; the guarantee at a remote server
+    therefore needs each request to *reach* the server within ``open_timeout`` of
+    admission (its response may take longer).
+
+    **Leases.** An open entry holds its place in Redis for ``lease_timeout`` seconds,
+    which this process renews (every third of a lease, all its open entries in one call)
+    while it lives, up to ``open_timeout``. A crashed process stops renewing: its open
+    entries count as stamped at most ``lease_timeout`` after its last renewal, and leave
+    every window ``period`` later. A process that is alive but does not run for longer
+    than two thirds of a lease (``SIGSTOP``, a blocked event loop, Redis unreachable from
+    it) loses its leases the same way: the limit at a remote server then still holds for
+    every request that reached it before its lease ran out.
 
     **Fairness.** Within a process, entries are admitted first come, first served; across
     processes, whichever head asks first once an entry frees gets it.
 
-    **Concurrency** (``max_concurrency``) and `release` are per process.
+    **Concurrency** (``max_concurrency``) and `release` are per process: no slot is held
+    in Redis, so a crashed process leaves none behind.
 
     **Pause.** `pause` takes effect at once in this process and is shared through
     Redis (on the server's clock) with every process using the key, which learns of it at
@@ -194,6 +209,8 @@ class RedisThrottler:
             in-memory throttler at the same rates, or ``"allow"`` entries.
         open_timeout: seconds an unsettled entry counts as open before it is considered
             stamped at that deadline (finite, > 0).
+        lease_timeout: seconds an open entry of a process that stopped renewing it (it
+            crashed) keeps counting as open (finite, > 0; at most ``open_timeout``).
         command_timeout: seconds any one Redis call may take before it counts as a failure
             (finite, > 0).
         recover_after: seconds to bypass Redis after a failure with ``on_error`` ``"local"``
@@ -204,7 +221,8 @@ class RedisThrottler:
 
     .. versionchanged:: 0.2
        ``hold_timeout`` was renamed ``open_timeout``; the synchronous ``try_acquire()``
-       was removed and ``try_acquire_async()`` renamed `try_acquire`.
+       was removed and ``try_acquire_async()`` renamed `try_acquire`; ``lease_timeout``
+       was added.
     """
 
     __slots__ = ("__weakref__", "_closed", "_failover", "_key", "_queue", "_terms", "_wire")
@@ -222,6 +240,7 @@ class RedisThrottler:
         prefix: str = "throttled_http:",
         on_error: OnError = "raise",
         open_timeout: float = 60.0,
+        lease_timeout: float = 5.0,
         command_timeout: float = 2.0,
         recover_after: float = 1.0,
     ) -> None:
@@ -233,6 +252,7 @@ class RedisThrottler:
         prefix = check_prefix(prefix)
         on_error = check_on_error(on_error)
         open_timeout = positive_float("open_timeout", open_timeout)
+        lease_timeout = positive_float("lease_timeout", lease_timeout)
         command_timeout = positive_float("command_timeout", command_timeout)
         recover_after = positive_float("recover_after", recover_after)
         client, owns_client, library = check_client(redis)  # last: a URL makes a client
@@ -246,6 +266,7 @@ class RedisThrottler:
             prefix=prefix,
             terms=terms,
             open_timeout=open_timeout,
+            lease_timeout=lease_timeout,
             command_timeout=command_timeout,
         )
         self._failover = failover = Failover(
@@ -306,6 +327,12 @@ class RedisThrottler:
     def open_timeout(self) -> float:
         """Seconds an unsettled entry counts as open."""
         return self._wire.open_timeout
+
+    @property
+    def lease_timeout(self) -> float:
+        """Seconds an open entry counts as open past its last renewal (at most
+        `open_timeout`)."""
+        return self._wire.lease
 
     @property
     def on_error(self) -> OnError:
@@ -691,11 +718,11 @@ class RedisBackend:
         redis: a redis-py or valkey-py asyncio client or a URL (see
             `RedisThrottler`); a client made from a URL is closed by `aclose`.
         prefix: prepended to every Redis key; must not contain ``{`` or ``}``.
-        on_error, open_timeout, command_timeout, recover_after: as for
+        on_error, open_timeout, lease_timeout, command_timeout, recover_after: as for
             `RedisThrottler`.
 
     .. versionchanged:: 0.2
-       ``hold_timeout`` was renamed ``open_timeout``.
+       ``hold_timeout`` was renamed ``open_timeout``; ``lease_timeout`` was added.
     """
 
     __slots__ = ("_client", "_made", "_options", "_owns_client", "_prefix")
@@ -707,6 +734,7 @@ class RedisBackend:
         *,
         on_error: OnError = "raise",
         open_timeout: float = 60.0,
+        lease_timeout: float = 5.0,
         command_timeout: float = 2.0,
         recover_after: float = 1.0,
     ) -> None:
@@ -714,6 +742,7 @@ class RedisBackend:
         self._options: dict[str, Any] = {
             "on_error": check_on_error(on_error),
             "open_timeout": positive_float("open_timeout", open_timeout),
+            "lease_timeout": positive_float("lease_timeout", lease_timeout),
             "command_timeout": positive_float("command_timeout", command_timeout),
             "recover_after": positive_float("recover_after", recover_after),
         }

@@ -1,12 +1,18 @@
 -- throttled_http settle: stamp open entries at the server's time of settling, forget
 -- entries that never happened (their waiter was cancelled after admission, or the answer
--- to their admission was lost), and fence off admit calls whose answer was lost, so that
--- one still on its way admits nothing when it arrives. Every part is idempotent: a call
--- whose own answer is lost is simply sent again.
+-- to their admission was lost), fence off admit calls whose answer was lost, so that
+-- one still on its way admits nothing when it arrives, and renew the leases of entries
+-- still open in a live process. Every part is idempotent: a call whose own answer is
+-- lost is simply sent again.
 --
 -- KEYS[1] stamps, KEYS[2] tat, KEYS[3] fence: as in admit.lua.
 -- ARGV: burst (0 = none), interval_us, ttl_ms, nsettle, (cost, member) x nsettle,
---       nforget, (cost, member) x nforget, nfence, call id x nfence.
+--       nforget, (cost, member) x nforget, nfence, call id x nfence,
+--       lease_us, nrenew, (cost, member, deadline_us) x nrenew.
+-- A renewal moves an open entry's score to now + lease_us, never past its deadline
+-- (admission + open_timeout) and never earlier; it touches only members still scored in
+-- the future (open): a settled stamp, or a lease that already ran out (which counts as
+-- stamped then), is never moved, and a member gone is never added.
 -- Returns the server time in microseconds.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 
@@ -53,6 +59,21 @@ if nfence > 0 then
   -- As long as the other keys live (the longest period plus open_timeout, plus 1 s): a
   -- fenced call arriving later still would admit, and count until open_timeout.
   redis.call('PEXPIRE', fence, ttl)
+end
+pos = pos + nfence + 1
+local lease = tonumber(ARGV[pos])
+local nrenew = tonumber(ARGV[pos + 1])
+pos = pos + 1
+for k = 1, nrenew do
+  local cost, member, deadline = tonumber(ARGV[pos + 1]), ARGV[pos + 2], tonumber(ARGV[pos + 3])
+  pos = pos + 3
+  local target = math.min(now + lease, deadline)
+  each(cost, member, function(m)
+    local score = tonumber(redis.call('ZSCORE', stamps, m))
+    if score and score > now and target > score then
+      redis.call('ZADD', stamps, 'XX', string.format('%.17g', target), m)
+    end
+  end)
 end
 if settled > 0 then
   redis.call('PEXPIRE', stamps, ttl)
