@@ -228,6 +228,7 @@ class LocalQueue:
         "_failover",
         "_key",
         "_nap",
+        "_poked",
         "_pump",
         "_token",
         "_waiters",
@@ -268,6 +269,7 @@ class LocalQueue:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pump: asyncio.Task[None] | None = None
         self._nap: asyncio.Future[None] | None = None
+        self._poked = False  # poked while not asleep: the next sleep ends at once
         self.in_flight = 0
         self.open_cost = 0
 
@@ -517,6 +519,9 @@ class LocalQueue:
                     continue
                 self._give_back(batch[fitting:])
                 del batch[fitting:]
+                # A local event from here on (a forget reaching Redis while this call
+                # travels) may not be in the answer: it ends the sleep that follows.
+                self._poked = False
                 try:
                     admitted, now_us = await self._ask(batch)  # gives the batch back on failure
                 except ThrottlerBackendError as exc:
@@ -636,7 +641,14 @@ class LocalQueue:
             self.outbox.forget(waiter.cost, waiter.member, waiter.mode == OPEN, self.loop)
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float | None) -> None:
-        """Sleep ``delay`` seconds (``None``: until poked); a local event ends it early."""
+        """Sleep ``delay`` seconds (``None``: until poked); a local event ends it early.
+
+        A poke that came while the pump was not asleep (during a round trip) is not lost:
+        the next sleep ends at once.
+        """
+        if self._poked:
+            self._poked = False
+            return
         fut: asyncio.Future[None] = loop.create_future()
         self._nap = fut
         handle = None if delay is None else loop.call_later(delay, _wake, fut)
@@ -658,6 +670,8 @@ class LocalQueue:
         nap = self._nap
         if nap is not None and not nap.done():
             nap.set_result(None)
+        else:
+            self._poked = True
 
     def _member(self) -> str:
         return f"{self._token}:{next(self._counter)}"
