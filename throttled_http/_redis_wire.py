@@ -145,6 +145,7 @@ class Library(NamedTuple):
     error: type[Exception]  # the base of every error it raises
     no_script: type[Exception]  # its NoScriptError
     from_url: Callable[[str], Any]  # makes a client of a URL, with our retry policy
+    connection_error: type[Exception]  # its ConnectionError: the connection was lost
 
 
 # The retry policy of a client made from a URL (redis-py's and valkey-py's own from_url
@@ -153,6 +154,7 @@ class Library(NamedTuple):
 # 10 ms doubling to 0.5 s, half of it jitter. Every call stays bounded by command_timeout,
 # which cancels the retries too; sending an admit again is safe (see admit.lua).
 _RETRIES: Final = 10
+_LOST_CONNECTION_TRIES: Final = 3  # the wire's own, around the client's (see Wire._eval)
 _BACKOFF_BASE: Final = 0.01
 _BACKOFF_CAP: Final = 0.5
 
@@ -183,19 +185,22 @@ def _valkey_from_url(url: str) -> Any:
     return aiovalkey.Valkey.from_url(url, retry=retry, retry_on_error=errors)
 
 
-REDIS_PY: Final = Library("redis", RedisError, NoScriptError, _redis_from_url)
+REDIS_PY: Final = Library(
+    "redis", RedisError, NoScriptError, _redis_from_url, _RedisConnectionError
+)
 
 
 def _valkey_library() -> Library:
     """valkey-py's :class:`Library`; raises ImportError naming the extra without it."""
     try:
+        from valkey.exceptions import ConnectionError as ValkeyConnectionError
         from valkey.exceptions import NoScriptError as ValkeyNoScript
         from valkey.exceptions import ValkeyError
     except ImportError as exc:
         raise ImportError(
             "valkey:// and valkeys:// URLs need valkey-py: pip install throttled_http[valkey]"
         ) from exc
-    return Library("valkey", ValkeyError, ValkeyNoScript, _valkey_from_url)
+    return Library("valkey", ValkeyError, ValkeyNoScript, _valkey_from_url, ValkeyConnectionError)
 
 
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
@@ -543,6 +548,20 @@ class Wire:
             await self._client.aclose()
 
     async def _eval(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
+        # A connection lost where the client's own retries do not reach (valkey-py checks a
+        # pooled connection before its retry loop, and raises if the server closed it just
+        # then) is worth a few more tries: every script is safe to run again (see
+        # admit.lua), and `call` bounds them all by command_timeout.
+        for attempt in range(_LOST_CONNECTION_TRIES):
+            try:
+                return await self._eval_once(script, keys, args)
+            except self._library.connection_error:
+                if attempt == _LOST_CONNECTION_TRIES - 1:
+                    raise
+                await asyncio.sleep(_BACKOFF_BASE * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _eval_once(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
         client: Any = self._client
         self.round_trips += 1
         try:
