@@ -13,12 +13,12 @@ import asyncio
 import bisect
 import threading
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 
     from throttled_http.testing import RecordingServer
 
@@ -113,4 +113,16 @@ def thread_server() -> Iterator[RecordingServer]:
         asyncio.run_coroutine_threadsafe(srv.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main()`` on a fresh looptime loop starting at 0 (for hypothesis tests, which
+    cannot take pytest's per-test loop)."""
+    import looptime
+
+    loop = looptime.new_event_loop(start=0.0, idle_timeout=1.0, idle_step=0.01)
+    try:
+        loop.run_until_complete(main())
+    finally:
         loop.close()

@@ -12,17 +12,15 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import looptime
 import pytest
-from conftest import max_in_window
+from conftest import max_in_window, run_virtual
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from throttled_http import Rate, SyncThrottler, Throttler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterable
-    from typing import Any
+    from collections.abc import Iterable
 
 pytestmark = pytest.mark.looptime(idle_timeout=1.0, idle_step=0.01)
 
@@ -44,15 +42,6 @@ def bucket_deficit(events: Iterable[tuple[float, int]], capacity: int, period: f
         level -= cost
         worst = min(worst, level)
     return -worst
-
-
-def run_virtual(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run `main` on a fresh loop under looptime's virtual clock (for hypothesis tests)."""
-    loop = looptime.new_event_loop(start=0.0, idle_timeout=1.0, idle_step=0.01)
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
 
 
 # -- construction and costs --------------------------------------------------------------

@@ -13,9 +13,8 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-import looptime
 import pytest
-from conftest import max_in_window
+from conftest import max_in_window, run_virtual
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +28,7 @@ from throttled_http import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable
     from typing import Any
 
 # Virtual time; a test that would wait forever fails after 1 s of idling instead.
@@ -1051,15 +1050,6 @@ async def test_set_rates_validates_burst() -> None:
 
 
 # -- properties, each example on its own virtual-time loop -------------------------------
-
-
-def run_virtual(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``main()`` on a fresh looptime loop starting at 0."""
-    loop = looptime.new_event_loop(start=0.0, idle_timeout=1.0, idle_step=0.01)
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
 
 
 @pytest.mark.looptime(False)

@@ -20,6 +20,8 @@ from ._validate import int_in_range, positive_int
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from ._budgets import CostLike
+
     Cost = int | Charge
 
 __all__ = ["ThrottlerStatistics"]
@@ -206,6 +208,18 @@ class _LedgerFront:
         return budgets is not None and budgets.bucket
 
     def statistics(self) -> ThrottlerStatistics:
+        raise NotImplementedError
+
+    def has_capacity(self, cost: CostLike = 1) -> bool:
+        """Whether an entry of `cost` would be admitted now without waiting (`False` for
+        one that could never be)."""
+        try:
+            charge = self._check_cost(cost)
+        except ValueError:
+            return False
+        return self._free_now(charge)
+
+    def _free_now(self, charge: Cost) -> bool:
         raise NotImplementedError
 
     def _snapshot(self, now: float, waiting: int) -> ThrottlerStatistics:

@@ -248,13 +248,7 @@ class SyncThrottler(_LedgerFront):
 
     # -- introspection ---------------------------------------------------------------
 
-    def has_capacity(self, cost: CostLike = 1) -> bool:
-        """Whether an entry of `cost` would be admitted now without waiting (`False` for
-        one that could never be)."""
-        try:
-            charge = self._check_cost(cost)
-        except ValueError:
-            return False
+    def _free_now(self, charge: Cost) -> bool:
         with self._lock:
             now = time.monotonic()
             return not self._waiters and self._ledger.earliest(now, charge) <= now

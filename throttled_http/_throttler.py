@@ -594,13 +594,7 @@ class Throttler(_AsyncQueue):
 
     # -- introspection ---------------------------------------------------------------
 
-    def has_capacity(self, cost: CostLike = 1) -> bool:
-        """Whether an entry of `cost` would be admitted now without waiting (`False` for
-        one that could never be)."""
-        try:
-            charge = self._check_cost(cost)
-        except ValueError:
-            return False
+    def _free_now(self, charge: Cost) -> bool:
         now = self._now()
         return not self._waiters and self._ledger.earliest(now, charge) <= now
 
