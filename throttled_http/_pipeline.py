@@ -213,6 +213,11 @@ class Pipeline:
         feedback: the server-feedback policy applied to every response (`None`: none).
         holds: the open responses of this client and their `release_timeout`.
         throttle_timeout: seconds a hop may wait for its entry at most (`None`: no limit).
+        cost: the client's `fn(request)` giving a request's cost when the request names
+            none (`None`: 1).
+        reconcile: the client's `fn(response, tail)` giving what a request really cost,
+            asked when its body ends (and, with an empty tail, for a refused attempt sent
+            again); `None`: nothing is reconciled.
     """
 
     __slots__ = (
