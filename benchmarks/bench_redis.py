@@ -43,6 +43,11 @@ and is killed with ``SIGKILL`` at a random moment of its renewal cycle; a surviv
 measures how long until it has all 10 entries again, with the default ``lease_timeout``
 (5 s) and with 1 s.
 
+**Replicas** (``--replicas``): the price of ``replicas=1`` (``WAIT`` after each script,
+in the same round trip) against a local replica (``redis-server --replicaof``): the
+latency of one admission (one task, ``open_entry()`` then ``close()``) and admissions
+per second of 50 tasks (``acquire()``), with and without it.
+
 Run::
 
     python benchmarks/bench_redis.py            # needs redis-server on PATH
@@ -50,6 +55,7 @@ Run::
     python benchmarks/bench_redis.py --faults   # only the fault runs (about a minute)
     python benchmarks/bench_redis.py --polling  # admit calls per admission (about 10 s)
     python benchmarks/bench_redis.py --leases   # a killed worker's entries (about 40 s)
+    python benchmarks/bench_redis.py --replicas # the price of replicas=1 (about 10 s)
 """
 
 from __future__ import annotations
@@ -491,6 +497,71 @@ async def _leases() -> None:
         proc.wait()
 
 
+def _start_replica(primary: int) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server replicating the one on port ``primary``, and its port."""
+    port = _free_port()
+    import tempfile
+
+    options = ["--bind", "127.0.0.1", "--save", "", "--replicaof", "127.0.0.1", str(primary)]
+    options += ["--dir", tempfile.gettempdir()]  # where it writes the primary's snapshot
+    proc = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), *options],
+        stdout=subprocess.DEVNULL,
+    )
+    return proc, port
+
+
+async def _replicas() -> None:
+    import statistics
+
+    proc, url = _start_server()
+    port = int(url.rsplit(":", 1)[1])
+    client = aioredis.Redis.from_url(url)
+    await client.config_set("repl-diskless-sync-delay", 0)
+    replica, replica_port = _start_replica(port)
+    try:
+        mirror = aioredis.Redis(port=replica_port)
+        while True:
+            try:
+                info = await mirror.info("replication")
+            except redis.ConnectionError:
+                info = {}
+            if info.get("master_link_status") == "up":
+                break
+            await asyncio.sleep(0.05)
+        await mirror.aclose()
+        print("replicas: one primary and one replica on loopback")
+        print(f"{'replicas':>9}{'median admission':>18}{'p99':>9}{'50 tasks admitted/s':>21}")
+        for replicas in (0, 1):
+            throttler = RedisThrottler(
+                10_000_000, redis=url, key=uuid.uuid4().hex, replicas=replicas
+            )
+            times = []
+            for _ in range(1000):
+                start = time.perf_counter()
+                entry = await throttler.open_entry()
+                times.append(time.perf_counter() - start)
+                entry.close()
+            times.sort()
+            count = 10_000
+
+            async def worker(throttler: RedisThrottler = throttler, count: int = count) -> None:
+                for _ in range(count // TASKS):
+                    await throttler.acquire()
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(TASKS)))
+            rate = count / (time.perf_counter() - start)
+            await throttler.aclose()
+            median, p99 = statistics.median(times), times[int(len(times) * 0.99)]
+            print(f"{replicas:>9}{median * 1e3:>16.3f}ms{p99 * 1e3:>7.3f}ms{rate:>21,.0f}")
+    finally:
+        await client.aclose()
+        for server in (replica, proc):
+            server.kill()
+            server.wait()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="use this Redis instead of a private redis-server")
@@ -500,7 +571,11 @@ async def main() -> None:
     parser.add_argument("--faults", action="store_true", help="only the fault runs")
     parser.add_argument("--polling", action="store_true", help="only the polling run")
     parser.add_argument("--leases", action="store_true", help="only the lease runs")
+    parser.add_argument("--replicas", action="store_true", help="only the replica runs")
     args = parser.parse_args()
+    if args.replicas:
+        await _replicas()
+        return
     if args.leases:
         await _leases()
         return

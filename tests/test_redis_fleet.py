@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from test_redis_faults import PrivateRedis
 
+from throttled_http import ThrottlerBackendError
 from throttled_http.redis import RedisThrottler
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.realclock
 
@@ -50,6 +52,7 @@ async def script_calls(server: PrivateRedis) -> int:
 
 ENTRY_WORKER = """
 import asyncio, sys, time
+from throttled_http import ThrottlerBackendError
 from throttled_http.redis import RedisThrottler
 
 url, key, start, duration, tasks = sys.argv[1:]
@@ -107,6 +110,7 @@ async def test_head_blocked_by_entries_open_elsewhere_does_not_poll(
 
 HOLDER = """
 import asyncio, sys
+from throttled_http import ThrottlerBackendError
 from throttled_http.redis import RedisThrottler
 
 url, key = sys.argv[1:]
@@ -175,3 +179,69 @@ async def test_renewal_never_moves_a_settled_stamp(private_redis: PrivateRedis) 
     settled.close()
     await throttler.aclose()
     await client.aclose()
+
+
+async def wait_for_replica(primary: PrivateRedis, replica: PrivateRedis) -> None:
+    """Wait until ``replica`` has synced with ``primary`` (its link is up)."""
+    client = replica.client()
+    deadline = time.monotonic() + 20
+    while (await client.info("replication")).get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica never synced"
+        await asyncio.sleep(0.05)
+    await client.aclose()
+
+
+async def test_replicas_waits_for_acknowledgement(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """replicas=1: an admission returns only once the replica holds it; without a replica
+    it raises ThrottlerBackendError within command_timeout, and admits nothing."""
+    primary = private_redis.client()
+    await primary.config_set("repl-diskless-sync-delay", 0)  # sync at once, not in 5 s
+    await primary.aclose()
+    replica = PrivateRedis()
+    # --dir: the replica writes the primary's snapshot there.
+    replica.start("--replicaof", "127.0.0.1", str(private_redis.port), "--dir", str(tmp_path))
+    throttler = None
+    try:
+        await wait_for_replica(private_redis, replica)
+        # A generous command_timeout (WAIT gets half of it): a loaded machine may take a
+        # while to replicate the first write after the link came up.
+        throttler = RedisThrottler(
+            rates=("10/0.5s", "1000000/60s"),
+            redis=private_redis.url,
+            key="w",
+            replicas=1,
+            command_timeout=4.0,
+        )
+        entry = await asyncio.wait_for(throttler.open_entry(), 10)
+        mirror = replica.client()
+        try:
+            # Read at once from the replica: WAIT made the admission reach it first.
+            assert await mirror.zcard(throttler.redis_keys[0]) == 1
+        finally:
+            await mirror.aclose()
+        client = private_redis.client()
+        try:
+            stats: dict[str, Any] = await client.info("commandstats")
+        finally:
+            await client.aclose()
+        assert int(stats["cmdstat_wait"]["calls"]) >= 1
+        entry.close()
+        replica.stop()
+        start = time.monotonic()
+        with pytest.raises(ThrottlerBackendError, match=r"acknowledged by 0 of 1 replica"):
+            await asyncio.wait_for(throttler.acquire(), 10)
+        assert time.monotonic() - start < 4.0 + 2.0  # WAIT's 2 s, with a wide margin
+    finally:
+        if throttler is not None:
+            await throttler.aclose()
+        replica.stop()
+
+
+def test_replicas_is_checked() -> None:
+    """replicas must be a small non-negative int, and not with a cluster client."""
+    with pytest.raises(TypeError, match="replicas must be an integer"):
+        RedisThrottler(1, redis="redis://127.0.0.1:6379", key="k", replicas=True)
+    with pytest.raises(ValueError, match="got -1"):
+        RedisThrottler(1, redis="redis://127.0.0.1:6379", key="k", replicas=-1)

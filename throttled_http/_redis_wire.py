@@ -34,6 +34,12 @@ holds what differs (the error classes, how to make a client of a URL). A client 
 a URL retries a dropped connection (its call is sent again, within ``command_timeout``):
 safe, as ``admit.lua`` answers a call sent again with what its first run admitted.
 
+**Replicas.** With ``replicas=n`` every call is sent in a pipeline (one round trip, one
+connection) followed by ``WAIT n timeout`` (``timeout``: half of ``command_timeout``), as
+a script cannot call ``WAIT`` itself; a call that fewer than ``n`` replicas acknowledged
+in time fails like any other (an admission is then called off), so an admission is
+answered only once a replica holds it and a failover to that replica loses none.
+
 **Errors.** A redis-py or valkey-py error, an :class:`OSError` or a call that takes longer than
 ``command_timeout`` seconds (every call is bounded) becomes
 :class:`~throttled_http.ThrottlerBackendError`, naming the script and the key, with the
@@ -75,6 +81,7 @@ __all__ = [
     "BLOCKED_SETTLE",
     "OPEN",
     "PAUSE",
+    "ReplicaLag",
     "REDIS_PY",
     "RESUME",
     "SETTLE",
@@ -88,6 +95,7 @@ __all__ = [
     "check_client",
     "check_key",
     "check_prefix",
+    "check_replicas",
     "escape_key",
 ]
 
@@ -99,6 +107,10 @@ RESUME: Final = "2"  # admit open, stamped when the waiting task resumes
 BLOCKED_OPEN: Final = 1  # the head also waits for entries still open (wait: a lower bound)
 BLOCKED_PAUSE: Final = 2  # a shared pause holds everything
 BLOCKED_SETTLE: Final = 4  # only open entries hold back the burst: any settle may let it in
+
+
+class ReplicaLag(Exception):
+    """Fewer replicas than asked for acknowledged a call in time (``WAIT``)."""
 
 
 @final
@@ -258,6 +270,21 @@ def check_client(redis: object) -> tuple[Any, bool, Library]:
     raise TypeError(f"redis must be {_CLIENTS} or a URL, got {type(redis).__name__}")
 
 
+def check_replicas(replicas: object, redis: object) -> int:
+    """Return ``replicas`` if it is an int from 0 to 1000 that ``redis`` can wait for."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise TypeError(f"replicas must be an integer from 0 to 1000, got {replicas!r}")
+    if not 0 <= replicas <= 1000:
+        raise ValueError(f"replicas must be an integer from 0 to 1000, got {replicas}")
+    clusters = (RedisCluster, *_valkey_classes("valkey.asyncio", "ValkeyCluster"))
+    if replicas and isinstance(redis, clusters):
+        raise ValueError(
+            f"replicas={replicas} needs a client of one server: WAIT cannot follow a "
+            "cluster client's calls (got a cluster client)"
+        )
+    return replicas
+
+
 def check_prefix(prefix: object) -> str:
     """Return ``prefix`` if it is a str without hash tag braces, else raise naming it."""
     if not isinstance(prefix, str):
@@ -370,6 +397,7 @@ class Wire:
         lease_timeout: seconds a latency-proof entry counts as open past its last
             renewal (at most ``open_timeout``).
         command_timeout: seconds any one call may take.
+        replicas: replicas that must acknowledge each call (``WAIT``), 0 for none.
 
     Attributes:
         keys: the Redis keys: stamps (sorted set), GCRA time, pause, fence.
@@ -386,6 +414,7 @@ class Wire:
         "_library",
         "_open_timeout",
         "_owns_client",
+        "_replicas",
         "_resume_us",
         "_terms",
         "_url",
@@ -407,8 +436,10 @@ class Wire:
         open_timeout: float,
         lease_timeout: float,
         command_timeout: float,
+        replicas: int = 0,
     ) -> None:
         self._client = client
+        self._replicas = replicas
         self._owns_client = owns_client
         self._url = url
         self._library = library
@@ -519,7 +550,7 @@ class Wire:
         """
         try:
             return await _bounded(self._eval(script, keys, args), self._command_timeout)
-        except (TimeoutError, self._library.error, OSError) as exc:
+        except (TimeoutError, self._library.error, OSError, ReplicaLag) as exc:
             self.errors += 1
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -564,12 +595,40 @@ class Wire:
     async def _eval_once(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
         client: Any = self._client
         self.round_trips += 1
+        if self._replicas:
+            return await self._eval_replicated(script, keys, args)
         try:
             return await client.evalsha(script.sha, len(keys), *keys, *args)
         except self._library.no_script:
             # The script cache was flushed (SCRIPT FLUSH, restart, failover): EVAL caches it.
             self.round_trips += 1
             return await client.eval(script.source, len(keys), *keys, *args)
+
+    async def _eval_replicated(self, script: Script, keys: Sequence[str], args: list[str]) -> Any:
+        """The script then ``WAIT``, in one pipeline: WAIT counts the replicas that have
+        every write of its own connection."""
+        wait_ms = max(1, round(self._command_timeout * 500))
+        client: Any = self._client
+        for source in (None, script.source):
+            # As a context manager: its connection goes back to the pool whatever happens.
+            async with client.pipeline(transaction=False) as pipe:
+                if source is None:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                else:
+                    self.round_trips += 1
+                    pipe.eval(source, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self._replicas, wait_ms)
+                try:
+                    reply, acknowledged = await pipe.execute()
+                except self._library.no_script:
+                    continue  # the script cache was flushed: EVAL caches it
+            if int(acknowledged) < self._replicas:
+                raise ReplicaLag(
+                    f"acknowledged by {int(acknowledged)} of {self._replicas} replica(s) "
+                    f"within {wait_ms / 1000:g} s (WAIT)"
+                )
+            return reply
+        raise AssertionError("unreachable: EVAL cannot answer NOSCRIPT")
 
     def _ttl_ms(self, rates: Sequence[Rate]) -> str:
         """How long keys must live: the longest period plus ``open_timeout``, plus 1 s."""

@@ -80,7 +80,16 @@ from ._front import ThrottlerStatistics, _check_burst, _EntryState
 from ._rates import Rate, RatesLike, parse_rates, resolve_rates
 from ._redis_failover import Failover, check_on_error
 from ._redis_queue import ALLOW, LOCAL, REDIS, LocalQueue
-from ._redis_wire import OPEN, RESUME, Terms, Wire, check_client, check_key, check_prefix
+from ._redis_wire import (
+    OPEN,
+    RESUME,
+    Terms,
+    Wire,
+    check_client,
+    check_key,
+    check_prefix,
+    check_replicas,
+)
 from ._redis_wire import escape_key as escape_key
 from ._validate import int_in_range, non_negative_float, positive_float
 
@@ -211,6 +220,12 @@ class RedisThrottler:
             stamped at that deadline (finite, > 0).
         lease_timeout: seconds an open entry of a process that stopped renewing it (it
             crashed) keeps counting as open (finite, > 0; at most ``open_timeout``).
+        replicas: replicas that must have each call before it counts as done (``WAIT``
+            after each script, in the same round trip): an admission is answered only
+            once ``replicas`` replicas hold it, so a failover to one of them loses no
+            entry. A call they do not acknowledge within ``command_timeout / 2`` fails as
+            Redis failing does (see ``on_error``). 0 (the default) waits for none; not
+            with a cluster client.
         command_timeout: seconds any one Redis call may take before it counts as a failure
             (finite, > 0).
         recover_after: seconds to bypass Redis after a failure with ``on_error`` ``"local"``
@@ -222,7 +237,7 @@ class RedisThrottler:
     .. versionchanged:: 0.2
        ``hold_timeout`` was renamed ``open_timeout``; the synchronous ``try_acquire()``
        was removed and ``try_acquire_async()`` renamed `try_acquire`; ``lease_timeout``
-       was added.
+       and ``replicas`` were added.
     """
 
     __slots__ = ("__weakref__", "_closed", "_failover", "_key", "_queue", "_terms", "_wire")
@@ -243,6 +258,7 @@ class RedisThrottler:
         lease_timeout: float = 5.0,
         command_timeout: float = 2.0,
         recover_after: float = 1.0,
+        replicas: int = 0,
     ) -> None:
         resolved = resolve_rates(rate_limit, period, rates)
         burst = _check_burst(burst, resolved)
@@ -255,6 +271,7 @@ class RedisThrottler:
         lease_timeout = positive_float("lease_timeout", lease_timeout)
         command_timeout = positive_float("command_timeout", command_timeout)
         recover_after = positive_float("recover_after", recover_after)
+        replicas = check_replicas(replicas, redis)
         client, owns_client, library = check_client(redis)  # last: a URL makes a client
         self._terms = terms = Terms(resolved, burst)
         self._wire = wire = Wire(
@@ -268,6 +285,7 @@ class RedisThrottler:
             open_timeout=open_timeout,
             lease_timeout=lease_timeout,
             command_timeout=command_timeout,
+            replicas=replicas,
         )
         self._failover = failover = Failover(
             terms,
@@ -718,11 +736,12 @@ class RedisBackend:
         redis: a redis-py or valkey-py asyncio client or a URL (see
             `RedisThrottler`); a client made from a URL is closed by `aclose`.
         prefix: prepended to every Redis key; must not contain ``{`` or ``}``.
-        on_error, open_timeout, lease_timeout, command_timeout, recover_after: as for
-            `RedisThrottler`.
+        on_error, open_timeout, lease_timeout, command_timeout, recover_after, replicas:
+            as for `RedisThrottler`.
 
     .. versionchanged:: 0.2
-       ``hold_timeout`` was renamed ``open_timeout``; ``lease_timeout`` was added.
+       ``hold_timeout`` was renamed ``open_timeout``; ``lease_timeout`` and ``replicas``
+       were added.
     """
 
     __slots__ = ("_client", "_made", "_options", "_owns_client", "_prefix")
@@ -737,6 +756,7 @@ class RedisBackend:
         lease_timeout: float = 5.0,
         command_timeout: float = 2.0,
         recover_after: float = 1.0,
+        replicas: int = 0,
     ) -> None:
         self._prefix = check_prefix(prefix)
         self._options: dict[str, Any] = {
@@ -745,6 +765,7 @@ class RedisBackend:
             "lease_timeout": positive_float("lease_timeout", lease_timeout),
             "command_timeout": positive_float("command_timeout", command_timeout),
             "recover_after": positive_float("recover_after", recover_after),
+            "replicas": check_replicas(replicas, redis),
         }
         self._client, self._owns_client, _ = check_client(redis)
         self._made: weakref.WeakSet[RedisThrottler] = weakref.WeakSet()
