@@ -319,15 +319,19 @@ class Library:
 # -- reading requests and responses for the pipeline -----------------------------------
 
 
+@final
 class _Exchange:
-    """What the pipeline reads of a request and response (both transports)."""
+    """What the pipeline reads of a request and response, and how a response is held
+    until its body ends (both transports: `sync` picks the library's stream classes)."""
 
-    __slots__ = ("holds", "library", "pipeline")
+    __slots__ = ("_releasing", "_streamed", "holds", "library", "pipeline")
 
-    def __init__(self, pipeline: Pipeline, library: Library) -> None:
+    def __init__(self, pipeline: Pipeline, library: Library, *, sync: bool) -> None:
         self.pipeline = pipeline
         self.holds: Holds | ThreadHolds = pipeline.holds
         self.library = library
+        self._streamed: type[Any] = library.sync_stream if sync else library.async_stream
+        self._releasing: type[Any] = library.sync_releasing if sync else library.async_releasing
 
     def status(self, response: ResponseLike) -> int:
         return response.status_code
@@ -341,40 +345,17 @@ class _Exchange:
     def replayable(self, request: RequestLike) -> bool:
         return isinstance(request.stream, self.library.byte_stream)
 
-
-@final
-class _AsyncExchange(_Exchange):
-    __slots__ = ()
-
     def hold(self, response: ResponseLike, entry: EntryLike, key: str) -> ResponseLike:
         stream = response.stream
-        library = self.library
-        tail = None if self.pipeline.reconcile is None else self.pipeline.body_tail(response, entry)
-        if isinstance(stream, library.byte_stream) or not isinstance(stream, library.async_stream):
+        pipeline = self.pipeline
+        tail = None if pipeline.reconcile is None else pipeline.body_tail(response, entry)
+        if isinstance(stream, self.library.byte_stream) or not isinstance(stream, self._streamed):
             try:
                 _read_whole(tail, stream)
             finally:
                 entry.close()  # the body is in memory already: nothing more to wait for
         else:
-            response.stream = library.async_releasing(stream, self.holds.hold(entry, key), tail)
-        return response
-
-
-@final
-class _SyncExchange(_Exchange):
-    __slots__ = ()
-
-    def hold(self, response: ResponseLike, entry: EntryLike, key: str) -> ResponseLike:
-        stream = response.stream
-        library = self.library
-        tail = None if self.pipeline.reconcile is None else self.pipeline.body_tail(response, entry)
-        if isinstance(stream, library.byte_stream) or not isinstance(stream, library.sync_stream):
-            try:
-                _read_whole(tail, stream)
-            finally:
-                entry.close()
-        else:
-            response.stream = library.sync_releasing(stream, self.holds.hold(entry, key), tail)
+            response.stream = self._releasing(stream, self.holds.hold(entry, key), tail)
         return response
 
 
@@ -448,7 +429,7 @@ class ThrottledTransportCore(Generic[Request, Response, AsyncBaseTransport]):
             check_callable("cost", cost),
             check_callable("reconcile", reconcile),
         )
-        self._exchange = _AsyncExchange(self._pipeline, library)
+        self._exchange = _Exchange(self._pipeline, library, sync=False)
 
     @property
     def throttler(self) -> ThrottlerLike | ThrottlerMap:
@@ -525,7 +506,7 @@ class SyncThrottledTransportCore(Generic[Request, Response, BaseTransport]):
             check_callable("cost", cost),
             check_callable("reconcile", reconcile),
         )
-        self._exchange = _SyncExchange(self._pipeline, library)
+        self._exchange = _Exchange(self._pipeline, library, sync=True)
 
     @property
     def throttler(self) -> SyncThrottlerLike | SyncThrottlerMap:
