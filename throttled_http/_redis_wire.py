@@ -171,15 +171,18 @@ _BACKOFF_BASE: Final = 0.01
 _BACKOFF_CAP: Final = 0.5
 
 
-def _redis_from_url(url: str) -> _aioredis.Redis:
-    retry = _RedisRetry(
-        _RedisBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE),
-        _RETRIES,
-        supported_errors=(_RedisConnectionError, _RedisTimeoutError),
-    )
+def _from_url(
+    url: str, client: Any, retry: Any, backoff: Any, errors: tuple[type[Exception], ...]
+) -> Any:
+    """A client of `url` from one library's classes, with the retry policy above."""
+    policy = retry(backoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE), _RETRIES, supported_errors=errors)
     # retry_on_error too: older redis-py (and valkey-py) retry a command only on those.
-    errors = [_RedisConnectionError, _RedisTimeoutError]
-    return _aioredis.Redis.from_url(url, retry=retry, retry_on_error=errors)
+    return client.from_url(url, retry=policy, retry_on_error=list(errors))
+
+
+def _redis_from_url(url: str) -> Any:
+    errors = (_RedisConnectionError, _RedisTimeoutError)
+    return _from_url(url, _aioredis.Redis, _RedisRetry, _RedisBackoff, errors)
 
 
 def _valkey_from_url(url: str) -> Any:
@@ -188,13 +191,9 @@ def _valkey_from_url(url: str) -> Any:
     from valkey.backoff import EqualJitterBackoff
     from valkey.exceptions import ConnectionError, TimeoutError
 
-    retry = Retry(
-        EqualJitterBackoff(cap=_BACKOFF_CAP, base=_BACKOFF_BASE),
-        _RETRIES,
-        supported_errors=(ConnectionError, TimeoutError),
+    return _from_url(
+        url, aiovalkey.Valkey, Retry, EqualJitterBackoff, (ConnectionError, TimeoutError)
     )
-    errors = [ConnectionError, TimeoutError]
-    return aiovalkey.Valkey.from_url(url, retry=retry, retry_on_error=errors)
 
 
 REDIS_PY: Final = Library(
